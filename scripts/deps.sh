@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hpcc needs to build and test, when missing.
+# Usage: scripts/deps.sh [build|check|bench]  (each set includes the ones before)
+set -euo pipefail
+
+build_pkgs=(gcc make meson ninja-build pkg-config libzstd-dev libssl-dev libinih-dev
+  protobuf-c-compiler libprotobuf-c-dev libcmocka-dev)
+check_pkgs=(clang dpkg-dev)
+bench_pkgs=(ccache sccache hyperfine)
+
+want=("${build_pkgs[@]}")
+case "${1:-build}" in
+  build) ;;
+  check) want+=("${check_pkgs[@]}") ;;
+  bench|demo) want+=("${check_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  *) echo "deps.sh: unknown set '$1' (build, check, bench)" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+((${#missing[@]} == 0)) && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "deps.sh: missing packages: ${missing[*]} (run as root, or install them)" >&2
+  exit 1
+fi
+echo "deps.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,188 @@
+/*
+ * Statistics file (see stats.h). The file is small text, rewritten through a
+ * rename while an flock on a separate lock file is held; a damaged line is
+ * skipped rather than fatal, since counters must never break a build.
+ */
+#include "stats.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+
+#include "fs.h"
+
+static const char *const names[STAT_N] = {
+	[STAT_DIRECT_HIT] = "direct_hit",
+	[STAT_MISS] = "miss",
+	[STAT_MERGED] = "merged_inflight",
+#define X(name, str) [STAT_UNCACHEABLE_##name] = "uncacheable." str,
+	ARGS_REASON_LIST(X)
+	STATS_UNCACHEABLE_EXTRA(X)
+#undef X
+#define X(name, str) [STAT_FALLBACK_##name] = "fallback." str,
+	STATS_FALLBACK_LIST(X)
+#undef X
+	[STAT_CORRUPT_ENTRIES] = "corrupt_entries",
+	[STAT_FILES_STORED] = "files_stored",
+	[STAT_EVICTED_FILES] = "evicted_files",
+	[STAT_CLEANUPS] = "cleanups",
+	[STAT_CACHE_SIZE] = "cache_size",
+	[STAT_CACHE_FILES] = "cache_files",
+};
+
+const char *stats_name(enum stat_counter c) { return c < STAT_N ? names[c] : "?"; }
+
+bool stats_is_empty(const struct stats *s)
+{
+	for (int i = 0; i < STAT_N; i++)
+		if (s->v[i])
+			return false;
+	return true;
+}
+
+static void stats_parse(const char *text, struct stats *ret)
+{
+	*ret = (struct stats){ 0 };
+	const char *p = text;
+	while (*p) {
+		const char *eol = strchrnul(p, '\n');
+		char line[256];
+		size_t n = (size_t)(eol - p);
+		if (n < sizeof(line)) {
+			memcpy(line, p, n);
+			line[n] = '\0';
+			char *sp = strchr(line, ' ');
+			if (sp) {
+				*sp = '\0';
+				char *end;
+				errno = 0;
+				long long v = strtoll(sp + 1, &end, 10);
+				if (!errno && *end == '\0')
+					for (int i = 0; i < STAT_N; i++)
+						if (strcmp(names[i], line) == 0)
+							ret->v[i] = v;
+			}
+		}
+		p = *eol ? eol + 1 : eol;
+	}
+}
+
+int stats_read_file(const char *path, struct stats *ret)
+{
+	_cleanup_buf_ struct buf b;
+	buf_init(&b, 64 * 1024);
+	int r = fs_read_file(path, 64 * 1024, &b);
+	if (r == -ENOENT) {
+		*ret = (struct stats){ 0 };
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	stats_parse(b.data ? b.data : "", ret);
+	return 0;
+}
+
+static int stats_update(const char *path, const struct stats *delta, bool zero)
+{
+	_cleanup_free_ char *lock_path = NULL;
+	if (asprintf(&lock_path, "%s.lock", path) < 0)
+		return -ENOMEM;
+	_cleanup_close_ int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock < 0)
+		return negative_errno();
+	if (flock(lock, LOCK_EX) < 0)
+		return negative_errno();
+	struct stats cur;
+	int r = stats_read_file(path, &cur);
+	if (r < 0)
+		return r;
+	for (int i = 0; i < STAT_N; i++) {
+		if (zero && i != STAT_CACHE_SIZE && i != STAT_CACHE_FILES)
+			cur.v[i] = 0;
+		if (delta)
+			cur.v[i] += delta->v[i];
+		if (cur.v[i] < 0)
+			cur.v[i] = 0;
+	}
+	_cleanup_buf_ struct buf out;
+	buf_init(&out, 64 * 1024);
+	for (int i = 0; i < STAT_N; i++)
+		if ((r = buf_printf(&out, "%s %" PRId64 "\n", names[i], cur.v[i])) < 0)
+			return r;
+	return fs_write_atomic(path, out.data, out.len, 0644, false);
+}
+
+int stats_add_file(const char *path, const struct stats *delta)
+{
+	if (stats_is_empty(delta))
+		return 0;
+	return stats_update(path, delta, false);
+}
+
+int stats_zero_file(const char *path) { return stats_update(path, NULL, true); }
+
+static void human_size(uint64_t v, char *out, size_t n)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double d = (double)v;
+	size_t u = 0;
+	while (d >= 1024 && u + 1 < ARRAY_SIZE(units)) {
+		d /= 1024;
+		u++;
+	}
+	snprintf(out, n, u ? "%.1f %s" : "%.0f %s", d, units[u]);
+}
+
+int stats_format(const struct stats *s, bool json, uint64_t max_size, const char *dir, struct buf *out)
+{
+	const int64_t *v = s->v;
+	int64_t uncacheable = 0, fallback = 0;
+	for (int i = STAT_FIRST_UNCACHEABLE; i <= STAT_LAST_UNCACHEABLE; i++)
+		uncacheable += v[i];
+	for (int i = STAT_FIRST_FALLBACK; i <= STAT_LAST_FALLBACK; i++)
+		fallback += v[i];
+	int64_t lookups = v[STAT_DIRECT_HIT] + v[STAT_MISS];
+	double rate = lookups ? 100.0 * (double)v[STAT_DIRECT_HIT] / (double)lookups : 0.0;
+	if (json) {
+		buf_printf(out, "{\n  \"cache_dir\": \"");
+		for (const char *p = dir; *p; p++) {
+			if (*p == '"' || *p == '\\')
+				buf_append_char(out, '\\');
+			if ((unsigned char)*p >= 0x20)
+				buf_append_char(out, *p);
+		}
+		buf_printf(out, "\",\n  \"max_size\": %" PRIu64 ",\n  \"hit_rate\": %.2f,\n", max_size, rate);
+		buf_printf(out, "  \"uncacheable\": %" PRId64 ",\n  \"fallback\": %" PRId64, uncacheable, fallback);
+		for (int i = 0; i < STAT_N; i++)
+			buf_printf(out, ",\n  \"%s\": %" PRId64, names[i], v[i]);
+		return buf_printf(out, "\n}\n");
+	}
+	char size[32], max[32];
+	human_size((uint64_t)v[STAT_CACHE_SIZE], size, sizeof(size));
+	human_size(max_size, max, sizeof(max));
+	buf_printf(out, "Cache directory                %s\n", dir);
+	buf_printf(out, "Cacheable calls                %" PRId64 "\n", lookups);
+	buf_printf(out, "  Hits                         %" PRId64 " (%.1f %%)\n", v[STAT_DIRECT_HIT], rate);
+	buf_printf(out, "  Misses                       %" PRId64 "\n", v[STAT_MISS]);
+	if (v[STAT_MERGED])
+		buf_printf(out, "  Merged with in-flight        %" PRId64 "\n", v[STAT_MERGED]);
+	buf_printf(out, "Uncacheable calls              %" PRId64 "\n", uncacheable);
+	for (int i = STAT_FIRST_UNCACHEABLE; i <= STAT_LAST_UNCACHEABLE; i++)
+		if (v[i])
+			buf_printf(out, "  %-28s %" PRId64 "\n", names[i] + strlen("uncacheable."), v[i]);
+	buf_printf(out, "Fallbacks (hpcc errors)        %" PRId64 "\n", fallback);
+	for (int i = STAT_FIRST_FALLBACK; i <= STAT_LAST_FALLBACK; i++)
+		if (v[i])
+			buf_printf(out, "  %-28s %" PRId64 "\n", names[i] + strlen("fallback."), v[i]);
+	if (v[STAT_CORRUPT_ENTRIES])
+		buf_printf(out, "Corrupt entries removed        %" PRId64 "\n", v[STAT_CORRUPT_ENTRIES]);
+	buf_printf(out, "Files stored                   %" PRId64 "\n", v[STAT_FILES_STORED]);
+	if (v[STAT_CLEANUPS])
+		buf_printf(out, "Cleanups                       %" PRId64 " (%" PRId64 " files evicted)\n",
+			   v[STAT_CLEANUPS], v[STAT_EVICTED_FILES]);
+	return buf_printf(out, "Cache size                     %s of %s (%" PRId64 " files)\n", size, max,
+			  v[STAT_CACHE_FILES]);
+}

@@ -1,0 +1,37 @@
+/*
+ * File system helpers: capped reads, atomic writes (temporary file plus
+ * rename, so a reader sees the old file or the new one and never half of
+ * one), directory creation, and lexical path handling for the project root.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "buf.h"
+
+/* Reads at most max bytes; -EFBIG when the file is larger. */
+int fs_read_file(const char *path, size_t max, struct buf *out);
+int fs_read_fd(int fd, size_t max, struct buf *out);
+int fs_write_all(int fd, const void *data, size_t n);
+/* Writes data to path through a temporary file in the same directory and a
+ * rename; with sync, fsyncs the file first. mode is subject to the umask. */
+int fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode, bool sync);
+int fs_mkdir_p(const char *path, mode_t mode);
+/* Opens a fresh temporary file "<prefix>.<random>.tmp"; ret_path is malloc'd. */
+int fs_mkstemp(const char *prefix, mode_t mode, char **ret_path);
+
+/* Lexically normalises an absolute or relative path: removes "." parts,
+ * repeated slashes and "x/.." pairs (without following symlinks). */
+char *path_normalize(const char *path);
+/* Joins dir and name (name absolute → name alone), then normalises. */
+char *path_join(const char *dir, const char *name);
+/* When path (absolute, normalised) lies under root, returns the relative
+ * rest ("." for root itself); NULL otherwise. */
+const char *path_under(const char *path, const char *root);
+/* True for a relative path with no "..", no empty part and no NUL. */
+bool path_is_safe_relative(const char *path, size_t len);
+/* Finds the nearest ancestor of dir (inclusive) that holds name. */
+char *path_find_upwards(const char *dir, const char *name);
+const char *path_basename(const char *path);

@@ -1,0 +1,448 @@
+/*
+ * The daemon (see server.h). Start-up is race-free under `make -j`: many
+ * wrappers may try to start a daemon at once; each candidate takes an flock
+ * on <socket>.lock first, and only the holder removes a stale socket and
+ * binds, so exactly one serves and the rest exit quietly.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "engine.h"
+#include "fs.h"
+#include "ipc.h"
+#include "log.h"
+
+#define REQUEST_TIMEOUT_MS 10000
+#define REQUEST_MAX ((size_t)16 << 20)
+#define DONE_MAX (ENGINE_MAX_CAPTURE * 2 + (1 << 20))
+#define MAX_CONNECTIONS 1024
+
+char *engine_cache_dir(const struct config *cfg);
+
+struct daemon_state {
+	struct engine *engine;
+	atomic_int active;
+	atomic_bool stop;
+	atomic_long last_activity;
+	time_t started;
+	atomic_ulong requests;
+};
+
+struct conn {
+	struct daemon_state *d;
+	int fd;
+};
+
+static char *socket_path_for(const struct config *cfg)
+{
+	_cleanup_free_ char *dir = engine_cache_dir(cfg);
+	return dir ? ipc_socket_path(dir, config_get(cfg, CONFIG_DAEMON_SOCKET)) : NULL;
+}
+
+static int reply_compile(int fd, const struct engine_result *res)
+{
+	Hpcc__Local__CompileReply rep = HPCC__LOCAL__COMPILE_REPLY__INIT;
+	Hpcc__Local__OutputFile *files = calloc(res->n_outputs + 1, sizeof(*files));
+	Hpcc__Local__OutputFile **ptrs = calloc(res->n_outputs + 1, sizeof(*ptrs));
+	if (!files || !ptrs) {
+		free(files);
+		free(ptrs);
+		return -ENOMEM;
+	}
+	switch (res->action) {
+	case ENGINE_HIT:
+		rep.action = HPCC__LOCAL__COMPILE_REPLY__ACTION__HIT;
+		break;
+	case ENGINE_RUN:
+		rep.action = HPCC__LOCAL__COMPILE_REPLY__ACTION__RUN;
+		break;
+	default:
+		rep.action = HPCC__LOCAL__COMPILE_REPLY__ACTION__FALLBACK;
+	}
+	for (size_t i = 0; i < res->n_outputs; i++) {
+		hpcc__local__output_file__init(&files[i]);
+		files[i].path = res->outputs[i].path;
+		files[i].data.data = (uint8_t *)res->outputs[i].data.data;
+		files[i].data.len = res->outputs[i].data.len;
+		ptrs[i] = &files[i];
+	}
+	rep.n_outputs = res->n_outputs;
+	rep.outputs = ptrs;
+	rep.stdout_data.data = (uint8_t *)res->out.data;
+	rep.stdout_data.len = res->out.len;
+	rep.stderr_data.data = (uint8_t *)res->err.data;
+	rep.stderr_data.len = res->err.len;
+	rep.color = res->color;
+	rep.n_run_argv = res->run_argv.n;
+	rep.run_argv = res->run_argv.v;
+	rep.reason = (char *)(res->reason ? res->reason : "");
+	Hpcc__Local__Envelope env = HPCC__LOCAL__ENVELOPE__INIT;
+	env.msg_case = HPCC__LOCAL__ENVELOPE__MSG_COMPILE_REPLY;
+	env.compile_reply = &rep;
+	int r = ipc_send(fd, &env);
+	free(files);
+	free(ptrs);
+	return r;
+}
+
+static int reply_done(int fd, struct output_file *outs, size_t n)
+{
+	Hpcc__Local__JobDoneReply rep = HPCC__LOCAL__JOB_DONE_REPLY__INIT;
+	Hpcc__Local__OutputFile files[4];
+	Hpcc__Local__OutputFile *ptrs[4];
+	if (n > ARRAY_SIZE(files))
+		return -E2BIG;
+	for (size_t i = 0; i < n; i++) {
+		hpcc__local__output_file__init(&files[i]);
+		files[i].path = outs[i].path;
+		files[i].data.data = (uint8_t *)outs[i].data.data;
+		files[i].data.len = outs[i].data.len;
+		ptrs[i] = &files[i];
+	}
+	rep.n_outputs = n;
+	rep.outputs = ptrs;
+	Hpcc__Local__Envelope env = HPCC__LOCAL__ENVELOPE__INIT;
+	env.msg_case = HPCC__LOCAL__ENVELOPE__MSG_DONE_REPLY;
+	env.done_reply = &rep;
+	return ipc_send(fd, &env);
+}
+
+static int reply_command(int fd, int code, const char *text)
+{
+	Hpcc__Local__CommandReply rep = HPCC__LOCAL__COMMAND_REPLY__INIT;
+	rep.code = code;
+	rep.text = (char *)text;
+	Hpcc__Local__Envelope env = HPCC__LOCAL__ENVELOPE__INIT;
+	env.msg_case = HPCC__LOCAL__ENVELOPE__MSG_COMMAND_REPLY;
+	env.command_reply = &rep;
+	return ipc_send(fd, &env);
+}
+
+static void handle_compile(struct daemon_state *d, int fd, const Hpcc__Local__CompileRequest *req)
+{
+	struct engine_request er = {
+		.argc = (int)req->n_argv,
+		.argv = req->argv,
+		.compiler_path = req->compiler_path,
+		.cwd = req->cwd,
+		.env = req->env,
+		.n_env = req->n_env,
+		.stderr_is_tty = req->stderr_is_tty,
+		.prefix_map = req->prefix_map,
+	};
+	struct engine_result res;
+	if (req->n_argv == 0 || !req->cwd[0] || req->cwd[0] != '/' || !req->compiler_path[0]) {
+		res = (struct engine_result){ .action = ENGINE_FALLBACK, .reason = "bad-request" };
+		engine_count(d->engine, STAT_FALLBACK_INTERNAL);
+	} else if (engine_lookup(d->engine, &er, &res) < 0) {
+		res = (struct engine_result){ .action = ENGINE_FALLBACK, .reason = "internal-error" };
+		engine_count(d->engine, STAT_FALLBACK_INTERNAL);
+	}
+	int r = reply_compile(fd, &res);
+	if (res.action != ENGINE_RUN || r < 0) {
+		if (res.job)
+			engine_abandon(d->engine, res.job);
+		engine_result_free(&res);
+		return;
+	}
+	struct engine_job *job = TAKE_PTR(res.job);
+	engine_result_free(&res);
+	/* The compile runs in the wrapper; wait as long as it takes, but not
+	 * past the wrapper's death (the socket then closes). */
+	ipc_envelope *env = NULL;
+	r = ipc_recv(fd, -1, DONE_MAX, &env);
+	if (r < 0 || env->msg_case != HPCC__LOCAL__ENVELOPE__MSG_DONE) {
+		ipc_envelope_free(env);
+		engine_abandon(d->engine, job);
+		return;
+	}
+	const Hpcc__Local__JobDone *done = env->done;
+	struct buf out = { .data = (char *)done->stdout_data.data, .len = done->stdout_data.len };
+	struct buf err = { .data = (char *)done->stderr_data.data, .len = done->stderr_data.len };
+	struct output_file *outs = NULL;
+	size_t n = 0;
+	r = engine_complete(d->engine, job, done->wait_status, &out, &err, done->output_passed, &outs, &n);
+	ipc_envelope_free(env);
+	if (r == 0)
+		reply_done(fd, outs, n);
+	/* On failure the connection closes without a reply: the wrapper then
+	 * recompiles untouched, which is always correct. */
+	output_files_free(outs, n);
+}
+
+static void handle_command(struct daemon_state *d, int fd, const Hpcc__Local__Command *cmd)
+{
+	if (strcmp(cmd->name, "stop") == 0) {
+		engine_flush(d->engine);
+		reply_command(fd, 0, "stopping");
+		atomic_store(&d->stop, true);
+		return;
+	}
+	if (strcmp(cmd->name, "flush") == 0) {
+		int r = engine_flush(d->engine);
+		reply_command(fd, r, r < 0 ? strerror(-r) : "flushed");
+		return;
+	}
+	if (strcmp(cmd->name, "status") == 0) {
+		uint64_t hits = 0, misses = 0, entries = 0;
+		memo_counters(engine_memo(d->engine), &hits, &misses, &entries);
+		char text[1024];
+		snprintf(text, sizeof(text),
+			 "pid %d\ncache_dir %s\nuptime %lds\nrequests %lu\nactive %d\nmemo_entries %lu\nmemo_hits %lu\nmemo_misses %lu\n",
+			 (int)getpid(), engine_dir(d->engine), (long)(time(NULL) - d->started),
+			 atomic_load(&d->requests), atomic_load(&d->active) - 1, (unsigned long)entries,
+			 (unsigned long)hits, (unsigned long)misses);
+		reply_command(fd, 0, text);
+		return;
+	}
+	reply_command(fd, -EINVAL, "unknown command");
+}
+
+static void *conn_thread(void *arg)
+{
+	struct conn *c = arg;
+	struct daemon_state *d = c->d;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == getuid()) {
+		ipc_envelope *env = NULL;
+		if (ipc_recv(c->fd, REQUEST_TIMEOUT_MS, REQUEST_MAX, &env) == 0) {
+			atomic_fetch_add(&d->requests, 1);
+			if (env->msg_case == HPCC__LOCAL__ENVELOPE__MSG_COMPILE)
+				handle_compile(d, c->fd, env->compile);
+			else if (env->msg_case == HPCC__LOCAL__ENVELOPE__MSG_COMMAND)
+				handle_command(d, c->fd, env->command);
+		}
+		ipc_envelope_free(env);
+	} else
+		log_warn("refused a connection from uid %d", (int)cred.uid);
+	close(c->fd);
+	atomic_store(&d->last_activity, (long)time(NULL));
+	atomic_fetch_sub(&d->active, 1);
+	free(c);
+	return NULL;
+}
+
+static void *flush_thread(void *arg)
+{
+	struct daemon_state *d = arg;
+	while (!atomic_load(&d->stop)) {
+		struct timespec ts = { 1, 0 };
+		nanosleep(&ts, NULL);
+		int r = engine_flush(d->engine);
+		if (r < 0)
+			log_warn("flushing counters: %s", strerror(-r));
+	}
+	return NULL;
+}
+
+static volatile sig_atomic_t got_signal;
+static void on_signal(int sig) { got_signal = sig; }
+
+static int bind_socket(const char *path, struct error *err)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return error_set(err, -ENAMETOOLONG, "socket path too long: %s", path);
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return error_set(err, negative_errno(), "socket: %s", strerror(errno));
+	unlink(path);
+	mode_t old = umask(0077);
+	int r = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+	umask(old);
+	if (r < 0 || chmod(path, 0600) < 0 || listen(fd, 512) < 0) {
+		r = negative_errno();
+		close(fd);
+		return error_set(err, r, "cannot listen on %s: %s", path, strerror(-r));
+	}
+	return fd;
+}
+
+int daemon_run(const struct config *cfg, struct error *err)
+{
+	_cleanup_free_ char *path = socket_path_for(cfg);
+	if (!path)
+		return error_set(err, -ENOMEM, "out of memory");
+	_cleanup_free_ char *dir = strdup(path);
+	if (!dir)
+		return error_set(err, -ENOMEM, "out of memory");
+	*strrchr(dir, '/') = '\0';
+	int r = fs_mkdir_p(dir, 0700);
+	if (r < 0)
+		return error_set(err, r, "%s: %s", dir, strerror(-r));
+	struct stat st;
+	if (stat(dir, &st) < 0 || st.st_uid != getuid() || (st.st_mode & 0077))
+		return error_set(err, -EPERM, "%s must be a directory of ours with mode 0700", dir);
+	_cleanup_free_ char *lock_path = NULL;
+	if (asprintf(&lock_path, "%s.lock", path) < 0)
+		return error_set(err, -ENOMEM, "out of memory");
+	_cleanup_close_ int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock < 0)
+		return error_set(err, negative_errno(), "%s: %s", lock_path, strerror(errno));
+	if (flock(lock, LOCK_EX | LOCK_NB) < 0)
+		return error_set(err, -EALREADY, "a daemon already serves %s", path);
+
+	struct daemon_state d = { .started = time(NULL) };
+	r = engine_new(cfg, true, &d.engine, err);
+	if (r < 0)
+		return r;
+	_cleanup_close_ int lfd = bind_socket(path, err);
+	if (lfd < 0) {
+		engine_free(d.engine);
+		return lfd;
+	}
+	uint64_t idle = 600;
+	config_get_u64(cfg, CONFIG_DAEMON_IDLE_TIMEOUT, &idle);
+	atomic_store(&d.last_activity, (long)time(NULL));
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	pthread_t flusher;
+	pthread_create(&flusher, NULL, flush_thread, &d);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	log_info("daemon %d serving %s on %s", (int)getpid(), engine_dir(d.engine), path);
+
+	while (!atomic_load(&d.stop) && !got_signal) {
+		struct pollfd pfd = { lfd, POLLIN, 0 };
+		int n = poll(&pfd, 1, 500);
+		if (n == 0) {
+			long quiet = (long)time(NULL) - atomic_load(&d.last_activity);
+			if (idle > 0 && atomic_load(&d.active) == 0 && quiet >= (long)idle)
+				break;
+			continue;
+		}
+		if (n < 0)
+			continue;
+		int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (cfd < 0)
+			continue;
+		atomic_store(&d.last_activity, (long)time(NULL));
+		struct conn *c = malloc(sizeof(*c));
+		if (!c || atomic_load(&d.active) >= MAX_CONNECTIONS) {
+			free(c);
+			close(cfd);
+			continue;
+		}
+		*c = (struct conn){ &d, cfd };
+		atomic_fetch_add(&d.active, 1);
+		pthread_t t;
+		if (pthread_create(&t, &attr, conn_thread, c) != 0) {
+			atomic_fetch_sub(&d.active, 1);
+			close(cfd);
+			free(c);
+		}
+	}
+	/* Stop accepting first, so a wrapper that comes now starts a new daemon
+	 * (or compiles in-process) instead of waiting on us. */
+	unlink(path);
+	close(TAKE_FD(lfd));
+	atomic_store(&d.stop, true);
+	pthread_join(flusher, NULL);
+	for (int i = 0; i < 600 && atomic_load(&d.active) > 0; i++) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	engine_flush(d.engine);
+	log_info("daemon %d exiting", (int)getpid());
+	/* Connection threads may still hold the engine; the process exit frees it. */
+	if (atomic_load(&d.active) == 0)
+		engine_free(d.engine);
+	return 0;
+}
+
+int daemon_connect(const struct config *cfg, int *ret_fd)
+{
+	_cleanup_free_ char *path = socket_path_for(cfg);
+	if (!path)
+		return -ENOMEM;
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return negative_errno();
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		int r = negative_errno();
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+int daemon_spawn(const char *self_exe, struct error *err)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return error_set(err, negative_errno(), "fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* Detach: new session, second fork, no inherited stdio. */
+		setsid();
+		if (fork() != 0)
+			_exit(0);
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+			dup2(null, 2);
+		}
+		/* Close everything else the build handed us (job-server pipes). */
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != null)
+				close(fd);
+		char *argv[] = { (char *)"hpcc", (char *)"daemon", (char *)"run", NULL };
+		execv(self_exe, argv);
+		_exit(127);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	return 0;
+}
+
+int daemon_command(const struct config *cfg, const char *name, char **ret_text)
+{
+	_cleanup_close_ int fd = -1;
+	int r = daemon_connect(cfg, &fd);
+	if (r < 0)
+		return r;
+	Hpcc__Local__Command cmd = HPCC__LOCAL__COMMAND__INIT;
+	cmd.name = (char *)name;
+	Hpcc__Local__Envelope env = HPCC__LOCAL__ENVELOPE__INIT;
+	env.msg_case = HPCC__LOCAL__ENVELOPE__MSG_COMMAND;
+	env.command = &cmd;
+	if ((r = ipc_send(fd, &env)) < 0)
+		return r;
+	ipc_envelope *rep = NULL;
+	if ((r = ipc_recv(fd, 30000, 1 << 20, &rep)) < 0)
+		return r;
+	if (rep->msg_case != HPCC__LOCAL__ENVELOPE__MSG_COMMAND_REPLY) {
+		ipc_envelope_free(rep);
+		return -EBADMSG;
+	}
+	r = rep->command_reply->code;
+	if (ret_text)
+		*ret_text = strdup(rep->command_reply->text);
+	ipc_envelope_free(rep);
+	return r;
+}

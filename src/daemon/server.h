@@ -1,0 +1,22 @@
+/*
+ * The per-user daemon: one process per cache directory, listening on a Unix
+ * socket (0600, peer uid checked with SO_PEERCRED), a thread per wrapper
+ * connection, the engine with its digest memo shared between them, counters
+ * flushed every second, and an exit after an idle period.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "error.h"
+
+/* Runs the daemon in the foreground until stopped or idle. */
+int daemon_run(const struct config *cfg, struct error *err);
+/* Starts a detached daemon for cfg's cache dir unless one answers already,
+ * and waits (bounded) until it accepts connections. */
+int daemon_spawn(const char *self_exe, struct error *err);
+/* Connects to the daemon of this cache dir; -ENOENT/-ECONNREFUSED if none. */
+int daemon_connect(const struct config *cfg, int *ret_fd);
+/* Sends a command (stats, status, stop, zero) and returns its reply text. */
+int daemon_command(const struct config *cfg, const char *name, char **ret_text);

@@ -1,0 +1,49 @@
+# Shared helpers for the integration tests (sourced). Each test runs the real
+# hpcc binary ($HPCC) against a private cache directory and compares what it
+# produces with a plain compile, byte for byte, in the style of ccache's suites.
+set -uo pipefail
+
+: "${HPCC:?set HPCC to the hpcc binary}"
+TEST_NAME=$(basename "$0" .sh)
+WORK=$(mktemp -d "/tmp/hpcc-${TEST_NAME}.XXXXXX")
+export HPCC_DIR="$WORK/cache"
+export HPCC_LOG_FILE="$WORK/hpcc.log" HPCC_LOG_LEVEL=debug
+unset XDG_RUNTIME_DIR HPCC_CONFIG HPCC_DISABLE HPCC_DAEMON HPCC_MAX_SIZE CCACHE_DIR
+export HPCC_CONFIG="$WORK/none.ini"   # an explicit, empty config file
+: >"$HPCC_CONFIG"
+T_FAILS=0
+
+cleanup() {
+  "$HPCC" daemon stop >/dev/null 2>&1 || true
+  if [ "$T_FAILS" = 0 ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$WORK"; else echo "# kept $WORK"; fi
+}
+trap cleanup EXIT
+
+ok() { echo "ok - $TEST_NAME: $*"; }
+not_ok() { echo "not ok - $TEST_NAME: $*"; T_FAILS=$((T_FAILS + 1)); }
+check() { # description command...
+  local d=$1; shift
+  if "$@"; then ok "$d"; else not_ok "$d"; fi
+}
+
+# stat NAME: the counter's value from `hpcc stats --json`.
+stat() {
+  "$HPCC" stats --json | sed -n "s/^  \"$1\": \\([0-9]*\\).*/\\1/p"
+}
+expect_stat() { # name value [description]
+  local got; got=$(stat "$1")
+  if [ "$got" = "$2" ]; then ok "${3:-$1 = $2}"; else not_ok "${3:-$1}: expected $2, got '$got'"; fi
+}
+zero_stats() { "$HPCC" stats --zero >/dev/null; }
+
+# same FILE1 FILE2 [description]: byte-identical.
+same() {
+  if cmp -s "$1" "$2"; then ok "${3:-$1 == $2}"; else not_ok "${3:-$1 == $2} (files differ)"; fi
+}
+
+# plain_and_cached DIR ARGS...: compiles ARGS in DIR once plainly into
+# DIR/plain/ and twice through hpcc (miss, then hit), keeping every output.
+# Outputs are named by the caller's -o; dependency files by the caller too.
+new_project() { # name → prints the path of a fresh directory marked as a project root
+  local d="$WORK/$1"; mkdir -p "$d"; (cd "$d" && "$HPCC" init >/dev/null); echo "$d"
+}
