@@ -1,6 +1,8 @@
 # Front for the meson build. `make check` and `make demo` set everything up
 # themselves on a fresh Debian 12 machine (as root), as the README says.
 BUILD ?= build
+# meson wraps the compiler in ccache or sccache when it finds one; build plainly.
+export CC ?= gcc
 ASAN_BUILD ?= build-asan
 MESON_OPTS ?= --buildtype=debugoptimized -Dwerror=true
 

@@ -352,6 +352,7 @@ static int build_base(struct engine *e, const struct engine_request *req, struct
 			key_add_path(b, job->root, a->key_args[i].path);
 		else
 			buf_append_char(b, '-');
+		buf_append_lp_str(b, a->key_args[i].suffix ? a->key_args[i].suffix : "");
 	}
 	buf_append_lp_str(b, "cwd");
 	key_add_path(b, job->root, job->cwd);
@@ -361,7 +362,7 @@ static int build_base(struct engine *e, const struct engine_request *req, struct
 	key_add_path(b, job->root, a->output);
 	buf_append_u64(b, a->split_dwarf);
 	buf_append_u64(b, a->coverage);
-	if (a->coverage) {
+	if (a->coverage || a->profile_arcs) {
 		/* Coverage objects embed the absolute .gcda path, which no prefix
 		 * map rewrites: such results are tied to their directory. */
 		_cleanup_free_ char *abs_out = path_join(job->cwd, a->output);
@@ -796,11 +797,15 @@ static void dep_infos_free(struct dep_info *d, size_t n)
 	free(d);
 }
 
+static int64_t ts_ns(const struct timespec *t) { return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec; }
+
 static bool changed_since(const struct stat *st, const struct timespec *t)
 {
-	/* Whole seconds: a file system with coarse timestamps may round a
-	 * write made just after the start down to the same second. */
-	return st->st_mtim.tv_sec >= t->tv_sec || st->st_ctim.tv_sec >= t->tv_sec;
+	/* File times come from the kernel's coarse clock, which may lag the
+	 * clock we read by a tick: count anything from 20 ms before the start
+	 * as written during the compile. */
+	int64_t start = ts_ns(t) - 20 * 1000000;
+	return ts_ns(&st->st_mtim) >= start || ts_ns(&st->st_ctim) >= start;
 }
 
 static int dep_cmp(const void *a, const void *b)

@@ -31,12 +31,17 @@ char *compiler_find(const char *name, const char *self_exe)
 		size_t n = (size_t)(e - p);
 		_cleanup_free_ char *cand = NULL;
 		if (n > 0 && asprintf(&cand, "%.*s/%s", (int)n, p, name) >= 0) {
-			struct stat st;
-			_cleanup_free_ char *real = realpath(cand, NULL);
-			bool is_self = (have_self && stat(cand, &st) == 0 && st.st_dev == self.st_dev &&
-					st.st_ino == self.st_ino) ||
-				       (real && strcmp(path_basename(real), "hpcc") == 0);
-			if (!is_self && access(cand, X_OK) == 0 && stat(cand, &st) == 0 && S_ISREG(st.st_mode))
+			struct stat st, lst;
+			bool found = stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0;
+			bool is_self = found && have_self && st.st_dev == self.st_dev && st.st_ino == self.st_ino;
+			/* Another copy of hpcc behind a symlink is hpcc too. Only
+			 * symlinks need resolving, which keeps the common case to
+			 * one stat per PATH entry. */
+			if (found && !is_self && lstat(cand, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+				_cleanup_free_ char *real = realpath(cand, NULL);
+				is_self = real && strncmp(path_basename(real), "hpcc", 4) == 0;
+			}
+			if (found && !is_self)
 				return TAKE_PTR(cand);
 		}
 		p = *e ? e + 1 : e;

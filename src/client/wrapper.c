@@ -38,6 +38,7 @@ char *engine_cache_dir(const struct config *cfg);
 #define INFLIGHT_REPLY_TIMEOUT_S 900
 
 struct wrapper {
+	struct strv trash;       /* replaced outputs, to unlink after we are done */
 	int argc;
 	char **argv;             /* as given; argv[0] the compiler's name */
 	char *compiler;          /* the real compiler's path */
@@ -81,13 +82,42 @@ static void count_locally(struct wrapper *w, enum stat_counter c)
 	(void)stats_add_file(path, &delta);
 }
 
-static int write_output(const char *path, const void *data, size_t n)
+static int write_output(struct wrapper *w, const char *path, const void *data, size_t n)
 {
 	/* 0666 through the umask, as the compiler would create it. */
-	int r = fs_write_atomic(path, data, n, 0666, false);
+	char *old = NULL;
+	int r = fs_replace(path, data, n, 0666, &old);
 	if (r < 0)
 		log_warn("writing %s: %s", path, strerror(-r));
+	if (old) {
+		/* Absolute, so that the daemon (another cwd) can remove it. */
+		char *abs = old[0] == '/' ? strdup(old) : path_join(w->cwd, old);
+		if (!abs || strv_push_take(&w->trash, abs) < 0)
+			unlink(old);
+		free(old);
+	}
 	return r;
+}
+
+/* Unlinking a replaced output can take milliseconds on ext4; the daemon does
+ * it after we exit. Without a daemon (fd < 0) we do it ourselves. */
+static void drop_trash(struct wrapper *w, int fd)
+{
+	if (w->trash.n == 0)
+		return;
+	if (fd >= 0) {
+		Hpcc__Local__Command cmd = HPCC__LOCAL__COMMAND__INIT;
+		cmd.name = (char *)"unlink";
+		cmd.n_args = w->trash.n;
+		cmd.args = w->trash.v;
+		Hpcc__Local__Envelope env = HPCC__LOCAL__ENVELOPE__INIT;
+		env.msg_case = HPCC__LOCAL__ENVELOPE__MSG_COMMAND;
+		env.command = &cmd;
+		if (ipc_send(fd, &env) == 0)
+			return;
+	}
+	for (size_t i = 0; i < w->trash.n; i++)
+		unlink(w->trash.v[i]);
 }
 
 static void print_stream(int fd, const void *data, size_t n, bool strip)
@@ -190,7 +220,7 @@ static int via_daemon(struct wrapper *w)
 	const Hpcc__Local__CompileReply *rep = env->compile_reply;
 	if (rep->action == HPCC__LOCAL__COMPILE_REPLY__ACTION__HIT) {
 		for (size_t i = 0; i < rep->n_outputs; i++) {
-			if (write_output(rep->outputs[i]->path, rep->outputs[i]->data.data, rep->outputs[i]->data.len) < 0) {
+			if (write_output(w, rep->outputs[i]->path, rep->outputs[i]->data.data, rep->outputs[i]->data.len) < 0) {
 				ipc_envelope_free(env);
 				count_locally(w, STAT_FALLBACK_INTERNAL);
 				return exec_real(w);
@@ -200,6 +230,7 @@ static int via_daemon(struct wrapper *w)
 		print_stream(2, rep->stderr_data.data, rep->stderr_data.len, !rep->color);
 		int code = rep->exit_code;
 		ipc_envelope_free(env);
+		drop_trash(w, fd);
 		return code;
 	}
 	if (rep->action != HPCC__LOCAL__COMPILE_REPLY__ACTION__RUN || rep->n_run_argv == 0) {
@@ -243,7 +274,7 @@ static int via_daemon(struct wrapper *w)
 	}
 	for (size_t i = 0; i < drep->done_reply->n_outputs; i++) {
 		const Hpcc__Local__OutputFile *o = drep->done_reply->outputs[i];
-		if (write_output(o->path, o->data.data, o->data.len) < 0) {
+		if (write_output(w, o->path, o->data.data, o->data.len) < 0) {
 			ipc_envelope_free(drep);
 			proc_result_free(&res);
 			count_locally(w, STAT_FALLBACK_INTERNAL);
@@ -253,6 +284,7 @@ static int via_daemon(struct wrapper *w)
 	ipc_envelope_free(drep);
 	print_run(&res, color);
 	proc_result_free(&res);
+	drop_trash(w, fd);
 	return code;
 }
 
@@ -286,7 +318,7 @@ static int in_process(struct wrapper *w)
 	if (res.action == ENGINE_HIT) {
 		code = 0;
 		for (size_t i = 0; i < res.n_outputs && code == 0; i++)
-			if (write_output(res.outputs[i].path, res.outputs[i].data.data, res.outputs[i].data.len) < 0) {
+			if (write_output(w, res.outputs[i].path, res.outputs[i].data.data, res.outputs[i].data.len) < 0) {
 				engine_count(e, STAT_FALLBACK_INTERNAL);
 				code = -1;
 			}
@@ -304,7 +336,7 @@ static int in_process(struct wrapper *w)
 			size_t n = 0;
 			int r = engine_complete(e, job, pr.status, &pr.out, &pr.err, pr.out_passed || pr.err_passed, &outs, &n);
 			for (size_t i = 0; r == 0 && i < n; i++)
-				r = write_output(outs[i].path, outs[i].data.data, outs[i].data.len);
+				r = write_output(w, outs[i].path, outs[i].data.data, outs[i].data.len);
 			output_files_free(outs, n);
 			if (r == 0 || proc_exit_code(pr.status) != 0) {
 				print_run(&pr, res.color);
@@ -316,6 +348,7 @@ static int in_process(struct wrapper *w)
 	engine_result_free(&res);
 	engine_flush(e);
 	engine_free(e);
+	drop_trash(w, -1);
 	return code >= 0 ? code : exec_real(w);
 }
 

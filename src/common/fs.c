@@ -126,6 +126,61 @@ static int fs_is_dir(const char *path)
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
+static bool same_content(const char *path, const void *data, size_t n)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != n || st.st_nlink != 1)
+		return false;
+	char tmp[65536];
+	const char *p = data;
+	size_t off = 0;
+	while (off < n) {
+		ssize_t got = read(fd, tmp, sizeof(tmp));
+		if (got <= 0 || (size_t)got > n - off || memcmp(tmp, p + off, (size_t)got) != 0)
+			return false;
+		off += (size_t)got;
+	}
+	return true;
+}
+
+int fs_replace(const char *path, const void *data, size_t n, mode_t mode, char **ret_old)
+{
+	*ret_old = NULL;
+	if (same_content(path, data, n))
+		return utimensat(AT_FDCWD, path, NULL, 0) < 0 ? negative_errno() : 0;
+	_cleanup_free_ char *tmp = NULL;
+	_cleanup_close_ int fd = fs_mkstemp(path, mode, &tmp);
+	if (fd < 0)
+		return fd;
+	int r = fs_write_all(fd, data, n);
+	if (r >= 0 && close(TAKE_FD(fd)) < 0)
+		r = negative_errno();
+	if (r < 0) {
+		unlink(tmp);
+		return r;
+	}
+	char *old = NULL;
+	if (asprintf(&old, "%s.old", tmp) < 0) {
+		unlink(tmp);
+		return -ENOMEM;
+	}
+	bool moved = rename(path, old) == 0;
+	if (rename(tmp, path) < 0) {
+		r = negative_errno();
+		if (moved)
+			(void)rename(old, path);
+		unlink(tmp);
+		free(old);
+		return r;
+	}
+	if (moved)
+		*ret_old = old;
+	else
+		free(old);
+	return 0;
+}
+
 int fs_mkdir_p(const char *path, mode_t mode)
 {
 	if (mkdir(path, mode) == 0)

@@ -18,6 +18,15 @@ int fs_write_all(int fd, const void *data, size_t n);
 /* Writes data to path through a temporary file in the same directory and a
  * rename; with sync, fsyncs the file first. mode is subject to the umask. */
 int fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode, bool sync);
+/* Writes a build output. Like fs_write_atomic(sync=false), but made cheap
+ * for files that nobody reads while they are written:
+ * - when path already holds exactly data, it only gets a fresh mtime;
+ * - an existing file is renamed aside first, since ext4 (auto_da_alloc)
+ *   flushes data synchronously when a rename replaces a file, and freeing
+ *   its blocks can take milliseconds more: the old file's new name is
+ *   returned in *ret_old (NULL if none) for the caller to unlink later.
+ * path is briefly absent between the two renames. */
+int fs_replace(const char *path, const void *data, size_t n, mode_t mode, char **ret_old);
 int fs_mkdir_p(const char *path, mode_t mode);
 /* Opens a fresh temporary file "<prefix>.<random>.tmp"; ret_path is malloc'd. */
 int fs_mkstemp(const char *prefix, mode_t mode, char **ret_path);

@@ -132,6 +132,24 @@ static int reply_command(int fd, int code, const char *text)
 	return ipc_send(fd, &env);
 }
 
+/* After a reply, the wrapper may hand over replaced outputs to unlink (see
+ * wrapper.c): only names that fs_replace makes are accepted. */
+static void take_trash(int fd)
+{
+	ipc_envelope *env = NULL;
+	if (ipc_recv(fd, 2000, 1 << 20, &env) < 0)
+		return;
+	if (env->msg_case == HPCC__LOCAL__ENVELOPE__MSG_COMMAND && strcmp(env->command->name, "unlink") == 0) {
+		for (size_t i = 0; i < env->command->n_args && i < 16; i++) {
+			const char *p = env->command->args[i];
+			size_t n = strlen(p);
+			if (p[0] == '/' && n > 8 && strcmp(p + n - 8, ".tmp.old") == 0 && !strstr(p, "/../"))
+				unlink(p);
+		}
+	}
+	ipc_envelope_free(env);
+}
+
 static void handle_compile(struct daemon_state *d, int fd, const Hpcc__Local__CompileRequest *req)
 {
 	struct engine_request er = {
@@ -156,7 +174,10 @@ static void handle_compile(struct daemon_state *d, int fd, const Hpcc__Local__Co
 	if (res.action != ENGINE_RUN || r < 0) {
 		if (res.job)
 			engine_abandon(d->engine, res.job);
+		bool hit = res.action == ENGINE_HIT && r == 0;
 		engine_result_free(&res);
+		if (hit)
+			take_trash(fd);
 		return;
 	}
 	struct engine_job *job = TAKE_PTR(res.job);
@@ -177,8 +198,8 @@ static void handle_compile(struct daemon_state *d, int fd, const Hpcc__Local__Co
 	size_t n = 0;
 	r = engine_complete(d->engine, job, done->wait_status, &out, &err, done->output_passed, &outs, &n);
 	ipc_envelope_free(env);
-	if (r == 0)
-		reply_done(fd, outs, n);
+	if (r == 0 && reply_done(fd, outs, n) == 0)
+		take_trash(fd);
 	/* On failure the connection closes without a reply: the wrapper then
 	 * recompiles untouched, which is always correct. */
 	output_files_free(outs, n);
