@@ -15,7 +15,7 @@
  * key, and the compile gets -ffile-prefix-map=<root>=., so two checkouts at
  * different paths share entries and produce identical objects.
  */
-#include "engine.h"
+#include "engine_private.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -34,50 +34,8 @@
 #include "local.pb-c.h"
 #include "log.h"
 
-#define MANIFEST_MAX_CANDIDATES 32
-#define MANIFEST_MAX_SIZE ((size_t)64 << 20)
-#define RESULT_MAX_SIZE ((size_t)768 << 20)
 #define INFLIGHT_WAIT_SECONDS 600
-#define PROFILE_DIR_MAX_FILES 20000
 #define RSP_THRESHOLD (96 * 1024)
-
-struct inflight {
-	struct digest key;
-	struct inflight *next;
-};
-
-struct engine {
-	char *dir;
-	char *tmp_dir;
-	char *stats_path;
-	struct store store;
-	struct memo *memo;
-	uint64_t max_size;
-	bool disabled;
-
-	pthread_mutex_t lock;         /* guards pending, known_size, inflight */
-	pthread_cond_t inflight_done;
-	struct stats pending;
-	int64_t known_size;           /* cache size as of the last flush */
-	struct inflight *inflight;
-};
-
-struct engine_job {
-	struct compile_args args;
-	struct toolchain tc;
-	char *cwd;
-	char *root;                   /* NULL without a project root */
-	char *compiler_path;
-	struct digest base_digest;
-	struct digest direct_key;
-	struct buf base;              /* the base encoding, reused for the action key */
-	char *dep_tmp;                /* where the compiler writes its full -MD list */
-	char *rsp_tmp;                /* a response file for an over-long command */
-	struct timespec started;
-	bool prefix_map;
-	bool allow_time_macros;       /* SOURCE_DATE_EPOCH is set */
-	bool inflight_registered;
-};
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -106,7 +64,7 @@ void engine_count(struct engine *e, enum stat_counter c)
 	pthread_mutex_unlock(&e->lock);
 }
 
-static void engine_add(struct engine *e, const struct stats *delta)
+void engine_add(struct engine *e, const struct stats *delta)
 {
 	pthread_mutex_lock(&e->lock);
 	for (int i = 0; i < STAT_N; i++)
@@ -123,19 +81,6 @@ static int fallback(struct engine *e, struct engine_result *ret, enum stat_count
 	ret->action = ENGINE_FALLBACK;
 	ret->reason = stats_name(c);
 	return 0;
-}
-
-/* Replaces the suffix of a file name (after its last '.', if the '.' is in
- * the last path component) with ext, as GCC names auxiliary outputs. */
-static char *replace_suffix(const char *path, const char *ext)
-{
-	const char *base = path_basename(path);
-	const char *dot = strrchr(base, '.');
-	size_t n = dot ? (size_t)(dot - path) : strlen(path);
-	char *out = NULL;
-	if (asprintf(&out, "%.*s%s", (int)n, path, ext) < 0)
-		return NULL;
-	return out;
 }
 
 /* ---- setup ------------------------------------------------------------ */
@@ -256,155 +201,6 @@ int engine_flush(struct engine *e)
 	return r;
 }
 
-/* ---- keys ------------------------------------------------------------- */
-
-/* Appends a path to a key encoding: as written when relative (the cwd is
- * part of the key), root-relative when under the project root, absolute
- * otherwise; a tag byte keeps the three apart. */
-static int key_add_path(struct buf *b, const char *root, const char *path)
-{
-	if (path[0] != '/') {
-		buf_append_char(b, 'L');
-		return buf_append_lp_str(b, path);
-	}
-	_cleanup_free_ char *norm = path_normalize(path);
-	if (!norm)
-		return -ENOMEM;
-	const char *rel = root ? path_under(norm, root) : NULL;
-	buf_append_char(b, rel ? 'R' : 'A');
-	return buf_append_lp_str(b, rel ? rel : norm);
-}
-
-/* Digests what -fprofile-use reads: a file, every regular file of a
- * directory, or the compiler's default profile name. */
-static int key_add_profile(struct buf *b, const struct engine_job *job, struct memo *memo)
-{
-	const struct compile_args *a = &job->args;
-	_cleanup_free_ char *path = NULL;
-	if (a->profile_path)
-		path = path_join(job->cwd, a->profile_path);
-	else if (job->tc.family == FAMILY_CLANG)
-		path = path_join(job->cwd, "default.profdata");
-	else {
-		_cleanup_free_ char *gcda = replace_suffix(a->output, ".gcda");
-		path = gcda ? path_join(job->cwd, gcda) : NULL;
-	}
-	if (!path)
-		return -ENOMEM;
-	buf_append_lp_str(b, "profile");
-	struct stat st;
-	if (stat(path, &st) < 0) {
-		buf_append_lp_str(b, "absent");
-		return 0;
-	}
-	if (S_ISREG(st.st_mode)) {
-		struct file_digest fd;
-		int r = memo_digest(memo, path, &fd);
-		if (r < 0)
-			return r;
-		return buf_append_lp(b, fd.digest.b, DIGEST_LEN);
-	}
-	/* A directory: names and digests of its regular files, sorted. */
-	struct dirent **list = NULL;
-	int n = scandir(path, &list, NULL, alphasort);
-	if (n < 0)
-		return negative_errno();
-	int r = n > PROFILE_DIR_MAX_FILES ? -E2BIG : 0;
-	for (int i = 0; i < n; i++) {
-		if (r == 0 && list[i]->d_name[0] != '.') {
-			_cleanup_free_ char *f = path_join(path, list[i]->d_name);
-			struct file_digest fd;
-			if (f && memo_digest(memo, f, &fd) == 0) {
-				buf_append_lp_str(b, list[i]->d_name);
-				buf_append_lp(b, fd.digest.b, DIGEST_LEN);
-			}
-		}
-		free(list[i]);
-	}
-	free(list);
-	return r;
-}
-
-static bool env_lookup(const struct engine_request *req, const char *name, const char **ret)
-{
-	size_t n = strlen(name);
-	for (size_t i = 0; i < req->n_env; i++)
-		if (strncmp(req->env[i], name, n) == 0 && req->env[i][n] == '=') {
-			*ret = req->env[i] + n + 1;
-			return true;
-		}
-	return false;
-}
-
-static int build_base(struct engine *e, const struct engine_request *req, struct engine_job *job)
-{
-	const struct compile_args *a = &job->args;
-	struct buf *b = &job->base;
-	buf_init(b, 16 << 20);
-	buf_append_lp_str(b, "hpcc-key-v1");
-	buf_append_lp(b, job->tc.id.b, DIGEST_LEN);
-	buf_append_u64(b, job->tc.family);
-	buf_append_u64(b, a->lang);
-	buf_append_u64(b, a->n_key_args);
-	for (size_t i = 0; i < a->n_key_args; i++) {
-		buf_append_lp_str(b, a->key_args[i].flag);
-		if (a->key_args[i].path)
-			key_add_path(b, job->root, a->key_args[i].path);
-		else
-			buf_append_char(b, '-');
-		buf_append_lp_str(b, a->key_args[i].suffix ? a->key_args[i].suffix : "");
-	}
-	buf_append_lp_str(b, "cwd");
-	key_add_path(b, job->root, job->cwd);
-	buf_append_lp_str(b, "source");
-	key_add_path(b, job->root, a->source);
-	buf_append_lp_str(b, "output");
-	key_add_path(b, job->root, a->output);
-	buf_append_u64(b, a->split_dwarf);
-	buf_append_u64(b, a->coverage);
-	if (a->coverage || a->profile_arcs) {
-		/* Coverage objects embed the absolute .gcda path, which no prefix
-		 * map rewrites: such results are tied to their directory. */
-		_cleanup_free_ char *abs_out = path_join(job->cwd, a->output);
-		buf_append_lp_str(b, job->cwd);
-		buf_append_lp_str(b, abs_out ? abs_out : "");
-	}
-	buf_append_u64(b, job->root && req->prefix_map);
-	for (size_t i = 0; i < req->n_env; i++)
-		buf_append_lp_str(b, req->env[i]);
-	if (a->march_native) {
-		struct digest nd;
-		int r = compiler_native_digest(job->compiler_path, &nd);
-		if (r < 0)
-			return r;
-		buf_append_lp(b, nd.b, DIGEST_LEN);
-	}
-	if (a->profile_use) {
-		int r = key_add_profile(b, job, e->memo);
-		if (r < 0)
-			return r;
-	}
-	/* A buffer that hit its cap fails every later append: check once. */
-	if (b->len >= b->max - 1)
-		return -E2BIG;
-	return digest_bytes(b->data, b->len, &job->base_digest);
-}
-
-static int key_derive(const struct engine_job *job, const char *what, const struct digest *d, struct digest *ret)
-{
-	_cleanup_hasher_ struct hasher h = { 0 };
-	int r = hasher_init(&h);
-	if (r < 0)
-		return r;
-	uint8_t tag[64];
-	size_t n = strlen(what);
-	memcpy(tag, what, n);
-	hasher_update(&h, job->base_digest.b, DIGEST_LEN);
-	hasher_update(&h, tag, n);
-	hasher_update(&h, d->b, DIGEST_LEN);
-	return hasher_final(&h, ret);
-}
-
 /* ---- in-flight merging ------------------------------------------------- */
 
 /* Registers key as being compiled, or, when someone else already compiles
@@ -477,160 +273,6 @@ static void job_free(struct engine *e, struct engine_job *job)
 }
 
 void engine_abandon(struct engine *e, struct engine_job *job) { job_free(e, job); }
-
-/* ---- hits --------------------------------------------------------------- */
-
-static char *input_path(const struct engine_job *job, const char *path, bool rooted)
-{
-	if (!rooted)
-		return strdup(path);
-	if (!job->root)
-		return NULL;
-	return path_join(job->root, path);
-}
-
-/* True when every input of the candidate still has the recorded digest. */
-static bool candidate_matches(struct engine *e, const struct engine_job *job, const Hpcc__Local__ManifestCandidate *c)
-{
-	for (size_t i = 0; i < c->n_inputs; i++) {
-		const Hpcc__Local__ManifestInput *in = c->inputs[i];
-		if (in->digest.len != DIGEST_LEN)
-			return false;
-		_cleanup_free_ char *p = input_path(job, in->path, in->rooted);
-		struct file_digest fd;
-		if (!p || memo_digest(e->memo, p, &fd) < 0 || memcmp(fd.digest.b, in->digest.data, DIGEST_LEN) != 0)
-			return false;
-	}
-	return true;
-}
-
-static int add_output(struct engine_result *ret, const char *path, const void *data, size_t n)
-{
-	struct output_file *o = realloc(ret->outputs, (ret->n_outputs + 1) * sizeof(*o));
-	if (!o)
-		return -ENOMEM;
-	ret->outputs = o;
-	struct output_file *f = &o[ret->n_outputs];
-	*f = (struct output_file){ .path = strdup(path) };
-	buf_init(&f->data, n + 1);
-	if (!f->path || buf_append(&f->data, data, n) < 0) {
-		free(f->path);
-		buf_free(&f->data);
-		return -ENOMEM;
-	}
-	ret->n_outputs++;
-	return 0;
-}
-
-static const char *output_name_for(const struct compile_args *a, int kind, char **tmp)
-{
-	switch (kind) {
-	case HPCC__LOCAL__RESULT_ENTRY__KIND__DWO:
-		return *tmp = replace_suffix(a->output, ".dwo");
-	case HPCC__LOCAL__RESULT_ENTRY__KIND__GCNO:
-		return *tmp = replace_suffix(a->output, ".gcno");
-	default:
-		return a->output;
-	}
-}
-
-/* Renders the user's dependency file from an entry's dependency list. */
-static int render_depfile(const struct engine_job *job, Hpcc__Local__Dep **deps, size_t n, struct engine_result *ret)
-{
-	if (job->args.dep_mode == DEP_NONE)
-		return 0;
-	struct strv spelled = { 0 };
-	bool *sys = calloc(n ? n : 1, sizeof(bool));
-	int r = sys ? 0 : -ENOMEM;
-	for (size_t i = 0; r == 0 && i < n; i++) {
-		char *p = input_path(job, deps[i]->path, deps[i]->rooted);
-		r = strv_push_take(&spelled, p);
-		sys[i] = deps[i]->system;
-	}
-	_cleanup_buf_ struct buf text;
-	buf_init(&text, DEPFILE_MAX_SIZE);
-	_cleanup_free_ char *path = NULL;
-	if (r == 0)
-		r = depfile_render(&job->args, spelled.v, sys, spelled.n, &text, &path);
-	if (r == 0)
-		r = add_output(ret, path, text.data, text.len);
-	strv_free(&spelled);
-	free(sys);
-	return r;
-}
-
-static int serve_hit(struct engine *e, struct engine_job *job, const struct digest *action, struct engine_result *ret)
-{
-	_cleanup_buf_ struct buf payload;
-	buf_init(&payload, RESULT_MAX_SIZE + 1);
-	struct stats delta = { 0 };
-	int r = store_get(&e->store, STORE_RESULT, action, RESULT_MAX_SIZE, &payload, &delta);
-	engine_add(e, &delta);
-	if (r < 0)
-		return r;
-	Hpcc__Local__ResultEntry *entry = hpcc__local__result_entry__unpack(NULL, payload.len, (uint8_t *)payload.data);
-	if (!entry) {
-		/* The digest matched but the content does not parse: an entry
-		 * from an incompatible writer. Drop it. */
-		store_remove(&e->store, STORE_RESULT, action, &delta);
-		engine_count(e, STAT_CORRUPT_ENTRIES);
-		return -ENOENT;
-	}
-	r = 0;
-	for (size_t i = 0; r == 0 && i < entry->n_files; i++) {
-		_cleanup_free_ char *tmp = NULL;
-		const char *name = output_name_for(&job->args, entry->files[i]->kind, &tmp);
-		r = name ? add_output(ret, name, entry->files[i]->data.data, entry->files[i]->data.len) : -ENOMEM;
-	}
-	if (r == 0)
-		r = render_depfile(job, entry->deps, entry->n_deps, ret);
-	if (r == 0) {
-		buf_init(&ret->out, ENGINE_MAX_CAPTURE + 1);
-		buf_init(&ret->err, ENGINE_MAX_CAPTURE + 1);
-		if (buf_append(&ret->out, entry->stdout_data.data, entry->stdout_data.len) < 0 ||
-		    buf_append(&ret->err, entry->stderr_data.data, entry->stderr_data.len) < 0)
-			r = -ENOMEM;
-	}
-	hpcc__local__result_entry__free_unpacked(entry, NULL);
-	if (r < 0) {
-		output_files_free(ret->outputs, ret->n_outputs);
-		ret->outputs = NULL;
-		ret->n_outputs = 0;
-		return r;
-	}
-	ret->action = ENGINE_HIT;
-	return 0;
-}
-
-/* Looks the direct key up: 0 and a filled result on a hit, -ENOENT on a miss. */
-static int try_hit(struct engine *e, struct engine_job *job, struct engine_result *ret)
-{
-	_cleanup_buf_ struct buf payload;
-	buf_init(&payload, MANIFEST_MAX_SIZE + 1);
-	struct stats delta = { 0 };
-	int r = store_get(&e->store, STORE_MANIFEST, &job->direct_key, MANIFEST_MAX_SIZE, &payload, &delta);
-	engine_add(e, &delta);
-	if (r < 0)
-		return r;
-	Hpcc__Local__Manifest *m = hpcc__local__manifest__unpack(NULL, payload.len, (uint8_t *)payload.data);
-	if (!m) {
-		store_remove(&e->store, STORE_MANIFEST, &job->direct_key, &delta);
-		engine_count(e, STAT_CORRUPT_ENTRIES);
-		return -ENOENT;
-	}
-	r = -ENOENT;
-	/* Newest candidates are last and the likeliest to match. */
-	for (size_t i = m->n_candidates; i-- > 0 && r == -ENOENT;) {
-		const Hpcc__Local__ManifestCandidate *c = m->candidates[i];
-		if (c->action_digest.len != DIGEST_LEN || !candidate_matches(e, job, c))
-			continue;
-		struct digest action;
-		memcpy(action.b, c->action_digest.data, DIGEST_LEN);
-		r = serve_hit(e, job, &action, ret);
-	}
-	hpcc__local__manifest__free_unpacked(m, NULL);
-	return r;
-}
 
 /* ---- lookups ----------------------------------------------------------- */
 
@@ -711,7 +353,7 @@ int engine_lookup(struct engine *e, const struct engine_request *req, struct eng
 	if (e->disabled)
 		return fallback(e, ret, STAT_UNCACHEABLE_DISABLED);
 	const char *v;
-	if (env_lookup(req, "DEPENDENCIES_OUTPUT", &v) || env_lookup(req, "SUNPRO_DEPENDENCIES", &v))
+	if (keys_env_lookup(req, "DEPENDENCIES_OUTPUT", &v) || keys_env_lookup(req, "SUNPRO_DEPENDENCIES", &v))
 		return fallback(e, ret, STAT_UNCACHEABLE_UNSUPPORTED_OPTION);
 
 	struct engine_job *job = calloc(1, sizeof(*job));
@@ -732,9 +374,9 @@ int engine_lookup(struct engine *e, const struct engine_request *req, struct eng
 	job->compiler_path = strdup(req->compiler_path);
 	job->root = path_find_upwards(req->cwd, ".hpcc");
 	job->prefix_map = req->prefix_map;
-	job->allow_time_macros = env_lookup(req, "SOURCE_DATE_EPOCH", &v);
+	job->allow_time_macros = keys_env_lookup(req, "SOURCE_DATE_EPOCH", &v);
 	ret->color = wants_color(&job->args, req->stderr_is_tty);
-	if (!job->cwd || !job->compiler_path || build_base(e, req, job) < 0) {
+	if (!job->cwd || !job->compiler_path || keys_build_base(e, req, job) < 0) {
 		job_free(e, job);
 		return fallback(e, ret, STAT_FALLBACK_INTERNAL);
 	}
@@ -745,10 +387,10 @@ int engine_lookup(struct engine *e, const struct engine_request *req, struct eng
 		job_free(e, job);
 		return fallback(e, ret, STAT_UNCACHEABLE_NO_SOURCE);
 	}
-	key_derive(job, "direct", &sd.digest, &job->direct_key);
+	keys_derive(job, "direct", &sd.digest, &job->direct_key);
 
 	for (int attempt = 0; attempt < 2; attempt++) {
-		r = try_hit(e, job, ret);
+		r = results_try_hit(e, job, ret);
 		if (r == 0) {
 			engine_count(e, attempt ? STAT_MERGED : STAT_DIRECT_HIT);
 			if (attempt)
@@ -780,302 +422,6 @@ int engine_lookup(struct engine *e, const struct engine_request *req, struct eng
 
 /* ---- storing a result -------------------------------------------------- */
 
-struct dep_info {
-	char *spelled;      /* as in the compiler's .d */
-	char *canonical;    /* root-relative or absolute, normalised */
-	bool rooted;
-	bool system;
-	struct file_digest fd;
-};
-
-static void dep_infos_free(struct dep_info *d, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free(d[i].spelled);
-		free(d[i].canonical);
-	}
-	free(d);
-}
-
-static int64_t ts_ns(const struct timespec *t) { return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec; }
-
-static bool changed_since(const struct stat *st, const struct timespec *t)
-{
-	/* File times come from the kernel's coarse clock, which may lag the
-	 * clock we read by a tick: count anything from 20 ms before the start
-	 * as written during the compile. */
-	int64_t start = ts_ns(t) - 20 * 1000000;
-	return ts_ns(&st->st_mtim) >= start || ts_ns(&st->st_ctim) >= start;
-}
-
-static int dep_cmp(const void *a, const void *b)
-{
-	const struct dep_info *x = *(const struct dep_info *const *)a, *y = *(const struct dep_info *const *)b;
-	if (x->rooted != y->rooted)
-		return x->rooted ? -1 : 1;
-	return strcmp(x->canonical, y->canonical);
-}
-
-/* The input manifest digest: sorted (path, digest) pairs, duplicates once. */
-static int manifest_digest(struct dep_info *deps, size_t n, struct digest *ret)
-{
-	_cleanup_free_ struct dep_info **sorted = calloc(n ? n : 1, sizeof(*sorted));
-	if (!sorted)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		sorted[i] = &deps[i];
-	qsort(sorted, n, sizeof(*sorted), dep_cmp);
-	_cleanup_buf_ struct buf enc;
-	buf_init(&enc, 64 << 20);
-	buf_append_lp_str(&enc, "hpcc-inputs-v1");
-	for (size_t i = 0; i < n; i++) {
-		if (i > 0 && dep_cmp(&sorted[i - 1], &sorted[i]) == 0)
-			continue;
-		buf_append_char(&enc, sorted[i]->rooted ? 'R' : 'A');
-		buf_append_lp_str(&enc, sorted[i]->canonical);
-		if (buf_append_lp(&enc, sorted[i]->fd.digest.b, DIGEST_LEN) < 0)
-			return -E2BIG;
-	}
-	return digest_bytes(enc.data, enc.len, ret);
-}
-
-static int system_flags_for(const struct engine_job *job, struct strv *ret)
-{
-	/* Only the options that change the compiler's search list. */
-	static const char *const affecting[] = { "--sysroot", "-isysroot", "-nostdinc", "-nostdinc++", "-target",
-						 "--target", "-isystem", "-idirafter", "-stdlib", "-m32", "-m64",
-						 "-mx32" };
-	const struct compile_args *a = &job->args;
-	for (size_t i = 0; i < a->n_key_args; i++) {
-		const char *f = a->key_args[i].flag;
-		for (size_t k = 0; k < ARRAY_SIZE(affecting); k++) {
-			if (strncmp(f, affecting[k], strlen(affecting[k])) != 0)
-				continue;
-			int r;
-			if (a->key_args[i].path) {
-				_cleanup_free_ char *abs = path_join(job->cwd, a->key_args[i].path);
-				if (!abs)
-					return -ENOMEM;
-				size_t fl = strlen(f);
-				r = fl > 0 && f[fl - 1] == '=' ? strv_pushf(ret, "%s%s", f, abs) :
-								 (strv_push(ret, f) < 0 ? -ENOMEM : strv_push(ret, abs));
-			} else
-				r = strv_push(ret, f);
-			if (r < 0)
-				return r;
-			break;
-		}
-	}
-	return 0;
-}
-
-static int collect_deps(struct engine *e, struct engine_job *job, struct dep_info **ret, size_t *ret_n,
-			enum stat_counter *ret_refuse)
-{
-	_cleanup_buf_ struct buf text;
-	buf_init(&text, DEPFILE_MAX_SIZE + 1);
-	int r = fs_read_file(job->dep_tmp, DEPFILE_MAX_SIZE, &text);
-	if (r < 0)
-		return r;
-	struct depfile df = { 0 };
-	r = depfile_parse(text.data ? text.data : "", text.len, &df);
-	if (r < 0)
-		return r;
-	if (df.deps.n == 0) {
-		depfile_free(&df);
-		return -EBADMSG;
-	}
-	struct dep_info *deps = calloc(df.deps.n, sizeof(*deps));
-	_cleanup_strv_ struct strv sysdirs = { 0 }, flags = { 0 };
-	r = deps ? system_flags_for(job, &flags) : -ENOMEM;
-	if (r == 0 && compiler_system_dirs(job->compiler_path, job->args.lang, flags.v, flags.n, &sysdirs) < 0)
-		log_warn("cannot list the system include directories of %s", job->compiler_path);
-	size_t n = 0;
-	for (size_t i = 0; r == 0 && i < df.deps.n; i++, n++) {
-		struct dep_info *d = &deps[i];
-		d->spelled = strdup(df.deps.v[i]);
-		_cleanup_free_ char *abs = path_join(job->cwd, df.deps.v[i]);
-		if (!d->spelled || !abs) {
-			r = -ENOMEM;
-			break;
-		}
-		const char *rel = job->root ? path_under(abs, job->root) : NULL;
-		d->rooted = rel != NULL;
-		d->canonical = strdup(rel ? rel : abs);
-		if (!d->canonical) {
-			r = -ENOMEM;
-			break;
-		}
-		for (size_t k = 0; k < sysdirs.n && !d->system; k++)
-			d->system = path_under(abs, sysdirs.v[k]) != NULL;
-		if ((r = memo_digest(e->memo, abs, &d->fd)) < 0)
-			break;
-		if (changed_since(&d->fd.st, &job->started))
-			*ret_refuse = STAT_UNCACHEABLE_MODIFIED_DURING_COMPILE;
-		else if (d->fd.time_macros && !job->allow_time_macros)
-			*ret_refuse = STAT_UNCACHEABLE_TIME_MACROS;
-	}
-	depfile_free(&df);
-	if (r < 0) {
-		dep_infos_free(deps, n);
-		return r;
-	}
-	*ret = deps;
-	*ret_n = n;
-	return 0;
-}
-
-/* Reads one output file of the compile, capped. */
-static int read_output(const struct engine_job *job, const char *name, struct buf *ret)
-{
-	_cleanup_free_ char *abs = path_join(job->cwd, name);
-	if (!abs)
-		return -ENOMEM;
-	buf_init(ret, ENGINE_MAX_OUTPUT + 1);
-	return fs_read_file(abs, ENGINE_MAX_OUTPUT, ret);
-}
-
-static int update_manifest(struct engine *e, struct engine_job *job, struct dep_info *deps, size_t n,
-			   const struct digest *action, struct stats *delta)
-{
-	_cleanup_buf_ struct buf payload;
-	buf_init(&payload, MANIFEST_MAX_SIZE + 1);
-	Hpcc__Local__Manifest *old = NULL;
-	if (store_get(&e->store, STORE_MANIFEST, &job->direct_key, MANIFEST_MAX_SIZE, &payload, delta) == 0)
-		old = hpcc__local__manifest__unpack(NULL, payload.len, (uint8_t *)payload.data);
-	size_t keep = old ? old->n_candidates : 0;
-	size_t skip = keep >= MANIFEST_MAX_CANDIDATES ? keep - MANIFEST_MAX_CANDIDATES + 1 : 0;
-	Hpcc__Local__Manifest m = HPCC__LOCAL__MANIFEST__INIT;
-	_cleanup_free_ Hpcc__Local__ManifestCandidate **cands = calloc(keep - skip + 1, sizeof(*cands));
-	_cleanup_free_ Hpcc__Local__ManifestInput *inputs = calloc(n ? n : 1, sizeof(*inputs));
-	_cleanup_free_ Hpcc__Local__ManifestInput **input_ptrs = calloc(n ? n : 1, sizeof(*input_ptrs));
-	int r = cands && inputs && input_ptrs ? 0 : -ENOMEM;
-	Hpcc__Local__ManifestCandidate fresh = HPCC__LOCAL__MANIFEST_CANDIDATE__INIT;
-	if (r == 0) {
-		for (size_t i = skip; i < keep; i++) {
-			/* An identical candidate (same action) is replaced by the new one. */
-			const ProtobufCBinaryData *ad = &old->candidates[i]->action_digest;
-			if (ad->len == DIGEST_LEN && memcmp(ad->data, action->b, DIGEST_LEN) == 0)
-				continue;
-			cands[m.n_candidates++] = old->candidates[i];
-		}
-		for (size_t i = 0; i < n; i++) {
-			hpcc__local__manifest_input__init(&inputs[i]);
-			inputs[i].path = deps[i].canonical;
-			inputs[i].rooted = deps[i].rooted;
-			inputs[i].digest.data = deps[i].fd.digest.b;
-			inputs[i].digest.len = DIGEST_LEN;
-			input_ptrs[i] = &inputs[i];
-		}
-		fresh.n_inputs = n;
-		fresh.inputs = input_ptrs;
-		fresh.action_digest.data = (uint8_t *)action->b;
-		fresh.action_digest.len = DIGEST_LEN;
-		cands[m.n_candidates++] = &fresh;
-		m.candidates = cands;
-		size_t len = hpcc__local__manifest__get_packed_size(&m);
-		_cleanup_free_ uint8_t *packed = len <= MANIFEST_MAX_SIZE ? malloc(len ? len : 1) : NULL;
-		if (!packed)
-			r = len > MANIFEST_MAX_SIZE ? -EFBIG : -ENOMEM;
-		else {
-			hpcc__local__manifest__pack(&m, packed);
-			r = store_put(&e->store, STORE_MANIFEST, &job->direct_key, packed, len, delta);
-		}
-	}
-	if (old)
-		hpcc__local__manifest__free_unpacked(old, NULL);
-	return r;
-}
-
-static int store_result(struct engine *e, struct engine_job *job, struct dep_info *deps, size_t n,
-			const struct buf *out, const struct buf *err, enum stat_counter *ret_refuse)
-{
-	struct digest inputs, action;
-	int r = manifest_digest(deps, n, &inputs);
-	if (r < 0)
-		return r;
-	key_derive(job, "action", &inputs, &action);
-
-	struct { int kind; bool wanted; } kinds[] = {
-		{ HPCC__LOCAL__RESULT_ENTRY__KIND__OBJECT, true },
-		{ HPCC__LOCAL__RESULT_ENTRY__KIND__DWO, job->args.split_dwarf },
-		{ HPCC__LOCAL__RESULT_ENTRY__KIND__GCNO, job->args.coverage },
-	};
-	struct buf data[ARRAY_SIZE(kinds)] = { 0 };
-	Hpcc__Local__ResultEntry__File files[ARRAY_SIZE(kinds)];
-	Hpcc__Local__ResultEntry__File *file_ptrs[ARRAY_SIZE(kinds)];
-	Hpcc__Local__Dep *dep_msgs = calloc(n ? n : 1, sizeof(*dep_msgs));
-	Hpcc__Local__Dep **dep_ptrs = calloc(n ? n : 1, sizeof(*dep_ptrs));
-	Hpcc__Local__ResultEntry entry = HPCC__LOCAL__RESULT_ENTRY__INIT;
-	uint8_t *packed = NULL;
-	size_t total = 0;
-	r = dep_msgs && dep_ptrs ? 0 : -ENOMEM;
-	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(kinds); i++) {
-		if (!kinds[i].wanted)
-			continue;
-		_cleanup_free_ char *tmp = NULL;
-		const char *name = output_name_for(&job->args, kinds[i].kind, &tmp);
-		r = name ? read_output(job, name, &data[i]) : -ENOMEM;
-		if (r == -ENOENT)
-			*ret_refuse = STAT_UNCACHEABLE_MISSING_OUTPUT;
-		else if (r == -EFBIG || (total += data[i].len) > ENGINE_MAX_OUTPUT)
-			*ret_refuse = STAT_UNCACHEABLE_OUTPUT_TOO_LARGE;
-		if (r < 0 || *ret_refuse != STAT_N)
-			break;
-		hpcc__local__result_entry__file__init(&files[entry.n_files]);
-		files[entry.n_files].kind = kinds[i].kind;
-		files[entry.n_files].data.data = (uint8_t *)data[i].data;
-		files[entry.n_files].data.len = data[i].len;
-		file_ptrs[entry.n_files] = &files[entry.n_files];
-		entry.n_files++;
-	}
-	if (r == 0 && *ret_refuse == STAT_N) {
-		entry.files = file_ptrs;
-		for (size_t i = 0; i < n; i++) {
-			hpcc__local__dep__init(&dep_msgs[i]);
-			/* Spelled paths under the root lose the root, so that another
-			 * checkout renders its own. */
-			const char *rel = NULL;
-			if (job->root && deps[i].spelled[0] == '/') {
-				_cleanup_free_ char *norm = path_normalize(deps[i].spelled);
-				rel = norm && strcmp(norm, deps[i].spelled) == 0 ? path_under(deps[i].spelled, job->root) : NULL;
-			}
-			dep_msgs[i].path = (char *)(rel ? rel : deps[i].spelled);
-			dep_msgs[i].rooted = rel != NULL;
-			dep_msgs[i].system = deps[i].system;
-			dep_ptrs[i] = &dep_msgs[i];
-		}
-		entry.n_deps = n;
-		entry.deps = dep_ptrs;
-		entry.stdout_data.data = (uint8_t *)out->data;
-		entry.stdout_data.len = out->len;
-		entry.stderr_data.data = (uint8_t *)err->data;
-		entry.stderr_data.len = err->len;
-		entry.created = (int64_t)time(NULL);
-		size_t len = hpcc__local__result_entry__get_packed_size(&entry);
-		packed = len <= RESULT_MAX_SIZE ? malloc(len ? len : 1) : NULL;
-		if (!packed)
-			r = len > RESULT_MAX_SIZE ? -EFBIG : -ENOMEM;
-		else {
-			struct stats delta = { 0 };
-			hpcc__local__result_entry__pack(&entry, packed);
-			/* The result first, then the manifest that points at it: a
-			 * reader never finds a manifest whose result is missing
-			 * because of us. */
-			r = store_put(&e->store, STORE_RESULT, &action, packed, len, &delta);
-			if (r == 0)
-				r = update_manifest(e, job, deps, n, &action, &delta);
-			engine_add(e, &delta);
-		}
-	}
-	free(packed);
-	free(dep_msgs);
-	free(dep_ptrs);
-	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++)
-		buf_free(&data[i]);
-	return r;
-}
-
 int engine_complete(struct engine *e, struct engine_job *job, int wait_status, const struct buf *out,
 		    const struct buf *err, bool passed, struct output_file **ret_outputs, size_t *ret_n)
 {
@@ -1091,7 +437,7 @@ int engine_complete(struct engine *e, struct engine_job *job, int wait_status, c
 	struct dep_info *deps = NULL;
 	size_t n = 0;
 	enum stat_counter refuse = STAT_N;
-	int r = collect_deps(e, job, &deps, &n, &refuse);
+	int r = inputs_collect(e, job, &deps, &n, &refuse);
 	if (r < 0) {
 		log_warn("dependency file of %s: %s", job->args.source, strerror(-r));
 		engine_count(e, STAT_FALLBACK_DEP_FILE);
@@ -1101,7 +447,7 @@ int engine_complete(struct engine *e, struct engine_job *job, int wait_status, c
 	if (passed)
 		refuse = STAT_UNCACHEABLE_OUTPUT_TOO_LARGE;
 	if (refuse == STAT_N) {
-		r = store_result(e, job, deps, n, out, err, &refuse);
+		r = results_store(e, job, deps, n, out, err, &refuse);
 		if (r < 0) {
 			log_warn("storing %s: %s", job->args.source, strerror(-r));
 			refuse = STAT_FALLBACK_STORE_ERROR;
@@ -1111,23 +457,16 @@ int engine_complete(struct engine *e, struct engine_job *job, int wait_status, c
 
 	/* The user's dependency file, as on a hit. */
 	struct engine_result res = { 0 };
-	if (job->args.dep_mode != DEP_NONE) {
-		_cleanup_free_ char **spelled = calloc(n, sizeof(char *));
-		_cleanup_free_ bool *sys = calloc(n, sizeof(bool));
-		r = spelled && sys ? 0 : -ENOMEM;
-		for (size_t i = 0; r == 0 && i < n; i++) {
-			spelled[i] = deps[i].spelled;
-			sys[i] = deps[i].system;
-		}
-		_cleanup_buf_ struct buf text;
-		buf_init(&text, DEPFILE_MAX_SIZE);
-		_cleanup_free_ char *path = NULL;
-		if (r == 0)
-			r = depfile_render(&job->args, spelled, sys, n, &text, &path);
-		if (r == 0)
-			r = add_output(&res, path, text.data, text.len);
+	_cleanup_free_ char **spelled = calloc(n ? n : 1, sizeof(char *));
+	_cleanup_free_ bool *sys = calloc(n ? n : 1, sizeof(bool));
+	r = spelled && sys ? 0 : -ENOMEM;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		spelled[i] = deps[i].spelled;
+		sys[i] = deps[i].system;
 	}
-	dep_infos_free(deps, n);
+	if (r == 0)
+		r = results_render_depfile(job, spelled, sys, n, &res);
+	inputs_free(deps, n);
 	job_free(e, job);
 	if (r < 0) {
 		engine_result_free(&res);

@@ -318,6 +318,19 @@ char *path_find_upwards(const char *dir, const char *name)
 	}
 }
 
+/* Replaces the suffix of a file name (after its last '.', if the '.' is in
+ * the last path component) with ext, as GCC names auxiliary outputs. */
+char *path_replace_suffix(const char *path, const char *ext)
+{
+	const char *base = path_basename(path);
+	const char *dot = strrchr(base, '.');
+	size_t n = dot ? (size_t)(dot - path) : strlen(path);
+	char *out = NULL;
+	if (asprintf(&out, "%.*s%s", (int)n, path, ext) < 0)
+		return NULL;
+	return out;
+}
+
 const char *path_basename(const char *path)
 {
 	const char *s = strrchr(path, '/');

@@ -44,3 +44,6 @@ bool path_is_safe_relative(const char *path, size_t len);
 /* Finds the nearest ancestor of dir (inclusive) that holds name. */
 char *path_find_upwards(const char *dir, const char *name);
 const char *path_basename(const char *path);
+/* Replaces the suffix after the last '.' of the last component with ext
+ * (adds ext when there is none), as GCC names auxiliary outputs. */
+char *path_replace_suffix(const char *path, const char *ext);

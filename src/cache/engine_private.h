@@ -1,0 +1,96 @@
+/*
+ * What the engine's files share and nobody else sees: the engine and job
+ * structures, and the functions of keys.c (cache keys), inputs.c (what a
+ * compile read) and results.c (manifests and result entries).
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "args.h"
+#include "compiler.h"
+#include "engine.h"
+#include "local.pb-c.h"
+
+#define MANIFEST_MAX_CANDIDATES 32
+#define MANIFEST_MAX_SIZE ((size_t)64 << 20)
+#define RESULT_MAX_SIZE ((size_t)768 << 20)
+#define PROFILE_DIR_MAX_FILES 20000
+
+struct inflight {
+	struct digest key;
+	struct inflight *next;
+};
+
+struct engine {
+	char *dir;
+	char *tmp_dir;
+	char *stats_path;
+	struct store store;
+	struct memo *memo;
+	uint64_t max_size;
+	bool disabled;
+
+	pthread_mutex_t lock;         /* guards pending, known_size, inflight */
+	pthread_cond_t inflight_done;
+	struct stats pending;
+	int64_t known_size;           /* cache size as of the last flush */
+	struct inflight *inflight;
+};
+
+struct engine_job {
+	struct compile_args args;
+	struct toolchain tc;
+	char *cwd;
+	char *root;                   /* NULL without a project root */
+	char *compiler_path;
+	struct digest base_digest;
+	struct digest direct_key;
+	struct buf base;              /* the base encoding, reused for the action key */
+	char *dep_tmp;                /* where the compiler writes its full -MD list */
+	char *rsp_tmp;                /* a response file for an over-long command */
+	struct timespec started;
+	bool prefix_map;
+	bool allow_time_macros;       /* SOURCE_DATE_EPOCH is set */
+	bool inflight_registered;
+};
+
+/* One file the compiler read, from its dependency output. */
+struct dep_info {
+	char *spelled;      /* as in the compiler's .d */
+	char *canonical;    /* root-relative or absolute, normalised */
+	bool rooted;
+	bool system;
+	struct file_digest fd;
+};
+
+void engine_add(struct engine *e, const struct stats *delta);
+
+/* keys.c */
+bool keys_env_lookup(const struct engine_request *req, const char *name, const char **ret);
+/* Fills job->base and job->base_digest from the request and parsed args. */
+int keys_build_base(struct engine *e, const struct engine_request *req, struct engine_job *job);
+/* H(base digest, what, d): the direct key ("direct", source digest) and the
+ * action digest ("action", input manifest digest). */
+int keys_derive(const struct engine_job *job, const char *what, const struct digest *d, struct digest *ret);
+/* The input manifest digest: sorted (canonical path, digest) pairs. */
+int keys_inputs_digest(struct dep_info *deps, size_t n, struct digest *ret);
+
+/* inputs.c */
+/* Reads the compiler's dependency list and digests every file in it; sets
+ * *ret_refuse (else left alone) when the result must not be stored. */
+int inputs_collect(struct engine *e, struct engine_job *job, struct dep_info **ret, size_t *ret_n,
+		   enum stat_counter *ret_refuse);
+void inputs_free(struct dep_info *d, size_t n);
+
+/* results.c */
+int results_add_output(struct engine_result *ret, const char *path, const void *data, size_t n);
+/* Renders the user's dependency file into ret's outputs (if one was asked for). */
+int results_render_depfile(const struct engine_job *job, char *const *spelled, const bool *is_system, size_t n,
+			   struct engine_result *ret);
+/* 0 and a filled HIT result, or -ENOENT. */
+int results_try_hit(struct engine *e, struct engine_job *job, struct engine_result *ret);
+int results_store(struct engine *e, struct engine_job *job, struct dep_info *deps, size_t n, const struct buf *out,
+		  const struct buf *err, enum stat_counter *ret_refuse);
