@@ -130,12 +130,14 @@ int memo_digest(struct memo *m, const char *path, struct file_digest *ret)
 		if (hit)
 			return 0;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return negative_errno();
 	struct stat st2;
 	if (fstat(fd, &st2) < 0)
 		return negative_errno();
+	if (!S_ISREG(st2.st_mode))
+		return -EISDIR;
 	struct file_scan scan;
 	struct file_digest out = { .st = st2 };
 	int r = digest_fd(fd, MEMO_MAX_FILE_SIZE, &out.digest, &scan);

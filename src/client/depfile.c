@@ -407,7 +407,7 @@ static int clang_append_name(struct buf *out, const char *name)
 	_cleanup_free_ char *native = clang_native_name(name);
 	if (!native)
 		return -ENOMEM;
-	return append_quoted(out, native, true);
+	return append_quoted(out, native, false);
 }
 
 /* The main source's place in clang's list: clang writes extra inputs such
@@ -439,7 +439,7 @@ static int clang_write(struct buf *out, const struct strv *targets, const struct
 		if (col == 0) {
 			col += size;
 		} else if (col + size + 2 > CLANG_COLUMNS) {
-			col = size + 2;
+			col = size + 1;
 			r = buf_append_str(out, " \\\n  ");
 		} else {
 			col += size + 1;

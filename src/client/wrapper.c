@@ -196,24 +196,57 @@ static int send_request(struct wrapper *w, int fd)
 	req.umask = w->umask;
 	req.stderr_is_tty = isatty(2);
 	req.prefix_map = prefix_map;
+	char id[96];
+	daemon_binary_id(id, sizeof(id));
+	req.binary_id = id;
 	Hpcc__Local__Envelope env = HPCC__LOCAL__ENVELOPE__INIT;
 	env.msg_case = HPCC__LOCAL__ENVELOPE__MSG_COMPILE;
 	env.compile = &req;
 	return ipc_send(fd, &env);
 }
 
+/* Asks the daemon; retries once with a fresh daemon when the running one
+ * belongs to another hpcc binary (it exits when told so). */
+static int ask_daemon(struct wrapper *w, int *ret_fd, ipc_envelope **ret_env)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int fd = -1;
+		int r = connect_or_spawn(w, &fd);
+		if (r < 0) {
+			log_warn("no daemon (%s): compiling in-process", strerror(-r));
+			return -EAGAIN;
+		}
+		ipc_envelope *env = NULL;
+		if (send_request(w, fd) < 0 || ipc_recv(fd, REPLY_TIMEOUT_MS, IPC_MAX_MESSAGE, &env) < 0 ||
+		    env->msg_case != HPCC__LOCAL__ENVELOPE__MSG_COMPILE_REPLY) {
+			ipc_envelope_free(env);
+			close(fd);
+			return -EIO;
+		}
+		if (env->compile_reply->action != HPCC__LOCAL__COMPILE_REPLY__ACTION__RESTART) {
+			*ret_fd = fd;
+			*ret_env = env;
+			return 0;
+		}
+		ipc_envelope_free(env);
+		close(fd);
+		/* Give the old daemon a moment to let go of the socket. */
+		for (int i = 0; i < 200 && daemon_connect(&w->cfg, &fd) == 0; i++) {
+			close(fd);
+			usleep(5000);
+		}
+	}
+	return -EIO;
+}
+
 static int via_daemon(struct wrapper *w)
 {
 	_cleanup_close_ int fd = -1;
-	int r = connect_or_spawn(w, &fd);
-	if (r < 0) {
-		log_warn("no daemon (%s): compiling in-process", strerror(-r));
-		return -EAGAIN;
-	}
 	ipc_envelope *env = NULL;
-	if (send_request(w, fd) < 0 || ipc_recv(fd, REPLY_TIMEOUT_MS, IPC_MAX_MESSAGE, &env) < 0 ||
-	    env->msg_case != HPCC__LOCAL__ENVELOPE__MSG_COMPILE_REPLY) {
-		ipc_envelope_free(env);
+	int r = ask_daemon(w, &fd, &env);
+	if (r == -EAGAIN)
+		return r;
+	if (r < 0) {
 		count_locally(w, STAT_FALLBACK_DAEMON_UNREACHABLE);
 		return exec_real(w);
 	}

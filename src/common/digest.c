@@ -137,7 +137,8 @@ int digest_fd(int fd, uint64_t max, struct digest *ret, struct file_scan *scan)
 
 int digest_file(const char *path, uint64_t max, struct digest *ret, struct file_scan *scan)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return negative_errno();
 	struct stat st;

@@ -147,6 +147,9 @@ static bool same_content(const char *path, const void *data, size_t n)
 int fs_replace(const char *path, const void *data, size_t n, mode_t mode, char **ret_old)
 {
 	*ret_old = NULL;
+	struct stat st;
+	if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return -EISDIR;
 	if (same_content(path, data, n))
 		return utimensat(AT_FDCWD, path, NULL, 0) < 0 ? negative_errno() : 0;
 	_cleanup_free_ char *tmp = NULL;

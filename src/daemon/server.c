@@ -35,6 +35,7 @@ char *engine_cache_dir(const struct config *cfg);
 
 struct daemon_state {
 	struct engine *engine;
+	char binary_id[96];
 	atomic_int active;
 	atomic_bool stop;
 	atomic_long last_activity;
@@ -162,6 +163,19 @@ static void handle_compile(struct daemon_state *d, int fd, const Hpcc__Local__Co
 		.stderr_is_tty = req->stderr_is_tty,
 		.prefix_map = req->prefix_map,
 	};
+	if (req->binary_id[0] && strcmp(req->binary_id, d->binary_id) != 0) {
+		/* hpcc was rebuilt or upgraded since this daemon started: make way
+		 * for a daemon of the new binary. */
+		Hpcc__Local__CompileReply rep = HPCC__LOCAL__COMPILE_REPLY__INIT;
+		rep.action = HPCC__LOCAL__COMPILE_REPLY__ACTION__RESTART;
+		Hpcc__Local__Envelope env = HPCC__LOCAL__ENVELOPE__INIT;
+		env.msg_case = HPCC__LOCAL__ENVELOPE__MSG_COMPILE_REPLY;
+		env.compile_reply = &rep;
+		log_info("a client from another hpcc binary (%s): exiting", req->binary_id);
+		atomic_store(&d->stop, true);
+		(void)ipc_send(fd, &env);
+		return;
+	}
 	struct engine_result res;
 	if (req->n_argv == 0 || !req->cwd[0] || req->cwd[0] != '/' || !req->compiler_path[0]) {
 		res = (struct engine_result){ .action = ENGINE_FALLBACK, .reason = "bad-request" };
@@ -233,6 +247,16 @@ static void handle_command(struct daemon_state *d, int fd, const Hpcc__Local__Co
 	reply_command(fd, -EINVAL, "unknown command");
 }
 
+void daemon_binary_id(char *out, size_t n)
+{
+	struct stat st;
+	if (stat("/proc/self/exe", &st) < 0)
+		snprintf(out, n, "unknown");
+	else
+		snprintf(out, n, "%lx:%lx:%lld.%09ld", (unsigned long)st.st_dev, (unsigned long)st.st_ino,
+			 (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+}
+
 static void *conn_thread(void *arg)
 {
 	struct conn *c = arg;
@@ -261,9 +285,12 @@ static void *conn_thread(void *arg)
 static void *flush_thread(void *arg)
 {
 	struct daemon_state *d = arg;
-	while (!atomic_load(&d->stop)) {
-		struct timespec ts = { 1, 0 };
+	for (unsigned tick = 1; !atomic_load(&d->stop); tick++) {
+		/* Short naps so that a stop is noticed quickly; flush every second. */
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
+		if (tick % 10)
+			continue;
 		int r = engine_flush(d->engine);
 		if (r < 0)
 			log_warn("flushing counters: %s", strerror(-r));
@@ -320,6 +347,7 @@ int daemon_run(const struct config *cfg, struct error *err)
 		return error_set(err, -EALREADY, "a daemon already serves %s", path);
 
 	struct daemon_state d = { .started = time(NULL) };
+	daemon_binary_id(d.binary_id, sizeof(d.binary_id));
 	r = engine_new(cfg, true, &d.engine, err);
 	if (r < 0)
 		return r;
@@ -345,7 +373,7 @@ int daemon_run(const struct config *cfg, struct error *err)
 
 	while (!atomic_load(&d.stop) && !got_signal) {
 		struct pollfd pfd = { lfd, POLLIN, 0 };
-		int n = poll(&pfd, 1, 500);
+		int n = poll(&pfd, 1, 100);
 		if (n == 0) {
 			long quiet = (long)time(NULL) - atomic_load(&d.last_activity);
 			if (idle > 0 && atomic_load(&d.active) == 0 && quiet >= (long)idle)
@@ -377,6 +405,9 @@ int daemon_run(const struct config *cfg, struct error *err)
 	 * (or compiles in-process) instead of waiting on us. */
 	unlink(path);
 	close(TAKE_FD(lfd));
+	/* The socket is gone: a new daemon may take over at once, while we
+	 * finish the connections we have. */
+	close(TAKE_FD(lock));
 	atomic_store(&d.stop, true);
 	pthread_join(flusher, NULL);
 	for (int i = 0; i < 600 && atomic_load(&d.active) > 0; i++) {

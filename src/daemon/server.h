@@ -18,5 +18,8 @@ int daemon_run(const struct config *cfg, struct error *err);
 int daemon_spawn(const char *self_exe, struct error *err);
 /* Connects to the daemon of this cache dir; -ENOENT/-ECONNREFUSED if none. */
 int daemon_connect(const struct config *cfg, int *ret_fd);
+/* Identifies the running hpcc binary (device, inode, mtime), so that a
+ * daemon can tell that the wrapper talking to it is another build. */
+void daemon_binary_id(char *out, size_t n);
 /* Sends a command (stats, status, stop, zero) and returns its reply text. */
 int daemon_command(const struct config *cfg, const char *name, char **ret_text);
