@@ -140,8 +140,97 @@ static const char *lang_name(enum source_language lang)
 	}
 }
 
+/* System directory lists are asked once per (compiler binary, language,
+ * search-list options): a query costs a compiler start, ~10 ms. */
+struct cached_dirs {
+	char *key;        /* path, lang and flags, NUL-separated into one string */
+	struct stat st;
+	struct strv dirs;
+};
+
+static struct cached_dirs dir_cache[32];
+static size_t n_dir_cache;
+
+static char *dirs_key(const char *path, enum source_language lang, char *const *flags, size_t n_flags)
+{
+	struct buf b;
+	buf_init(&b, 1 << 20);
+	buf_append_lp_str(&b, path);
+	buf_append_u64(&b, lang);
+	for (size_t i = 0; i < n_flags; i++)
+		buf_append_lp_str(&b, flags[i]);
+	/* The key holds NUL bytes from the length prefixes: hex it. */
+	struct buf hex;
+	buf_init(&hex, 2 << 20);
+	for (size_t i = 0; i < b.len; i++)
+		buf_printf(&hex, "%02x", (unsigned char)b.data[i]);
+	buf_free(&b);
+	return buf_steal(&hex);
+}
+
+static bool dirs_lookup(const char *key, const struct stat *st, struct strv *ret)
+{
+	bool found = false;
+	pthread_mutex_lock(&cache_lock);
+	for (size_t i = 0; i < n_dir_cache && !found; i++) {
+		if (strcmp(dir_cache[i].key, key) != 0 || !same_stat(&dir_cache[i].st, st))
+			continue;
+		*ret = (struct strv){ 0 };
+		found = strv_extend(ret, dir_cache[i].dirs.v, dir_cache[i].dirs.n) == 0;
+		if (!found)
+			strv_free(ret);
+	}
+	pthread_mutex_unlock(&cache_lock);
+	return found;
+}
+
+static void dirs_remember(char *key, const struct stat *st, const struct strv *dirs)
+{
+	struct strv copy = { 0 };
+	if (strv_extend(&copy, dirs->v, dirs->n) < 0) {
+		strv_free(&copy);
+		free(key);
+		return;
+	}
+	pthread_mutex_lock(&cache_lock);
+	if (n_dir_cache == ARRAY_SIZE(dir_cache)) {
+		for (size_t i = 0; i < n_dir_cache; i++) {
+			free(dir_cache[i].key);
+			strv_free(&dir_cache[i].dirs);
+		}
+		n_dir_cache = 0;
+	}
+	dir_cache[n_dir_cache++] = (struct cached_dirs){ key, *st, copy };
+	pthread_mutex_unlock(&cache_lock);
+}
+
+static int system_dirs_query(const char *path, enum source_language lang, char *const *flags, size_t n_flags,
+			     struct strv *ret);
+
 int compiler_system_dirs(const char *path, enum source_language lang, char *const *flags, size_t n_flags,
 			 struct strv *ret)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return negative_errno();
+	char *key = dirs_key(path, lang, flags, n_flags);
+	if (!key)
+		return -ENOMEM;
+	if (dirs_lookup(key, &st, ret)) {
+		free(key);
+		return 0;
+	}
+	int r = system_dirs_query(path, lang, flags, n_flags, ret);
+	if (r < 0) {
+		free(key);
+		return r;
+	}
+	dirs_remember(key, &st, ret);
+	return 0;
+}
+
+static int system_dirs_query(const char *path, enum source_language lang, char *const *flags, size_t n_flags,
+			     struct strv *ret)
 {
 	_cleanup_strv_ struct strv argv = { 0 };
 	int r;
@@ -191,7 +280,50 @@ int compiler_system_dirs(const char *path, enum source_language lang, char *cons
 	return 0;
 }
 
+struct cached_native {
+	char *path;
+	struct stat st;
+	struct digest d;
+};
+
+static struct cached_native native_cache[16];
+static size_t n_native_cache;
+
+static int native_query(const char *path, struct digest *ret);
+
 int compiler_native_digest(const char *path, struct digest *ret)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return negative_errno();
+	pthread_mutex_lock(&cache_lock);
+	for (size_t i = 0; i < n_native_cache; i++) {
+		if (strcmp(native_cache[i].path, path) == 0 && same_stat(&native_cache[i].st, &st)) {
+			*ret = native_cache[i].d;
+			pthread_mutex_unlock(&cache_lock);
+			return 0;
+		}
+	}
+	pthread_mutex_unlock(&cache_lock);
+	struct digest d;
+	int r = native_query(path, &d);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&cache_lock);
+	if (n_native_cache == ARRAY_SIZE(native_cache)) {
+		for (size_t i = 0; i < n_native_cache; i++)
+			free(native_cache[i].path);
+		n_native_cache = 0;
+	}
+	char *copy = strdup(path);
+	if (copy)
+		native_cache[n_native_cache++] = (struct cached_native){ copy, st, d };
+	pthread_mutex_unlock(&cache_lock);
+	*ret = d;
+	return 0;
+}
+
+static int native_query(const char *path, struct digest *ret)
 {
 	/* `-###` prints the cc1 command line with -march=native expanded into
 	 * the concrete -march/-mtune and feature flags the driver chose. */
@@ -212,5 +344,13 @@ void compiler_forget(void)
 	for (size_t i = 0; i < n_identities; i++)
 		free(identities[i].path);
 	n_identities = 0;
+	for (size_t i = 0; i < n_dir_cache; i++) {
+		free(dir_cache[i].key);
+		strv_free(&dir_cache[i].dirs);
+	}
+	n_dir_cache = 0;
+	for (size_t i = 0; i < n_native_cache; i++)
+		free(native_cache[i].path);
+	n_native_cache = 0;
 	pthread_mutex_unlock(&cache_lock);
 }
