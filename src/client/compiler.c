@@ -65,9 +65,20 @@ static bool same_stat(const struct stat *a, const struct stat *b)
 	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+extern char **environ;
+
+/* Queries run in the C locale: their output is parsed, and GCC translates
+ * the -v listing's headings. */
 static int run_query(char *const *argv, struct proc_result *ret)
 {
-	int r = proc_run_capture(argv, NULL, QUERY_OUTPUT_MAX, false, ret);
+	_cleanup_strv_ struct strv env = { 0 };
+	for (char **e = environ; e && *e; e++)
+		if (strncmp(*e, "LC_", 3) != 0 && strncmp(*e, "LANG=", 5) != 0 && strncmp(*e, "LANGUAGE=", 9) != 0)
+			if (strv_push(&env, *e) < 0)
+				return -ENOMEM;
+	if (strv_push(&env, "LC_ALL=C") < 0)
+		return -ENOMEM;
+	int r = proc_run_capture(argv, env.v, QUERY_OUTPUT_MAX, false, ret);
 	if (r < 0)
 		return r;
 	if (proc_exit_code(ret->status) != 0) {
