@@ -411,14 +411,14 @@ static int clang_append_name(struct buf *out, const char *name)
 }
 
 /* The main source's place in clang's list: clang writes extra inputs such
- * as the sanitizer ignorelist or -fprofile-list files before it, and -MP
+ * as sanitizer ignorelists or -fprofile-list files before it, and -MP
  * skips only the source (InputFileIndex). Its name is the source with a
  * leading "./" removed (remove_leading_dotslash). */
-static size_t clang_source_index(const char *source, const struct strv *names)
+static size_t clang_source_index(const char *source, char *const *names, size_t n)
 {
 	const char *want = skip_dot_slash(source);
-	for (size_t i = 0; i < names->n; i++)
-		if (strcmp(names->v[i], want) == 0)
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(names[i], want) == 0)
 			return i;
 	return 0;
 }
@@ -439,7 +439,7 @@ static int clang_write(struct buf *out, const struct strv *targets, const struct
 		if (col == 0) {
 			col += size;
 		} else if (col + size + 2 > CLANG_COLUMNS) {
-			col = size + 1;
+			col = size + 2;
 			r = buf_append_str(out, " \\\n  ");
 		} else {
 			col += size + 1;
@@ -475,15 +475,16 @@ static int clang_write(struct buf *out, const struct strv *targets, const struct
 }
 
 /* The names that go into the file: all of them for -MD; for -MMD, both
- * compilers leave out the headers found in system directories, and gcc
- * always keeps the main source (deps[0]). */
+ * compilers leave out what is_system marks, but always keep the main
+ * source. Clang's extra inputs follow is_system too: clang 14 with -MMD
+ * drops the default sanitizer ignorelist (a system file) but keeps a
+ * -fsanitize-ignorelist= or -fprofile-list= file. */
 static int depfile_select(const struct compile_args *args, char *const *deps, const bool *is_system,
 			  size_t n, struct strv *ret)
 {
+	size_t source_index = args->family == FAMILY_CLANG ? clang_source_index(args->source, deps, n) : 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!deps[i])
-			return -EINVAL;
-		if (args->dep_mode == DEP_MMD && is_system && is_system[i] && i > 0)
+		if (args->dep_mode == DEP_MMD && is_system && is_system[i] && i != source_index)
 			continue;
 		int r = strv_push(ret, deps[i]);
 		if (r < 0)
@@ -497,6 +498,9 @@ int depfile_render(const struct compile_args *args, char *const *deps, const boo
 {
 	if (!args || !out || !ret_path || !args->source || args->dep_mode == DEP_NONE || n == 0 || !deps)
 		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!deps[i])
+			return -EINVAL;
 	_cleanup_free_ char *path = NULL;
 	_cleanup_strv_ struct strv targets = { 0 };
 	_cleanup_strv_ struct strv names = { 0 };
@@ -512,7 +516,7 @@ int depfile_render(const struct compile_args *args, char *const *deps, const boo
 	if (args->family == FAMILY_GCC)
 		r = gcc_write(out, &targets, &names, args->dep_phony);
 	else
-		r = clang_write(out, &targets, &names, clang_source_index(args->source, &names),
+		r = clang_write(out, &targets, &names, clang_source_index(args->source, names.v, names.n),
 				args->dep_phony);
 	if (r < 0) {
 		out->len = start;  /* leave the caller's buffer as it was */
