@@ -120,11 +120,11 @@ int engine_new(const struct config *cfg, bool use_memo, struct engine **ret, str
 	if (!e)
 		return error_set(err, -ENOMEM, "out of memory");
 	pthread_mutex_init(&e->lock, NULL);
+	pthread_mutex_init(&e->flush_lock, NULL);
 	pthread_cond_init(&e->inflight_done, NULL);
 	uint64_t level = 1;
 	config_get_u64(cfg, CONFIG_CACHE_MAX_SIZE, &e->max_size);
 	config_get_u64(cfg, CONFIG_CACHE_COMPRESSION_LEVEL, &level);
-	config_get_bool(cfg, CONFIG_CACHE_DISABLE, &e->disabled);
 	e->dir = engine_cache_dir(cfg);
 	int r = -ENOMEM;
 	if (!e->dir || asprintf(&e->tmp_dir, "%s/tmp", e->dir) < 0 || asprintf(&e->stats_path, "%s/stats", e->dir) < 0)
@@ -163,11 +163,24 @@ void engine_free(struct engine *e)
 	free(e->tmp_dir);
 	free(e->stats_path);
 	pthread_mutex_destroy(&e->lock);
+	pthread_mutex_destroy(&e->flush_lock);
 	pthread_cond_destroy(&e->inflight_done);
 	free(e);
 }
 
+/* A flush asked for by `hpcc stats` must not return while another flush
+ * still holds counts it took but has not written: hence flush_lock. */
+static int engine_flush_locked(struct engine *e);
+
 int engine_flush(struct engine *e)
+{
+	pthread_mutex_lock(&e->flush_lock);
+	int r = engine_flush_locked(e);
+	pthread_mutex_unlock(&e->flush_lock);
+	return r;
+}
+
+static int engine_flush_locked(struct engine *e)
 {
 	pthread_mutex_lock(&e->lock);
 	struct stats delta = e->pending;
@@ -350,7 +363,7 @@ static int prepare_run(struct engine *e, struct engine_job *job, struct engine_r
 int engine_lookup(struct engine *e, const struct engine_request *req, struct engine_result *ret)
 {
 	*ret = (struct engine_result){ 0 };
-	if (e->disabled)
+	if (req->disable)
 		return fallback(e, ret, STAT_UNCACHEABLE_DISABLED);
 	const char *v;
 	if (keys_env_lookup(req, "DEPENDENCIES_OUTPUT", &v) || keys_env_lookup(req, "SUNPRO_DEPENDENCIES", &v))

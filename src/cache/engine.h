@@ -25,7 +25,7 @@
 #define ENGINE_ENV_NAMES                                                                            \
 	"CPATH", "C_INCLUDE_PATH", "CPLUS_INCLUDE_PATH", "OBJC_INCLUDE_PATH", "OBJCPLUS_INCLUDE_PATH", \
 		"GCC_EXEC_PREFIX", "COMPILER_PATH", "SOURCE_DATE_EPOCH", "LANG", "LC_ALL", "LC_CTYPE",     \
-		"LC_MESSAGES", "GCC_COMPARE_DEBUG", "DEPENDENCIES_OUTPUT", "SUNPRO_DEPENDENCIES"
+		"LC_MESSAGES", "GCC_COMPARE_DEBUG", "DEPENDENCIES_OUTPUT", "SUNPRO_DEPENDENCIES", "GCC_COLORS"
 
 #define ENGINE_MAX_OUTPUT ((size_t)256 << 20)   /* one output file */
 #define ENGINE_MAX_CAPTURE ((size_t)8 << 20)    /* stdout or stderr of one compile */
@@ -40,8 +40,9 @@ struct engine_request {
 	const char *cwd;
 	char *const *env;           /* NAME=VALUE, of ENGINE_ENV_NAMES */
 	size_t n_env;
-	bool stderr_is_tty;
+	bool stderr_is_tty;         /* a terminal that takes colour (TERM set, not "dumb") */
 	bool prefix_map;
+	bool disable;               /* HPCC_DISABLE of this command */
 };
 
 struct output_file {

@@ -31,8 +31,8 @@ struct engine {
 	struct store store;
 	struct memo *memo;
 	uint64_t max_size;
-	bool disabled;
 
+	pthread_mutex_t flush_lock;   /* one flush at a time, start to end */
 	pthread_mutex_t lock;         /* guards pending, known_size, inflight */
 	pthread_cond_t inflight_done;
 	struct stats pending;

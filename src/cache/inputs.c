@@ -108,7 +108,7 @@ int inputs_collect(struct engine *e, struct engine_job *job, struct dep_info **r
 			break;
 		if (changed_since(&d->fd.st, &job->started))
 			*ret_refuse = STAT_UNCACHEABLE_MODIFIED_DURING_COMPILE;
-		else if (d->fd.time_macros && !job->allow_time_macros)
+		else if (d->fd.timestamp_macro || (d->fd.time_macros && !job->allow_time_macros))
 			*ret_refuse = STAT_UNCACHEABLE_TIME_MACROS;
 	}
 	depfile_free(&df);

@@ -144,6 +144,7 @@ int memo_digest(struct memo *m, const char *path, struct file_digest *ret)
 	if (r < 0)
 		return r;
 	out.time_macros = scan.time_macros;
+	out.timestamp_macro = scan.timestamp_macro;
 	/* A file that changed while we read it gets no memo entry. */
 	struct stat st3;
 	bool stable = fstat(fd, &st3) == 0 && same_file(&st2, &st3);

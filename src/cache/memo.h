@@ -21,7 +21,8 @@ void memo_free(struct memo *m);
 
 struct file_digest {
 	struct digest digest;
-	bool time_macros;
+	bool time_macros;      /* __DATE__ or __TIME__ */
+	bool timestamp_macro;  /* __TIMESTAMP__ */
 	struct stat st;     /* the stat the digest belongs to */
 };
 

@@ -110,7 +110,9 @@ static int serve_hit(struct engine *e, struct engine_job *job, const struct dige
 	if (!entry) {
 		/* The digest matched but the content does not parse: an entry
 		 * from an incompatible writer. Drop it. */
+		delta = (struct stats){ 0 };
 		store_remove(&e->store, STORE_RESULT, action, &delta);
+		engine_add(e, &delta);
 		engine_count(e, STAT_CORRUPT_ENTRIES);
 		return -ENOENT;
 	}
@@ -152,7 +154,9 @@ int results_try_hit(struct engine *e, struct engine_job *job, struct engine_resu
 		return r;
 	Hpcc__Local__Manifest *m = hpcc__local__manifest__unpack(NULL, payload.len, (uint8_t *)payload.data);
 	if (!m) {
+		delta = (struct stats){ 0 };
 		store_remove(&e->store, STORE_MANIFEST, &job->direct_key, &delta);
+		engine_add(e, &delta);
 		engine_count(e, STAT_CORRUPT_ENTRIES);
 		return -ENOENT;
 	}

@@ -14,6 +14,9 @@
 
 #include "fs.h"
 
+/* Our own file holds one short line per counter, ~1.5 KiB. */
+#define STATS_MAX_FILE_SIZE (64 * 1024)
+
 static const char *const names[STAT_N] = {
 	[STAT_DIRECT_HIT] = "direct_hit",
 	[STAT_MISS] = "miss",
@@ -73,14 +76,29 @@ static void stats_parse(const char *text, struct stats *ret)
 int stats_read_file(const char *path, struct stats *ret)
 {
 	_cleanup_buf_ struct buf b;
-	buf_init(&b, 64 * 1024);
-	int r = fs_read_file(path, 64 * 1024, &b);
-	if (r == -ENOENT) {
+	buf_init(&b, STATS_MAX_FILE_SIZE + 1);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 && errno == ENOENT) {
 		*ret = (struct stats){ 0 };
 		return 0;
 	}
+	if (fd < 0)
+		return negative_errno();
+	int r = fs_read_fd(fd, STATS_MAX_FILE_SIZE, &b);
+	if (r == -EFBIG) {
+		/* Far larger than any stats file we write: something appended
+		 * to it. Keep the complete lines that fit, like any other damage;
+		 * the next update rewrites the file at its normal size. */
+		char *nl = b.data ? memrchr(b.data, '\n', b.len) : NULL;
+		b.len = nl ? (size_t)(nl - b.data) : 0;
+		r = 0;
+	}
 	if (r < 0)
 		return r;
+	/* Terminate here: fs_read_fd leaves an empty file's buffer
+	 * unterminated, and the cut above moved the end. */
+	if (b.data)
+		b.data[b.len] = '\0';
 	stats_parse(b.data ? b.data : "", ret);
 	return 0;
 }
@@ -102,8 +120,10 @@ static int stats_update(const char *path, const struct stats *delta, bool zero)
 	for (int i = 0; i < STAT_N; i++) {
 		if (zero && i != STAT_CACHE_SIZE && i != STAT_CACHE_FILES)
 			cur.v[i] = 0;
-		if (delta)
-			cur.v[i] += delta->v[i];
+		/* A damaged file may hold values near the limits: saturate
+		 * instead of overflowing. */
+		if (delta && __builtin_add_overflow(cur.v[i], delta->v[i], &cur.v[i]))
+			cur.v[i] = delta->v[i] > 0 ? INT64_MAX : 0;
 		if (cur.v[i] < 0)
 			cur.v[i] = 0;
 	}

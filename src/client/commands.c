@@ -204,7 +204,7 @@ int command_daemon(int argc, char **argv)
 		if (daemon_connect(&cfg, &fd) == 0) {
 			close(fd);
 			printf("daemon already running\n");
-		} else if (daemon_spawn("/proc/self/exe", &err) < 0) {
+		} else if (daemon_spawn("/proc/self/exe", 3000, &err) < 0 && err.code != -EAGAIN && err.code != 0) {
 			fprintf(stderr, "hpcc: daemon: %s\n", err.msg);
 			code = 1;
 		} else {
@@ -231,6 +231,13 @@ int command_daemon(int argc, char **argv)
 			fputs(text ? text : "", stdout);
 			if (text && *text && text[strlen(text) - 1] != '\n')
 				putchar('\n');
+			/* `stop` returns once the daemon no longer listens, so that a
+			 * `start` right after it starts a new one. */
+			int fd = -1;
+			for (int i = 0; strcmp(sub, "stop") == 0 && i < 500 && daemon_connect(&cfg, &fd) == 0; i++) {
+				close(fd);
+				usleep(10000);
+			}
 		}
 		free(text);
 	} else {

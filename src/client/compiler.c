@@ -18,10 +18,24 @@
 
 #define QUERY_OUTPUT_MAX (1024 * 1024)
 
+bool compiler_is_hpcc(const char *path, const char *self_exe)
+{
+	struct stat self, st, lst;
+	if (stat(path, &st) < 0)
+		return false;
+	if (self_exe && stat(self_exe, &self) == 0 && st.st_dev == self.st_dev && st.st_ino == self.st_ino)
+		return true;
+	/* Another copy of hpcc behind a symlink is hpcc too. Only symlinks need
+	 * resolving, which keeps the common case to one stat per candidate. */
+	if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+		_cleanup_free_ char *real = realpath(path, NULL);
+		return real && strncmp(path_basename(real), "hpcc", 4) == 0;
+	}
+	return strncmp(path_basename(path), "hpcc", 4) == 0;
+}
+
 char *compiler_find(const char *name, const char *self_exe)
 {
-	struct stat self;
-	bool have_self = self_exe && stat(self_exe, &self) == 0;
 	const char *path = getenv("PATH");
 	if (!path || !*path)
 		path = "/usr/local/bin:/usr/bin:/bin";
@@ -31,17 +45,9 @@ char *compiler_find(const char *name, const char *self_exe)
 		size_t n = (size_t)(e - p);
 		_cleanup_free_ char *cand = NULL;
 		if (n > 0 && asprintf(&cand, "%.*s/%s", (int)n, p, name) >= 0) {
-			struct stat st, lst;
+			struct stat st;
 			bool found = stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0;
-			bool is_self = found && have_self && st.st_dev == self.st_dev && st.st_ino == self.st_ino;
-			/* Another copy of hpcc behind a symlink is hpcc too. Only
-			 * symlinks need resolving, which keeps the common case to
-			 * one stat per PATH entry. */
-			if (found && !is_self && lstat(cand, &lst) == 0 && S_ISLNK(lst.st_mode)) {
-				_cleanup_free_ char *real = realpath(cand, NULL);
-				is_self = real && strncmp(path_basename(real), "hpcc", 4) == 0;
-			}
-			if (found && !is_self)
+			if (found && !compiler_is_hpcc(cand, self_exe))
 				return TAKE_PTR(cand);
 		}
 		p = *e ? e + 1 : e;
@@ -93,6 +99,9 @@ int compiler_identify(const char *path, struct toolchain *ret)
 	struct stat st;
 	if (stat(path, &st) < 0)
 		return negative_errno();
+	/* Asking hpcc for its --version as "the compiler" would recurse. */
+	if (compiler_is_hpcc(path, "/proc/self/exe"))
+		return -ELOOP;
 	pthread_mutex_lock(&cache_lock);
 	for (size_t i = 0; i < n_identities; i++) {
 		if (strcmp(identities[i].path, path) == 0 && same_stat(&identities[i].st, &st)) {

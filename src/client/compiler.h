@@ -17,6 +17,11 @@
  * itself (same inode as self_exe) or is named "hpcc". */
 char *compiler_find(const char *name, const char *self_exe);
 
+/* True when path is hpcc itself: the same file as self_exe, or a symlink
+ * that resolves to a file named hpcc*. Running it as "the compiler" would
+ * recurse without end. */
+bool compiler_is_hpcc(const char *path, const char *self_exe);
+
 struct toolchain {
 	struct digest id;
 	enum compiler_family family;

@@ -152,6 +152,14 @@ static void print_run(const struct proc_result *res, bool color)
 		print_stream(2, res->err.data, res->err.len, !color);
 }
 
+/* What GCC's -fdiagnostics-color=auto looks at: a terminal, and a TERM
+ * that is set and not "dumb". */
+static bool stderr_takes_color(void)
+{
+	const char *term = getenv("TERM");
+	return term && *term && strcmp(term, "dumb") != 0 && isatty(2);
+}
+
 static void collect_env(struct wrapper *w)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(env_names); i++) {
@@ -171,8 +179,12 @@ static int connect_or_spawn(struct wrapper *w, int *ret_fd)
 	if (r != -ENOENT && r != -ECONNREFUSED)
 		return r;
 	struct error err = { 0 };
-	if (daemon_spawn(SELF_EXE, &err) < 0)
-		return err.code;
+	r = daemon_spawn(SELF_EXE, DAEMON_START_WAIT_MS, &err);
+	if (r == 0)
+		return daemon_connect(&w->cfg, ret_fd);
+	if (r != -EAGAIN)
+		return r;
+	/* Another wrapper's daemon is starting (make -j): wait for it. */
 	for (int waited = 0; waited < DAEMON_START_WAIT_MS; waited += 2) {
 		struct timespec ts = { 0, 2 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
@@ -194,8 +206,11 @@ static int send_request(struct wrapper *w, int fd)
 	req.n_env = w->env.n;
 	req.env = w->env.v;
 	req.umask = w->umask;
-	req.stderr_is_tty = isatty(2);
+	bool disable = false;
+	config_get_bool(&w->cfg, CONFIG_CACHE_DISABLE, &disable);
+	req.stderr_is_tty = stderr_takes_color();
 	req.prefix_map = prefix_map;
+	req.disable = disable;
 	char id[96];
 	daemon_binary_id(id, sizeof(id));
 	req.binary_id = id;
@@ -271,9 +286,13 @@ static int via_daemon(struct wrapper *w)
 		return exec_real(w);
 	}
 	bool color = rep->color;
+	/* protobuf-c's string arrays are not NULL-terminated: copy into an argv. */
+	_cleanup_strv_ struct strv run_argv = { 0 };
 	struct proc_result res;
-	r = run_compile(rep->run_argv, &res);
+	r = strv_extend(&run_argv, rep->run_argv, rep->n_run_argv);
 	ipc_envelope_free(env);
+	if (r == 0)
+		r = run_compile(run_argv.v, &res);
 	if (r < 0) {
 		/* Could not even start the compiler: let exec report it. */
 		return exec_real(w);
@@ -341,9 +360,10 @@ static int in_process(struct wrapper *w)
 		.cwd = w->cwd,
 		.env = w->env.v,
 		.n_env = w->env.n,
-		.stderr_is_tty = isatty(2),
+		.stderr_is_tty = stderr_takes_color(),
 		.prefix_map = prefix_map,
 	};
+	config_get_bool(&w->cfg, CONFIG_CACHE_DISABLE, &req.disable);
 	struct engine_result res;
 	int code = -1;
 	if (engine_lookup(e, &req, &res) < 0)
@@ -387,11 +407,14 @@ static int in_process(struct wrapper *w)
 
 /* ---- entry ---------------------------------------------------------------- */
 
+/* The real compiler for name: a path is taken as is unless it is hpcc itself
+ * (a masquerade link called by its full path, as CMake does), in which case
+ * the name is looked up along PATH like a bare one. */
 static char *resolve_compiler(const char *name)
 {
-	if (strchr(name, '/'))
+	if (strchr(name, '/') && !compiler_is_hpcc(name, SELF_EXE))
 		return access(name, X_OK) == 0 ? strdup(name) : NULL;
-	return compiler_find(name, SELF_EXE);
+	return compiler_find(path_basename(name), SELF_EXE);
 }
 
 int wrapper_main(int argc, char **argv)

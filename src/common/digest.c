@@ -70,21 +70,18 @@ int digest_bytes(const void *data, size_t n, struct digest *ret)
 	return r < 0 ? r : hasher_final(&h, ret);
 }
 
-static bool has_time_macro(const char *p, size_t n)
+/* Sets *time for __DATE__ or __TIME__ and *stamp for __TIMESTAMP__ in p. */
+static void find_time_macros(const char *p, size_t n, bool *time, bool *stamp)
 {
-	/* Every time macro starts with "__" followed by 'D', 'T'. */
-	static const char *const names[] = { "__DATE__", "__TIME__", "__TIMESTAMP__" };
 	for (const char *q = p; (q = memmem(q, n - (size_t)(q - p), "__", 2)); q++) {
 		size_t left = n - (size_t)(q - p);
-		for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-			size_t l = strlen(names[i]);
-			if (left >= l && memcmp(q, names[i], l) == 0)
-				return true;
-		}
+		if (left >= 8 && (memcmp(q, "__DATE__", 8) == 0 || memcmp(q, "__TIME__", 8) == 0))
+			*time = true;
+		if (left >= 13 && memcmp(q, "__TIMESTAMP__", 13) == 0)
+			*stamp = true;
 		if (left < 3)
 			break;
 	}
-	return false;
 }
 
 int digest_fd(int fd, uint64_t max, struct digest *ret, struct file_scan *scan)
@@ -101,7 +98,7 @@ int digest_fd(int fd, uint64_t max, struct digest *ret, struct file_scan *scan)
 		return -ENOMEM;
 	size_t kept = 0;
 	uint64_t total = 0;
-	bool macros = false;
+	bool time = false, stamp = false;
 	for (;;) {
 		ssize_t n = read(fd, win + kept, CHUNK);
 		if (n < 0) {
@@ -118,8 +115,8 @@ int digest_fd(int fd, uint64_t max, struct digest *ret, struct file_scan *scan)
 		if (r < 0)
 			return r;
 		size_t have = kept + (size_t)n;
-		if (scan && !macros)
-			macros = has_time_macro(win, have);
+		if (scan && !(time && stamp))
+			find_time_macros(win, have, &time, &stamp);
 		kept = have < TAIL ? have : TAIL;
 		memmove(win, win + have - kept, kept);
 	}
@@ -129,7 +126,8 @@ int digest_fd(int fd, uint64_t max, struct digest *ret, struct file_scan *scan)
 		return r;
 	*ret = d;
 	if (scan) {
-		scan->time_macros = macros;
+		scan->time_macros = time;
+		scan->timestamp_macro = stamp;
 		scan->size = total;
 	}
 	return 0;

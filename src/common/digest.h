@@ -34,7 +34,8 @@ int digest_bytes(const void *data, size_t n, struct digest *ret);
 
 /* What digest_file noticed while reading, for callers that care. */
 struct file_scan {
-	bool time_macros;  /* __DATE__, __TIME__ or __TIMESTAMP__ appear */
+	bool time_macros;  /* __DATE__ or __TIME__ appear (SOURCE_DATE_EPOCH pins them) */
+	bool timestamp_macro;  /* __TIMESTAMP__ appears: the file's mtime, pinned by nothing */
 	uint64_t size;
 };
 

@@ -162,6 +162,7 @@ static void handle_compile(struct daemon_state *d, int fd, const Hpcc__Local__Co
 		.n_env = req->n_env,
 		.stderr_is_tty = req->stderr_is_tty,
 		.prefix_map = req->prefix_map,
+		.disable = req->disable,
 	};
 	if (req->binary_id[0] && strcmp(req->binary_id, d->binary_id) != 0) {
 		/* hpcc was rebuilt or upgraded since this daemon started: make way
@@ -298,6 +299,24 @@ static void *flush_thread(void *arg)
 	return NULL;
 }
 
+/* A daemon started by daemon_spawn tells its starter how start-up went
+ * through a pipe named by HPCC_DAEMON_READY_FD: 'R' ready, 'E' failed. A
+ * daemon that quits because another one serves already says nothing; the
+ * starter then connects to that one. */
+static void report_ready(char what)
+{
+	const char *v = getenv("HPCC_DAEMON_READY_FD");
+	if (!v)
+		return;
+	char *end;
+	long fd = strtol(v, &end, 10);
+	if (*end || fd < 3 || fd > 65535)
+		return;
+	(void)!write((int)fd, &what, 1);
+	close((int)fd);
+	unsetenv("HPCC_DAEMON_READY_FD");
+}
+
 static volatile sig_atomic_t got_signal;
 static void on_signal(int sig) { got_signal = sig; }
 
@@ -325,37 +344,49 @@ static int bind_socket(const char *path, struct error *err)
 int daemon_run(const struct config *cfg, struct error *err)
 {
 	_cleanup_free_ char *path = socket_path_for(cfg);
-	if (!path)
+	if (!path) {
+		report_ready('E');
 		return error_set(err, -ENOMEM, "out of memory");
+	}
 	_cleanup_free_ char *dir = strdup(path);
 	if (!dir)
 		return error_set(err, -ENOMEM, "out of memory");
 	*strrchr(dir, '/') = '\0';
 	int r = fs_mkdir_p(dir, 0700);
-	if (r < 0)
+	if (r < 0) {
+		report_ready('E');
 		return error_set(err, r, "%s: %s", dir, strerror(-r));
+	}
 	struct stat st;
-	if (stat(dir, &st) < 0 || st.st_uid != getuid() || (st.st_mode & 0077))
+	if (stat(dir, &st) < 0 || st.st_uid != getuid() || (st.st_mode & 0077)) {
+		report_ready('E');
 		return error_set(err, -EPERM, "%s must be a directory of ours with mode 0700", dir);
+	}
 	_cleanup_free_ char *lock_path = NULL;
 	if (asprintf(&lock_path, "%s.lock", path) < 0)
 		return error_set(err, -ENOMEM, "out of memory");
 	_cleanup_close_ int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lock < 0)
+	if (lock < 0) {
+		report_ready('E');
 		return error_set(err, negative_errno(), "%s: %s", lock_path, strerror(errno));
+	}
 	if (flock(lock, LOCK_EX | LOCK_NB) < 0)
 		return error_set(err, -EALREADY, "a daemon already serves %s", path);
 
 	struct daemon_state d = { .started = time(NULL) };
 	daemon_binary_id(d.binary_id, sizeof(d.binary_id));
 	r = engine_new(cfg, true, &d.engine, err);
-	if (r < 0)
+	if (r < 0) {
+		report_ready('E');
 		return r;
+	}
 	_cleanup_close_ int lfd = bind_socket(path, err);
 	if (lfd < 0) {
+		report_ready('E');
 		engine_free(d.engine);
 		return lfd;
 	}
+	report_ready('R');
 	uint64_t idle = 600;
 	config_get_u64(cfg, CONFIG_DAEMON_IDLE_TIMEOUT, &idle);
 	atomic_store(&d.last_activity, (long)time(NULL));
@@ -443,11 +474,18 @@ int daemon_connect(const struct config *cfg, int *ret_fd)
 	return 0;
 }
 
-int daemon_spawn(const char *self_exe, struct error *err)
+int daemon_spawn(const char *self_exe, int timeout_ms, struct error *err)
 {
+	int ready[2];
+	if (pipe2(ready, O_CLOEXEC) < 0)
+		return error_set(err, negative_errno(), "pipe: %s", strerror(errno));
 	pid_t pid = fork();
-	if (pid < 0)
-		return error_set(err, negative_errno(), "fork: %s", strerror(errno));
+	if (pid < 0) {
+		int r = negative_errno();
+		close(ready[0]);
+		close(ready[1]);
+		return error_set(err, r, "fork: %s", strerror(-r));
+	}
 	if (pid == 0) {
 		/* Detach: new session, second fork, no inherited stdio. */
 		setsid();
@@ -459,17 +497,35 @@ int daemon_spawn(const char *self_exe, struct error *err)
 			dup2(null, 1);
 			dup2(null, 2);
 		}
-		/* Close everything else the build handed us (job-server pipes). */
-		for (int fd = 3; fd < 1024; fd++)
-			if (fd != null)
-				close(fd);
+		/* Close everything else the build handed us (job-server pipes);
+		 * keep the readiness pipe, without O_CLOEXEC, at a known number. */
+		if (dup2(ready[1], 3) < 0 || fcntl(3, F_SETFD, 0) < 0)
+			_exit(127);
+		for (int fd = 4; fd < 1024; fd++)
+			close(fd);
+		char fdstr[16];
+		snprintf(fdstr, sizeof(fdstr), "%d", 3);
+		setenv("HPCC_DAEMON_READY_FD", fdstr, 1);
 		char *argv[] = { (char *)"hpcc", (char *)"daemon", (char *)"run", NULL };
 		execv(self_exe, argv);
 		_exit(127);
 	}
+	close(ready[1]);
 	int status;
 	waitpid(pid, &status, 0);
-	return 0;
+	/* 'R': listening. 'E': it failed (no point in waiting). End of file
+	 * without a byte: another daemon won the race, or the exec failed. */
+	char what = 0;
+	struct pollfd pfd = { ready[0], POLLIN, 0 };
+	int r = poll(&pfd, 1, timeout_ms);
+	if (r > 0 && read(ready[0], &what, 1) != 1)
+		what = 0;
+	close(ready[0]);
+	if (r == 0)
+		return error_set(err, -ETIMEDOUT, "the daemon did not start within %d ms", timeout_ms);
+	if (what == 'E')
+		return error_set(err, -EIO, "the daemon could not start (set HPCC_LOG_FILE to see why)");
+	return what == 'R' ? 0 : -EAGAIN;
 }
 
 int daemon_command(const struct config *cfg, const char *name, char **ret_text)

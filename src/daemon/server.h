@@ -13,9 +13,10 @@
 
 /* Runs the daemon in the foreground until stopped or idle. */
 int daemon_run(const struct config *cfg, struct error *err);
-/* Starts a detached daemon for cfg's cache dir unless one answers already,
- * and waits (bounded) until it accepts connections. */
-int daemon_spawn(const char *self_exe, struct error *err);
+/* Starts a detached daemon and waits (at most timeout_ms) for it to say how
+ * start-up went: 0 when it listens, -EAGAIN when it quit because another
+ * daemon serves (connect to that one), another -errno when it failed. */
+int daemon_spawn(const char *self_exe, int timeout_ms, struct error *err);
 /* Connects to the daemon of this cache dir; -ENOENT/-ECONNREFUSED if none. */
 int daemon_connect(const struct config *cfg, int *ret_fd);
 /* Identifies the running hpcc binary (device, inode, mtime), so that a
