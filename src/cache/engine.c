@@ -101,7 +101,14 @@ static char *default_cache_dir(void)
 	return p;
 }
 
-char *engine_cache_dir(const struct config *cfg);
+char *engine_fallback_cache_dir(void)
+{
+	const char *d = getenv("HPCC_DIR");
+	if (d && d[0] == '/')
+		return path_normalize(d);
+	return default_cache_dir();
+}
+
 char *engine_cache_dir(const struct config *cfg)
 {
 	const char *d = config_get(cfg, CONFIG_CACHE_DIR);

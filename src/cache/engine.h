@@ -64,6 +64,11 @@ struct engine_result {
 };
 
 int engine_new(const struct config *cfg, bool use_memo, struct engine **ret, struct error *err);
+/* The cache directory cfg names (absolute), or the default one. */
+char *engine_cache_dir(const struct config *cfg);
+/* The cache directory from HPCC_DIR or the default, for when the
+ * configuration itself could not be read. */
+char *engine_fallback_cache_dir(void);
 void engine_free(struct engine *e);
 
 int engine_lookup(struct engine *e, const struct engine_request *req, struct engine_result *ret);

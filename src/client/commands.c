@@ -18,8 +18,6 @@
 #include "stats.h"
 #include "store.h"
 
-char *engine_cache_dir(const struct config *cfg);
-
 void command_usage(void)
 {
 	fputs("usage: hpcc <compiler> [args...]      compile through the cache\n"

@@ -30,8 +30,6 @@
 #include "proc.h"
 #include "server.h"
 
-char *engine_cache_dir(const struct config *cfg);
-
 #define SELF_EXE "/proc/self/exe"
 #define DAEMON_START_WAIT_MS 3000
 #define REPLY_TIMEOUT_MS (INFLIGHT_REPLY_TIMEOUT_S * 1000)
@@ -68,12 +66,12 @@ static int exec_real(struct wrapper *w)
 	return 127;
 }
 
-/* Counts a fallback when no daemon will: straight into the stats file. */
+/* Counts a fallback when no daemon will: straight into the stats file. With
+ * a configuration that could not be read, in the cache that HPCC_DIR or the
+ * default names. */
 static void count_locally(struct wrapper *w, enum stat_counter c)
 {
-	if (!w->cfg_loaded)
-		return;
-	_cleanup_free_ char *dir = engine_cache_dir(&w->cfg);
+	_cleanup_free_ char *dir = w->cfg_loaded ? engine_cache_dir(&w->cfg) : engine_fallback_cache_dir();
 	_cleanup_free_ char *path = NULL;
 	if (!dir || asprintf(&path, "%s/stats", dir) < 0 || fs_mkdir_p(dir, 0700) < 0)
 		return;
@@ -429,6 +427,7 @@ int wrapper_main(int argc, char **argv)
 	if (config_load(&w.cfg, NULL, &err) < 0) {
 		/* Say it once, clearly, and build anyway. */
 		fprintf(stderr, "hpcc: warning: %s; compiling without the cache\n", err.msg);
+		count_locally(&w, STAT_FALLBACK_CONFIG_ERROR);
 		return exec_real(&w);
 	}
 	w.cfg_loaded = true;

@@ -31,8 +31,6 @@
 #define DONE_MAX (ENGINE_MAX_CAPTURE * 2 + (1 << 20))
 #define MAX_CONNECTIONS 1024
 
-char *engine_cache_dir(const struct config *cfg);
-
 struct daemon_state {
 	struct engine *engine;
 	char binary_id[96];
