@@ -415,39 +415,57 @@ static char *resolve_compiler(const char *name)
 	return compiler_find(path_basename(name), SELF_EXE);
 }
 
-int wrapper_main(int argc, char **argv)
+static void wrapper_free(struct wrapper *w)
 {
-	struct wrapper w = { .argc = argc, .argv = argv };
-	w.compiler = resolve_compiler(argv[0]);
-	if (!w.compiler) {
-		fprintf(stderr, "hpcc: %s: compiler not found in PATH\n", argv[0]);
+	free(w->compiler);
+	free(w->cwd);
+	strv_free(&w->env);
+	strv_free(&w->trash);
+	if (w->cfg_loaded)
+		config_free(&w->cfg);
+	log_close();
+}
+
+static int wrapper_run(struct wrapper *w)
+{
+	w->compiler = resolve_compiler(w->argv[0]);
+	if (!w->compiler) {
+		fprintf(stderr, "hpcc: %s: compiler not found in PATH\n", w->argv[0]);
 		return 127;
 	}
 	struct error err = { 0 };
-	if (config_load(&w.cfg, NULL, &err) < 0) {
+	if (config_load(&w->cfg, NULL, &err) < 0) {
 		/* Say it once, clearly, and build anyway. */
 		fprintf(stderr, "hpcc: warning: %s; compiling without the cache\n", err.msg);
-		count_locally(&w, STAT_FALLBACK_CONFIG_ERROR);
-		return exec_real(&w);
+		count_locally(w, STAT_FALLBACK_CONFIG_ERROR);
+		return exec_real(w);
 	}
-	w.cfg_loaded = true;
-	const char *log_file = config_get(&w.cfg, CONFIG_LOG_FILE);
-	int level = log_level_parse(config_get(&w.cfg, CONFIG_LOG_LEVEL));
+	w->cfg_loaded = true;
+	const char *log_file = config_get(&w->cfg, CONFIG_LOG_FILE);
+	int level = log_level_parse(config_get(&w->cfg, CONFIG_LOG_LEVEL));
 	log_open(log_file, level < 0 ? LOG_WARN : (enum log_level)level);
-	w.cwd = getcwd(NULL, 0);
-	if (!w.cwd) {
-		count_locally(&w, STAT_FALLBACK_INTERNAL);
-		return exec_real(&w);
+	w->cwd = getcwd(NULL, 0);
+	if (!w->cwd) {
+		count_locally(w, STAT_FALLBACK_INTERNAL);
+		return exec_real(w);
 	}
-	w.umask = umask(0);
-	umask(w.umask);
-	collect_env(&w);
+	w->umask = umask(0);
+	umask(w->umask);
+	collect_env(w);
 	bool use_daemon = true;
-	config_get_bool(&w.cfg, CONFIG_DAEMON_ENABLED, &use_daemon);
+	config_get_bool(&w->cfg, CONFIG_DAEMON_ENABLED, &use_daemon);
 	int code = -EAGAIN;
 	if (use_daemon)
-		code = via_daemon(&w);
+		code = via_daemon(w);
 	if (code == -EAGAIN)
-		code = in_process(&w);
+		code = in_process(w);
+	return code;
+}
+
+int wrapper_main(int argc, char **argv)
+{
+	struct wrapper w = { .argc = argc, .argv = argv };
+	int code = wrapper_run(&w);
+	wrapper_free(&w);
 	return code;
 }

@@ -31,8 +31,11 @@ int fs_read_fd(int fd, size_t max, struct buf *out)
 				continue;
 			return negative_errno();
 		}
-		if (n == 0)
+		if (n == 0) {
+			/* An empty input still leaves a terminated (empty) string. */
+			out->data[out->len] = '\0';
 			break;
+		}
 		out->len += (size_t)n;
 		out->data[out->len] = '\0';
 		if (out->len > max)
