@@ -36,6 +36,19 @@ expect_stat() { # name value [description]
 }
 zero_stats() { "$HPCC" stats --zero >/dev/null; }
 
+# counts: "miss=M hit=H uncacheable=U fallback=F" from hpcc stats --json.
+counts() {
+  "$HPCC" stats --json | awk -F'[": ,]+' '
+    $2 == "miss" { m = $3 } $2 == "direct_hit" { h = $3 }
+    $2 == "uncacheable" { u = $3 } $2 == "fallback" { f = $3 }
+    END { printf "miss=%s hit=%s uncacheable=%s fallback=%s", m, h, u, f }'
+}
+expect_counts() { # description miss hit [uncacheable, default 0]; never a fallback
+  local want="miss=$2 hit=$3 uncacheable=${4:-0} fallback=0" got
+  got=$(counts)
+  if [ "$got" = "$want" ]; then ok "$1 ($want)"; else not_ok "$1: expected $want, got $got"; fi
+}
+
 # same FILE1 FILE2 [description]: byte-identical.
 same() {
   if cmp -s "$1" "$2"; then ok "${3:-$1 == $2}"; else not_ok "${3:-$1 == $2} (files differ)"; fi

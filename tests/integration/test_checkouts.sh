@@ -7,17 +7,6 @@
 # -ffile-prefix-map=<that root>=.) writes there.
 . "$(dirname "$0")/lib.sh"
 
-counts() { # "miss=M hit=H uncacheable=U fallback=F"
-  "$HPCC" stats --json | awk -F'[": ,]+' '
-    $2 == "miss" { m = $3 } $2 == "direct_hit" { h = $3 }
-    $2 == "uncacheable" { u = $3 } $2 == "fallback" { f = $3 }
-    END { printf "miss=%s hit=%s uncacheable=%s fallback=%s", m, h, u, f }'
-}
-expect_counts() { # description miss hit
-  local want="miss=$2 hit=$3 uncacheable=0 fallback=0" got
-  got=$(counts)
-  if [ "$got" = "$want" ]; then ok "$1 ($want)"; else not_ok "$1: expected $want, got $got"; fi
-}
 
 # ---- one project, written into a directory -------------------------------------
 

@@ -12,18 +12,6 @@
 
 # ---- helpers of this test ---------------------------------------------------
 
-# counts: "miss=M hit=H uncacheable=U fallback=F" from hpcc stats --json.
-counts() {
-  "$HPCC" stats --json | awk -F'[": ,]+' '
-    $2 == "miss" { m = $3 } $2 == "direct_hit" { h = $3 }
-    $2 == "uncacheable" { u = $3 } $2 == "fallback" { f = $3 }
-    END { printf "miss=%s hit=%s uncacheable=%s fallback=%s", m, h, u, f }'
-}
-expect_counts() { # description miss hit
-  local want="miss=$2 hit=$3 uncacheable=0 fallback=0" got
-  got=$(counts)
-  if [ "$got" = "$want" ]; then ok "$1 ($want)"; else not_ok "$1: expected $want, got $got"; fi
-}
 # Inputs written just now: let their mtime/ctime fall behind the next
 # compile's start, so that hpcc cannot take them for modified during it.
 settle() { sleep 0.1; }
