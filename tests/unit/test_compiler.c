@@ -13,6 +13,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -31,10 +33,6 @@ struct fixture {
 	char *saved_path;
 };
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -56,7 +54,7 @@ static int teardown(void **state)
 		setenv("PATH", f->saved_path, 1);
 	else
 		unsetenv("PATH");
-	nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(f->dir);
 	free(f->saved_path);
 	free(f->dir);
 	free(f);

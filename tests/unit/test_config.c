@@ -12,6 +12,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -21,10 +23,6 @@
 
 #include "config.h"
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
 
 static void clear_env(void)
 {
@@ -55,7 +53,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	clear_env();
-	nftw(*state, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(*state);
 	free(*state);
 	return 0;
 }

@@ -10,6 +10,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -39,27 +41,6 @@ static void assert_digest_hex(const struct digest *d, const char *want)
 
 /* --- temporary directory per test --- */
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
-static int setup_tmpdir(void **state)
-{
-	char tmpl[] = "/tmp/hpcc-test-digest-XXXXXX";
-	char *dir = mkdtemp(tmpl);
-	if (!dir)
-		return -1;
-	*state = strdup(dir);
-	return *state ? 0 : -1;
-}
-
-static int teardown_tmpdir(void **state)
-{
-	nftw(*state, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-	free(*state);
-	return 0;
-}
 
 static char *write_file(const char *dir, const char *name, const void *data, size_t n)
 {
@@ -420,7 +401,7 @@ static void test_time_macros_far_into_file(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup_tmpdir, teardown_tmpdir)
+#define T(f) cmocka_unit_test_setup_teardown(f, testutil_setup_tmpdir, testutil_teardown_tmpdir)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_nist_vectors),
 		cmocka_unit_test(test_million_a),

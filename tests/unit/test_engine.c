@@ -17,6 +17,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -49,10 +51,6 @@ static const char *const hpcc_env[] = {
 	"HPCC_DAEMON", "HPCC_DAEMON_IDLE_TIMEOUT", "HPCC_SOCKET", "HPCC_LOG_FILE", "HPCC_LOG_LEVEL",
 };
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
 
 static char *path_in(const struct fixture *f, const char *name)
 {
@@ -120,7 +118,7 @@ static void fixture_free(struct fixture *f)
 	engine_free(f->engine);
 	config_free(&f->cfg);
 	if (f->dir)
-		nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+		testutil_rm_rf(f->dir);
 	unsetenv("HPCC_CONFIG");
 	unsetenv("HPCC_DIR");
 	free(f->start_cwd);

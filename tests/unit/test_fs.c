@@ -10,6 +10,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,27 +24,6 @@
 
 /* --- temporary directory per test --- */
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
-static int setup_tmpdir(void **state)
-{
-	char tmpl[] = "/tmp/hpcc-test-fs-XXXXXX";
-	char *dir = mkdtemp(tmpl);
-	if (!dir)
-		return -1;
-	*state = strdup(dir);
-	return *state ? 0 : -1;
-}
-
-static int teardown_tmpdir(void **state)
-{
-	nftw(*state, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-	free(*state);
-	return 0;
-}
 
 static char *tmp_path(void **state, const char *name)
 {
@@ -621,7 +602,7 @@ static void test_find_upwards(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup_tmpdir, teardown_tmpdir)
+#define T(f) cmocka_unit_test_setup_teardown(f, testutil_setup_tmpdir, testutil_teardown_tmpdir)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_path_normalize),
 		cmocka_unit_test(test_path_join),

@@ -16,6 +16,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -38,10 +40,6 @@ struct fixture {
 
 static char *group_dir;
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
 
 static char *path_in(const struct fixture *f, const char *name)
 {
@@ -176,7 +174,7 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	nftw(group_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(group_dir);
 	free(group_dir);
 	return 0;
 }
