@@ -38,6 +38,7 @@ bench:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory build
 	@bench/run.sh
+	@bench/warm-zlib.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
