@@ -91,7 +91,14 @@ static int render_entry_depfile(const struct engine_job *job, Hpcc__Local__Dep *
 	_cleanup_free_ bool *sys = calloc(n ? n : 1, sizeof(bool));
 	int r = sys ? 0 : -ENOMEM;
 	for (size_t i = 0; r == 0 && i < n; i++) {
-		r = strv_push_take(&spelled, input_path(job, deps[i]->path, deps[i]->rooted));
+		/* Glued, not joined: a join would normalise the spelling. */
+		if (!deps[i]->rooted)
+			r = strv_push(&spelled, deps[i]->path);
+		else if (!job->root)
+			r = -EINVAL;
+		else
+			r = strcmp(deps[i]->path, ".") == 0 ? strv_push(&spelled, job->root) :
+							     strv_pushf(&spelled, "%s/%s", job->root, deps[i]->path);
 		sys[i] = deps[i]->system;
 	}
 	return r < 0 ? r : results_render_depfile(job, spelled.v, sys, spelled.n, ret);
@@ -283,12 +290,10 @@ int results_store(struct engine *e, struct engine_job *job, struct dep_info *dep
 		for (size_t i = 0; i < n; i++) {
 			hpcc__local__dep__init(&dep_msgs[i]);
 			/* Spelled paths under the root lose the root, so that another
-			 * checkout renders its own. */
-			const char *rel = NULL;
-			if (job->root && deps[i].spelled[0] == '/') {
-				_cleanup_free_ char *norm = path_normalize(deps[i].spelled);
-				rel = norm && strcmp(norm, deps[i].spelled) == 0 ? path_under(deps[i].spelled, job->root) : NULL;
-			}
+			 * checkout renders its own; the rest stays as the compiler
+			 * spelled it ("sub/../inc/x.h" included), since the .d must
+			 * match the compiler's byte for byte. */
+			const char *rel = job->root && deps[i].spelled[0] == '/' ? path_under(deps[i].spelled, job->root) : NULL;
 			dep_msgs[i].path = (char *)(rel ? rel : deps[i].spelled);
 			dep_msgs[i].rooted = rel != NULL;
 			dep_msgs[i].system = deps[i].system;
