@@ -284,7 +284,6 @@ static void job_free(struct engine *e, struct engine_job *job)
 		unlink(job->rsp_tmp);
 	free(job->rsp_tmp);
 	compile_args_free(&job->args);
-	buf_free(&job->base);
 	free(job->cwd);
 	free(job->root);
 	free(job->compiler_path);
@@ -407,7 +406,10 @@ int engine_lookup(struct engine *e, const struct engine_request *req, struct eng
 		job_free(e, job);
 		return fallback(e, ret, STAT_UNCACHEABLE_NO_SOURCE);
 	}
-	keys_derive(job, "direct", &sd.digest, &job->direct_key);
+	if (keys_derive(job, "direct", &sd.digest, &job->direct_key) < 0) {
+		job_free(e, job);
+		return fallback(e, ret, STAT_FALLBACK_INTERNAL);
+	}
 
 	for (int attempt = 0; attempt < 2; attempt++) {
 		r = results_try_hit(e, job, ret);

@@ -48,7 +48,6 @@ struct engine_job {
 	char *compiler_path;
 	struct digest base_digest;
 	struct digest direct_key;
-	struct buf base;              /* the base encoding, reused for the action key */
 	char *dep_tmp;                /* where the compiler writes its full -MD list */
 	char *rsp_tmp;                /* a response file for an over-long command */
 	struct timespec started;
@@ -70,7 +69,7 @@ void engine_add(struct engine *e, const struct stats *delta);
 
 /* keys.c */
 bool keys_env_lookup(const struct engine_request *req, const char *name, const char **ret);
-/* Fills job->base and job->base_digest from the request and parsed args. */
+/* Fills job->base_digest from the request and parsed args. */
 int keys_build_base(struct engine *e, const struct engine_request *req, struct engine_job *job);
 /* H(base digest, what, d): the direct key ("direct", source digest) and the
  * action digest ("action", input manifest digest). */
@@ -86,7 +85,6 @@ int inputs_collect(struct engine *e, struct engine_job *job, struct dep_info **r
 void inputs_free(struct dep_info *d, size_t n);
 
 /* results.c */
-int results_add_output(struct engine_result *ret, const char *path, const void *data, size_t n);
 /* Renders the user's dependency file into ret's outputs (if one was asked for). */
 int results_render_depfile(const struct engine_job *job, char *const *spelled, const bool *is_system, size_t n,
 			   struct engine_result *ret);

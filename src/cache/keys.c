@@ -96,7 +96,8 @@ bool keys_env_lookup(const struct engine_request *req, const char *name, const c
 int keys_build_base(struct engine *e, const struct engine_request *req, struct engine_job *job)
 {
 	const struct compile_args *a = &job->args;
-	struct buf *b = &job->base;
+	_cleanup_buf_ struct buf base;
+	struct buf *b = &base;
 	buf_init(b, 16 << 20);
 	buf_append_lp_str(b, "hpcc-key-v1");
 	buf_append_lp(b, job->tc.id.b, DIGEST_LEN);
@@ -141,9 +142,10 @@ int keys_build_base(struct engine *e, const struct engine_request *req, struct e
 		if (r < 0)
 			return r;
 	}
-	/* A buffer that hit its cap fails every later append: check once. */
-	if (b->len >= b->max - 1)
-		return -E2BIG;
+	/* Appends above are unchecked; a failed one (the key would silently
+	 * lack an argument) is remembered by the buffer. */
+	if (b->error)
+		return b->error;
 	return digest_bytes(b->data, b->len, &job->base_digest);
 }
 
@@ -153,12 +155,10 @@ int keys_derive(const struct engine_job *job, const char *what, const struct dig
 	int r = hasher_init(&h);
 	if (r < 0)
 		return r;
-	uint8_t tag[64];
-	size_t n = strlen(what);
-	memcpy(tag, what, n);
-	hasher_update(&h, job->base_digest.b, DIGEST_LEN);
-	hasher_update(&h, tag, n);
-	hasher_update(&h, d->b, DIGEST_LEN);
+	/* The tag with its NUL, so no tag is a prefix of another. */
+	if ((r = hasher_update(&h, job->base_digest.b, DIGEST_LEN)) < 0 ||
+	    (r = hasher_update(&h, what, strlen(what) + 1)) < 0 || (r = hasher_update(&h, d->b, DIGEST_LEN)) < 0)
+		return r;
 	return hasher_final(&h, ret);
 }
 

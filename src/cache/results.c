@@ -39,7 +39,7 @@ static bool candidate_matches(struct engine *e, const struct engine_job *job, co
 	return true;
 }
 
-int results_add_output(struct engine_result *ret, const char *path, const void *data, size_t n)
+static int add_output(struct engine_result *ret, const char *path, const void *data, size_t n)
 {
 	struct output_file *o = realloc(ret->outputs, (ret->n_outputs + 1) * sizeof(*o));
 	if (!o)
@@ -78,7 +78,7 @@ int results_render_depfile(const struct engine_job *job, char *const *spelled, c
 	buf_init(&text, DEPFILE_MAX_SIZE);
 	_cleanup_free_ char *path = NULL;
 	int r = depfile_render(&job->args, spelled, is_system, n, &text, &path);
-	return r < 0 ? r : results_add_output(ret, path, text.data, text.len);
+	return r < 0 ? r : add_output(ret, path, text.data, text.len);
 }
 
 /* The same from an entry's dependency list: rooted paths get this root. */
@@ -127,7 +127,7 @@ static int serve_hit(struct engine *e, struct engine_job *job, const struct dige
 	for (size_t i = 0; r == 0 && i < entry->n_files; i++) {
 		_cleanup_free_ char *tmp = NULL;
 		const char *name = output_name_for(&job->args, entry->files[i]->kind, &tmp);
-		r = name ? results_add_output(ret, name, entry->files[i]->data.data, entry->files[i]->data.len) : -ENOMEM;
+		r = name ? add_output(ret, name, entry->files[i]->data.data, entry->files[i]->data.len) : -ENOMEM;
 	}
 	if (r == 0)
 		r = render_entry_depfile(job, entry->deps, entry->n_deps, ret);
@@ -248,9 +248,8 @@ int results_store(struct engine *e, struct engine_job *job, struct dep_info *dep
 {
 	struct digest inputs, action;
 	int r = keys_inputs_digest(deps, n, &inputs);
-	if (r < 0)
+	if (r < 0 || (r = keys_derive(job, "action", &inputs, &action)) < 0)
 		return r;
-	keys_derive(job, "action", &inputs, &action);
 
 	struct { int kind; bool wanted; } kinds[] = {
 		{ HPCC__LOCAL__RESULT_ENTRY__KIND__OBJECT, true },

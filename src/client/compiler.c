@@ -129,7 +129,7 @@ int compiler_identify(const char *path, struct toolchain *ret)
 	buf_append_lp(&enc, pr.out.data, pr.out.len);
 	buf_append_u64(&enc, tc.family);
 	proc_result_free(&pr);
-	r = digest_bytes(enc.data, enc.len, &tc.id);
+	r = enc.error ? enc.error : digest_bytes(enc.data, enc.len, &tc.id);
 	if (r < 0)
 		return r;
 

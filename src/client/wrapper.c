@@ -32,8 +32,9 @@
 
 #define SELF_EXE "/proc/self/exe"
 #define DAEMON_START_WAIT_MS 3000
-#define REPLY_TIMEOUT_MS (INFLIGHT_REPLY_TIMEOUT_S * 1000)
-#define INFLIGHT_REPLY_TIMEOUT_S 900
+/* A reply may wait for an identical compile in flight (the daemon bounds
+ * that wait at 600 s); past this the daemon counts as lost. */
+#define REPLY_TIMEOUT_MS (900 * 1000)
 
 struct wrapper {
 	struct strv trash;       /* replaced outputs, to unlink after we are done */

@@ -25,15 +25,23 @@ void buf_free(struct buf *b)
 void buf_reset(struct buf *b)
 {
 	b->len = 0;
+	b->error = 0;
 	if (b->data)
 		b->data[0] = '\0';
+}
+
+static int buf_fail(struct buf *b, int r)
+{
+	if (!b->error)
+		b->error = r;
+	return r;
 }
 
 int buf_reserve(struct buf *b, size_t extra)
 {
 	size_t max = b->max ? b->max : BUF_DEFAULT_MAX;
 	if (extra > max || b->len > max - extra)
-		return -EFBIG;
+		return buf_fail(b, -EFBIG);
 	size_t need = b->len + extra + 1;
 	if (need <= b->alloc)
 		return 0;
@@ -44,7 +52,7 @@ int buf_reserve(struct buf *b, size_t extra)
 		n = max + 1;
 	char *p = realloc(b->data, n);
 	if (!p)
-		return -ENOMEM;
+		return buf_fail(b, -ENOMEM);
 	b->data = p;
 	b->alloc = n;
 	return 0;

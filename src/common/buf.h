@@ -17,6 +17,8 @@ struct buf {
 	size_t len;
 	size_t alloc;
 	size_t max;  /* the cap on len; 0 means BUF_DEFAULT_MAX */
+	int error;   /* the first failed reserve (-EFBIG, -ENOMEM), sticky: a
+	              * caller that builds a key from many appends checks once */
 };
 
 #define BUF_DEFAULT_MAX ((size_t)64 << 20)

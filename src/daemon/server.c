@@ -30,6 +30,9 @@
 #define REQUEST_MAX ((size_t)16 << 20)
 #define DONE_MAX (ENGINE_MAX_CAPTURE * 2 + (1 << 20))
 #define MAX_CONNECTIONS 1024
+/* A compile may run for long, but not for ever: a wrapper that keeps its
+ * socket open without reporting is dropped after this. */
+#define JOB_TIMEOUT_MS (4 * 3600 * 1000)
 
 struct daemon_state {
 	struct engine *engine;
@@ -195,10 +198,10 @@ static void handle_compile(struct daemon_state *d, int fd, const Hpcc__Local__Co
 	}
 	struct engine_job *job = TAKE_PTR(res.job);
 	engine_result_free(&res);
-	/* The compile runs in the wrapper; wait as long as it takes, but not
-	 * past the wrapper's death (the socket then closes). */
+	/* The compile runs in the wrapper; wait as long as it takes (bounded),
+	 * but not past the wrapper's death (the socket then closes). */
 	ipc_envelope *env = NULL;
-	r = ipc_recv(fd, -1, DONE_MAX, &env);
+	r = ipc_recv(fd, JOB_TIMEOUT_MS, DONE_MAX, &env);
 	if (r < 0 || env->msg_case != HPCC__LOCAL__ENVELOPE__MSG_DONE) {
 		ipc_envelope_free(env);
 		engine_abandon(d->engine, job);

@@ -316,10 +316,29 @@ static void test_free_twice_and_null(void **state)
 	buf_free(NULL);
 }
 
+/* A failed append is remembered: a key built from unchecked appends can
+ * tell it lost a part, even when later, smaller appends succeed. */
+static void test_error_is_sticky(void **state)
+{
+	(void)state;
+	struct buf b;
+	buf_init(&b, 8);
+	assert_int_equal(b.error, 0);
+	assert_int_equal(buf_append(&b, "0123456789", 10), -EFBIG);
+	assert_int_equal(buf_append(&b, "ab", 2), 0);
+	assert_int_equal(b.len, 2);
+	assert_int_equal(b.error, -EFBIG);
+	buf_reset(&b);
+	assert_int_equal(b.error, 0);
+	buf_free(&b);
+	assert_int_equal(b.error, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_init_defaults),
+		cmocka_unit_test(test_error_is_sticky),
 		cmocka_unit_test(test_cap_exact),
 		cmocka_unit_test(test_cap_one_shot),
 		cmocka_unit_test(test_default_cap),
