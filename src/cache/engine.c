@@ -225,7 +225,7 @@ static int engine_flush_locked(struct engine *e)
 
 /* Registers key as being compiled, or, when someone else already compiles
  * it, waits for them (bounded) and returns 1 so the caller looks again. */
-static int inflight_enter(struct engine *e, const struct digest *key)
+int engine_inflight_enter(struct engine *e, const struct digest *key)
 {
 	pthread_mutex_lock(&e->lock);
 	bool waited = false;
@@ -257,7 +257,7 @@ static int inflight_enter(struct engine *e, const struct digest *key)
 	return r;
 }
 
-static void inflight_leave(struct engine *e, const struct digest *key)
+void engine_inflight_leave(struct engine *e, const struct digest *key)
 {
 	pthread_mutex_lock(&e->lock);
 	for (struct inflight **p = &e->inflight; *p; p = &(*p)->next) {
@@ -272,18 +272,19 @@ static void inflight_leave(struct engine *e, const struct digest *key)
 	pthread_mutex_unlock(&e->lock);
 }
 
-static void job_free(struct engine *e, struct engine_job *job)
+void engine_job_free(struct engine *e, struct engine_job *job)
 {
 	if (!job)
 		return;
 	if (job->inflight_registered)
-		inflight_leave(e, &job->direct_key);
+		engine_inflight_leave(e, &job->direct_key);
 	if (job->dep_tmp)
 		unlink(job->dep_tmp);
 	if (job->rsp_tmp)
 		unlink(job->rsp_tmp);
 	free(job->rsp_tmp);
 	compile_args_free(&job->args);
+	strv_free(&job->env);
 	free(job->cwd);
 	free(job->root);
 	free(job->compiler_path);
@@ -291,7 +292,7 @@ static void job_free(struct engine *e, struct engine_job *job)
 	free(job);
 }
 
-void engine_abandon(struct engine *e, struct engine_job *job) { job_free(e, job); }
+void engine_abandon(struct engine *e, struct engine_job *job) { engine_job_free(e, job); }
 
 /* ---- lookups ----------------------------------------------------------- */
 
@@ -340,7 +341,7 @@ static int maybe_use_response_file(struct engine *e, struct engine_job *job, str
 	return 0;
 }
 
-static int prepare_run(struct engine *e, struct engine_job *job, struct engine_result *ret)
+int engine_prepare_run(struct engine *e, struct engine_job *job, struct engine_result *ret)
 {
 	_cleanup_free_ char *prefix = NULL;
 	if (asprintf(&prefix, "%s/dep", e->tmp_dir) < 0)
@@ -366,6 +367,49 @@ static int prepare_run(struct engine *e, struct engine_job *job, struct engine_r
 	return maybe_use_response_file(e, job, argv);
 }
 
+/* A path of the command resolves inside the project root. */
+static bool path_inside_root(const struct engine_job *job, const char *path)
+{
+	if (path[0] == '/')
+		return true;  /* absolute: under the root (rooted) or from the image */
+	_cleanup_free_ char *abs = path_join(job->cwd, path);
+	_cleanup_free_ char *norm = abs ? path_normalize(abs) : NULL;
+	return norm && path_under(norm, job->root) != NULL;
+}
+
+/* Whether a worker can compile this job from the manifest alone. The rest
+ * compiles locally: -march=native means this CPU, profiles and coverage
+ * name files beside the output, and paths that leave the project root (or
+ * compiler search-path variables) name files that the worker never gets. */
+static bool remote_eligible(const struct engine_request *req, const struct engine_job *job)
+{
+	const struct compile_args *a = &job->args;
+	if (!job->root || !req->prefix_map || a->march_native || a->profile_use || a->profile_arcs || a->coverage)
+		return false;
+	if (a->lang != LANG_C && a->lang != LANG_CXX)
+		return false;
+	for (size_t i = 0; i < req->n_env; i++) {
+		const char *v = req->env[i];
+		if (strncmp(v, "SOURCE_DATE_EPOCH=", 18) != 0 && strncmp(v, "LANG=", 5) != 0 &&
+		    strncmp(v, "LC_", 3) != 0 && strncmp(v, "GCC_COLORS=", 11) != 0)
+			return false;
+	}
+	if (!path_under(job->cwd, job->root) && strcmp(job->cwd, job->root) != 0)
+		return false;
+	if (!path_inside_root(job, a->source) || !path_inside_root(job, a->output))
+		return false;
+	if (a->source[0] == '/' && !path_under(a->source, job->root))
+		return false;
+	if (a->output[0] == '/' && !path_under(a->output, job->root))
+		return false;
+	for (size_t i = 0; i < a->n_key_args; i++)
+		if (a->key_args[i].path && !path_inside_root(job, a->key_args[i].path))
+			return false;
+	return true;
+}
+
+bool engine_job_is_remote(const struct engine_job *job) { return job && job->remote; }
+
 int engine_lookup(struct engine *e, const struct engine_request *req, struct engine_result *ret)
 {
 	*ret = (struct engine_result){ 0 };
@@ -380,13 +424,13 @@ int engine_lookup(struct engine *e, const struct engine_request *req, struct eng
 		return fallback(e, ret, STAT_FALLBACK_INTERNAL);
 	int r = compiler_identify(req->compiler_path, &job->tc);
 	if (r < 0) {
-		job_free(e, job);
+		engine_job_free(e, job);
 		return fallback(e, ret, STAT_FALLBACK_COMPILER_IDENTITY);
 	}
 	enum args_reason reason;
 	r = args_parse(req->argc, req->argv, req->cwd, job->tc.family, &job->args, &reason);
 	if (r != 0) {
-		job_free(e, job);
+		engine_job_free(e, job);
 		return fallback(e, ret, r > 0 ? stats_uncacheable_counter(reason) : STAT_FALLBACK_INTERNAL);
 	}
 	job->cwd = path_normalize(req->cwd);
@@ -395,19 +439,25 @@ int engine_lookup(struct engine *e, const struct engine_request *req, struct eng
 	job->prefix_map = req->prefix_map;
 	job->allow_time_macros = keys_env_lookup(req, "SOURCE_DATE_EPOCH", &v);
 	ret->color = wants_color(&job->args, req->stderr_is_tty);
-	if (!job->cwd || !job->compiler_path || keys_build_base(e, req, job) < 0) {
-		job_free(e, job);
+	if (req->remote_image && job->cwd) {
+		job->remote = remote_eligible(req, job);
+		job->remote_image = *req->remote_image;
+	}
+	if (!job->cwd || !job->compiler_path || strv_extend(&job->env, req->env, req->n_env) < 0 ||
+	    keys_build_base(e, job) < 0) {
+		engine_job_free(e, job);
 		return fallback(e, ret, STAT_FALLBACK_INTERNAL);
 	}
 	_cleanup_free_ char *src = path_join(job->cwd, job->args.source);
 	struct file_digest sd;
 	if (!src || memo_digest(e->memo, src, &sd) < 0) {
 		/* A missing source: let the compiler say so, in its words. */
-		job_free(e, job);
+		engine_job_free(e, job);
 		return fallback(e, ret, STAT_UNCACHEABLE_NO_SOURCE);
 	}
+	job->source_digest = sd.digest;
 	if (keys_derive(job, "direct", &sd.digest, &job->direct_key) < 0) {
-		job_free(e, job);
+		engine_job_free(e, job);
 		return fallback(e, ret, STAT_FALLBACK_INTERNAL);
 	}
 
@@ -417,12 +467,12 @@ int engine_lookup(struct engine *e, const struct engine_request *req, struct eng
 			engine_count(e, attempt ? STAT_MERGED : STAT_DIRECT_HIT);
 			if (attempt)
 				engine_count(e, STAT_DIRECT_HIT);
-			job_free(e, job);
+			engine_job_free(e, job);
 			return 0;
 		}
 		if (attempt == 1)
 			break;
-		r = inflight_enter(e, &job->direct_key);
+		r = engine_inflight_enter(e, &job->direct_key);
 		if (r == 0) {
 			job->inflight_registered = true;
 			break;
@@ -431,12 +481,14 @@ int engine_lookup(struct engine *e, const struct engine_request *req, struct eng
 			break;
 		/* Someone else compiled this meanwhile: look again. */
 	}
-	if (prepare_run(e, job, ret) < 0) {
+	if (engine_prepare_run(e, job, ret) < 0) {
 		engine_result_free(ret);
-		job_free(e, job);
+		engine_job_free(e, job);
 		return fallback(e, ret, STAT_FALLBACK_INTERNAL);
 	}
 	clock_gettime(CLOCK_REALTIME, &job->started);
+	if (req->remote_image && !job->remote)
+		engine_count(e, STAT_REMOTE_LOCAL_ONLY);
 	ret->action = ENGINE_RUN;
 	ret->job = job;
 	return 0;
@@ -453,7 +505,7 @@ int engine_complete(struct engine *e, struct engine_job *job, int wait_status, c
 		/* A failed compile is not cached; its .d is not written either,
 		 * as GCC removes it on failure. */
 		engine_count(e, STAT_UNCACHEABLE_COMPILE_FAILED);
-		job_free(e, job);
+		engine_job_free(e, job);
 		return 0;
 	}
 	struct dep_info *deps = NULL;
@@ -463,13 +515,13 @@ int engine_complete(struct engine *e, struct engine_job *job, int wait_status, c
 	if (r < 0) {
 		log_warn("dependency file of %s: %s", job->args.source, strerror(-r));
 		engine_count(e, STAT_FALLBACK_DEP_FILE);
-		job_free(e, job);
+		engine_job_free(e, job);
 		return r;
 	}
 	if (passed)
 		refuse = STAT_UNCACHEABLE_OUTPUT_TOO_LARGE;
 	if (refuse == STAT_N) {
-		r = results_store(e, job, deps, n, out, err, &refuse);
+		r = results_store(e, job, deps, n, out, err, NULL, &refuse);
 		if (r < 0) {
 			log_warn("storing %s: %s", job->args.source, strerror(-r));
 			refuse = STAT_FALLBACK_STORE_ERROR;
@@ -489,7 +541,7 @@ int engine_complete(struct engine *e, struct engine_job *job, int wait_status, c
 	if (r == 0)
 		r = results_render_depfile(job, spelled, sys, n, &res);
 	inputs_free(deps, n);
-	job_free(e, job);
+	engine_job_free(e, job);
 	if (r < 0) {
 		engine_result_free(&res);
 		engine_count(e, STAT_FALLBACK_DEP_FILE);

@@ -19,6 +19,7 @@
 #include "stats.h"
 #include "store.h"
 #include "strv.h"
+#include "digest.h"
 
 /* The environment variables that change what a compile produces; the
  * wrapper sends these (and only these) with each request. */
@@ -43,6 +44,10 @@ struct engine_request {
 	bool stderr_is_tty;         /* a terminal that takes colour (TERM set, not "dumb") */
 	bool prefix_map;
 	bool disable;               /* HPCC_DISABLE of this command */
+	/* Remote mode (the daemon with a [remote] worker): the toolchain is this
+	 * image, and a miss that can be compiled remotely comes back as RUN with
+	 * engine_job_is_remote() true. NULL: local only. */
+	const struct digest *remote_image;
 };
 
 struct output_file {
@@ -81,6 +86,28 @@ int engine_complete(struct engine *e, struct engine_job *job, int wait_status, c
 void engine_abandon(struct engine *e, struct engine_job *job);
 void engine_result_free(struct engine_result *r);
 void output_files_free(struct output_file *f, size_t n);
+
+/* ---- remote mode (src/daemon/remote.c drives these) ---- */
+bool engine_job_is_remote(const struct engine_job *job);
+/* Runs the compiler's dependency scan (-M; with ret_pp, -E -MD and the
+ * preprocessed source into *ret_pp) for a remote job and digests what it
+ * lists; 1 with *ret_refuse set when the job must not be cached (then
+ * compile locally, as engine_complete would refuse it anyway). */
+struct dep_info;
+int engine_remote_scan(struct engine *e, struct engine_job *job, struct buf *ret_pp, struct dep_info **ret,
+		       size_t *ret_n, enum stat_counter *ret_refuse);
+void engine_deps_free(struct dep_info *d, size_t n);
+/* The remote side failed: the job goes back to a local toolchain key. 1 and
+ * a HIT in *ret (the job is freed) when that key is cached; 0 when the
+ * caller should run the RUN it already has (the job stays valid). */
+int engine_remote_fallback(struct engine *e, struct engine_job *job, struct engine_result *ret);
+/* A remote result: stores it under the job's keys and fills *ret as a HIT
+ * (outputs, .d, stdout, stderr). outputs[0] is the object, outputs[1] the
+ * .dwo (split DWARF) or NULL. On success the job is freed; on failure it
+ * stays with the caller, who compiles locally. */
+int engine_remote_store(struct engine *e, struct engine_job *job, struct dep_info *deps, size_t n,
+			const struct buf *object, const struct buf *dwo, const struct buf *out, const struct buf *err,
+			struct engine_result *ret);
 
 void engine_count(struct engine *e, enum stat_counter c);
 /* Writes pending counters to the stats file, and evicts if over size. */

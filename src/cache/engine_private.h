@@ -47,13 +47,17 @@ struct engine_job {
 	char *root;                   /* NULL without a project root */
 	char *compiler_path;
 	struct digest base_digest;
+	struct digest source_digest;
 	struct digest direct_key;
 	char *dep_tmp;                /* where the compiler writes its full -MD list */
 	char *rsp_tmp;                /* a response file for an over-long command */
 	struct timespec started;
 	bool prefix_map;
+	struct strv env;              /* the request's NAME=VALUE list (ENGINE_ENV_NAMES) */
 	bool allow_time_macros;       /* SOURCE_DATE_EPOCH is set */
 	bool inflight_registered;
+	bool remote;                  /* keyed by remote_image, may compile remotely */
+	struct digest remote_image;
 };
 
 /* One file the compiler read, from its dependency output. */
@@ -67,21 +71,32 @@ struct dep_info {
 
 void engine_add(struct engine *e, const struct stats *delta);
 
+/* engine.c */
+int engine_prepare_run(struct engine *e, struct engine_job *job, struct engine_result *ret);
+void engine_job_free(struct engine *e, struct engine_job *job);
+int engine_inflight_enter(struct engine *e, const struct digest *key);
+void engine_inflight_leave(struct engine *e, const struct digest *key);
+
 /* keys.c */
 bool keys_env_lookup(const struct engine_request *req, const char *name, const char **ret);
 /* Fills job->base_digest from the request and parsed args. */
-int keys_build_base(struct engine *e, const struct engine_request *req, struct engine_job *job);
+int keys_build_base(struct engine *e, struct engine_job *job);
 /* H(base digest, what, d): the direct key ("direct", source digest) and the
  * action digest ("action", input manifest digest). */
 int keys_derive(const struct engine_job *job, const char *what, const struct digest *d, struct digest *ret);
 /* The input manifest digest: sorted (canonical path, digest) pairs. */
-int keys_inputs_digest(struct dep_info *deps, size_t n, struct digest *ret);
+int keys_inputs_digest(struct dep_info *deps, size_t n, bool rooted_only, struct digest *ret);
 
 /* inputs.c */
 /* Reads the compiler's dependency list and digests every file in it; sets
  * *ret_refuse (else left alone) when the result must not be stored. */
 int inputs_collect(struct engine *e, struct engine_job *job, struct dep_info **ret, size_t *ret_n,
 		   enum stat_counter *ret_refuse);
+/* The same from a list of paths as the compiler spelled them; with
+ * image_headers, files outside the root that do not exist here are kept
+ * without a digest (a worker's image had them). */
+int inputs_from_list(struct engine *e, struct engine_job *job, char *const *spelled, size_t n_spelled,
+		     bool image_headers, struct dep_info **ret, size_t *ret_n, enum stat_counter *ret_refuse);
 void inputs_free(struct dep_info *d, size_t n);
 
 /* results.c */
@@ -90,5 +105,7 @@ int results_render_depfile(const struct engine_job *job, char *const *spelled, c
 			   struct engine_result *ret);
 /* 0 and a filled HIT result, or -ENOENT. */
 int results_try_hit(struct engine *e, struct engine_job *job, struct engine_result *ret);
+/* mem_outputs: NULL to read the outputs from disk (a local compile), else
+ * the object and the .dwo (a remote compile). */
 int results_store(struct engine *e, struct engine_job *job, struct dep_info *deps, size_t n, const struct buf *out,
-		  const struct buf *err, enum stat_counter *ret_refuse);
+		  const struct buf *err, const struct buf *const *mem_outputs, enum stat_counter *ret_refuse);

@@ -77,20 +77,26 @@ int inputs_collect(struct engine *e, struct engine_job *job, struct dep_info **r
 	r = depfile_parse(text.data ? text.data : "", text.len, &df);
 	if (r < 0)
 		return r;
-	if (df.deps.n == 0) {
-		depfile_free(&df);
+	r = inputs_from_list(e, job, df.deps.v, df.deps.n, false, ret, ret_n, ret_refuse);
+	depfile_free(&df);
+	return r;
+}
+
+int inputs_from_list(struct engine *e, struct engine_job *job, char *const *spelled, size_t n_spelled,
+		     bool image_headers, struct dep_info **ret, size_t *ret_n, enum stat_counter *ret_refuse)
+{
+	if (n_spelled == 0)
 		return -EBADMSG;
-	}
-	struct dep_info *deps = calloc(df.deps.n, sizeof(*deps));
+	struct dep_info *deps = calloc(n_spelled, sizeof(*deps));
 	_cleanup_strv_ struct strv sysdirs = { 0 }, flags = { 0 };
-	r = deps ? system_flags_for(job, &flags) : -ENOMEM;
+	int r = deps ? system_flags_for(job, &flags) : -ENOMEM;
 	if (r == 0 && compiler_system_dirs(job->compiler_path, job->args.lang, flags.v, flags.n, &sysdirs) < 0)
 		log_warn("cannot list the system include directories of %s", job->compiler_path);
 	size_t n = 0;
-	for (size_t i = 0; r == 0 && i < df.deps.n; i++, n++) {
+	for (size_t i = 0; r == 0 && i < n_spelled; i++, n++) {
 		struct dep_info *d = &deps[i];
-		d->spelled = strdup(df.deps.v[i]);
-		_cleanup_free_ char *abs = path_join(job->cwd, df.deps.v[i]);
+		d->spelled = strdup(spelled[i]);
+		_cleanup_free_ char *abs = path_join(job->cwd, spelled[i]);
 		if (!d->spelled || !abs) {
 			r = -ENOMEM;
 			break;
@@ -104,14 +110,20 @@ int inputs_collect(struct engine *e, struct engine_job *job, struct dep_info **r
 		}
 		for (size_t k = 0; k < sysdirs.n && !d->system; k++)
 			d->system = path_under(abs, sysdirs.v[k]) != NULL;
-		if ((r = memo_digest(e->memo, abs, &d->fd)) < 0)
+		if ((r = memo_digest(e->memo, abs, &d->fd)) < 0) {
+			/* A header from a worker's image need not exist here: the
+			 * image digest stands for it in the key. */
+			if (image_headers && !d->rooted) {
+				r = 0;
+				continue;
+			}
 			break;
+		}
 		if (changed_since(&d->fd.st, &job->started))
 			*ret_refuse = STAT_UNCACHEABLE_MODIFIED_DURING_COMPILE;
 		else if (d->fd.timestamp_macro || (d->fd.time_macros && !job->allow_time_macros))
 			*ret_refuse = STAT_UNCACHEABLE_TIME_MACROS;
 	}
-	depfile_free(&df);
 	if (r < 0) {
 		inputs_free(deps, n);
 		return r;

@@ -93,14 +93,17 @@ bool keys_env_lookup(const struct engine_request *req, const char *name, const c
 	return false;
 }
 
-int keys_build_base(struct engine *e, const struct engine_request *req, struct engine_job *job)
+int keys_build_base(struct engine *e, struct engine_job *job)
 {
 	const struct compile_args *a = &job->args;
 	_cleanup_buf_ struct buf base;
 	struct buf *b = &base;
 	buf_init(b, 16 << 20);
 	buf_append_lp_str(b, "hpcc-key-v1");
-	buf_append_lp(b, job->tc.id.b, DIGEST_LEN);
+	/* The toolchain: the compiler here, or the image a worker runs it from
+	 * (DESIGN.md §2), so that the two kinds of results never mix. */
+	buf_append_lp_str(b, job->remote ? "image" : "local");
+	buf_append_lp(b, job->remote ? job->remote_image.b : job->tc.id.b, DIGEST_LEN);
 	buf_append_u64(b, job->tc.family);
 	buf_append_u64(b, a->lang);
 	buf_append_u64(b, a->n_key_args);
@@ -127,9 +130,9 @@ int keys_build_base(struct engine *e, const struct engine_request *req, struct e
 		buf_append_lp_str(b, job->cwd);
 		buf_append_lp_str(b, abs_out ? abs_out : "");
 	}
-	buf_append_u64(b, job->root && req->prefix_map);
-	for (size_t i = 0; i < req->n_env; i++)
-		buf_append_lp_str(b, req->env[i]);
+	buf_append_u64(b, job->root && job->prefix_map);
+	for (size_t i = 0; i < job->env.n; i++)
+		buf_append_lp_str(b, job->env.v[i]);
 	if (a->march_native) {
 		struct digest nd;
 		int r = compiler_native_digest(job->compiler_path, &nd);
@@ -170,8 +173,10 @@ static int dep_cmp(const void *a, const void *b)
 	return strcmp(x->canonical, y->canonical);
 }
 
-/* The input manifest digest: sorted (path, digest) pairs, duplicates once. */
-int keys_inputs_digest(struct dep_info *deps, size_t n, struct digest *ret)
+/* The input manifest digest: sorted (path, digest) pairs, duplicates once;
+ * with rooted_only, the files under the project root alone (remote keys,
+ * where the image stands for the rest). */
+int keys_inputs_digest(struct dep_info *deps, size_t n, bool rooted_only, struct digest *ret)
 {
 	_cleanup_free_ struct dep_info **sorted = calloc(n ? n : 1, sizeof(*sorted));
 	if (!sorted)
@@ -183,7 +188,7 @@ int keys_inputs_digest(struct dep_info *deps, size_t n, struct digest *ret)
 	buf_init(&enc, 64 << 20);
 	buf_append_lp_str(&enc, "hpcc-inputs-v1");
 	for (size_t i = 0; i < n; i++) {
-		if (i > 0 && dep_cmp(&sorted[i - 1], &sorted[i]) == 0)
+		if ((i > 0 && dep_cmp(&sorted[i - 1], &sorted[i]) == 0) || (rooted_only && !sorted[i]->rooted))
 			continue;
 		buf_append_char(&enc, sorted[i]->rooted ? 'R' : 'A');
 		buf_append_lp_str(&enc, sorted[i]->canonical);

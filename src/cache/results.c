@@ -216,14 +216,18 @@ static int update_manifest(struct engine *e, struct engine_job *job, struct dep_
 			cands[m.n_candidates++] = old->candidates[i];
 		}
 		for (size_t i = 0; i < n; i++) {
-			hpcc__local__manifest_input__init(&inputs[i]);
-			inputs[i].path = deps[i].canonical;
-			inputs[i].rooted = deps[i].rooted;
-			inputs[i].digest.data = deps[i].fd.digest.b;
-			inputs[i].digest.len = DIGEST_LEN;
-			input_ptrs[i] = &inputs[i];
+			/* Remote keys name the image: its headers are not
+			 * revalidated here (they need not even exist here). */
+			if (job->remote && !deps[i].rooted)
+				continue;
+			Hpcc__Local__ManifestInput *in = &inputs[fresh.n_inputs];
+			hpcc__local__manifest_input__init(in);
+			in->path = deps[i].canonical;
+			in->rooted = deps[i].rooted;
+			in->digest.data = deps[i].fd.digest.b;
+			in->digest.len = DIGEST_LEN;
+			input_ptrs[fresh.n_inputs++] = in;
 		}
-		fresh.n_inputs = n;
 		fresh.inputs = input_ptrs;
 		fresh.action_digest.data = (uint8_t *)action->b;
 		fresh.action_digest.len = DIGEST_LEN;
@@ -244,10 +248,11 @@ static int update_manifest(struct engine *e, struct engine_job *job, struct dep_
 }
 
 int results_store(struct engine *e, struct engine_job *job, struct dep_info *deps, size_t n,
-			const struct buf *out, const struct buf *err, enum stat_counter *ret_refuse)
+			const struct buf *out, const struct buf *err, const struct buf *const *mem_outputs,
+			enum stat_counter *ret_refuse)
 {
 	struct digest inputs, action;
-	int r = keys_inputs_digest(deps, n, &inputs);
+	int r = keys_inputs_digest(deps, n, job->remote, &inputs);
 	if (r < 0 || (r = keys_derive(job, "action", &inputs, &action)) < 0)
 		return r;
 
@@ -270,7 +275,13 @@ int results_store(struct engine *e, struct engine_job *job, struct dep_info *dep
 			continue;
 		_cleanup_free_ char *tmp = NULL;
 		const char *name = output_name_for(&job->args, kinds[i].kind, &tmp);
-		r = name ? read_output(job, name, &data[i]) : -ENOMEM;
+		if (mem_outputs) {
+			/* A remote result: the object and the .dwo, nothing else. */
+			const struct buf *m = i < 2 ? mem_outputs[i] : NULL;
+			buf_init(&data[i], ENGINE_MAX_OUTPUT + 1);
+			r = !name ? -ENOMEM : !m ? -ENOENT : buf_append(&data[i], m->data, m->len);
+		} else
+			r = name ? read_output(job, name, &data[i]) : -ENOMEM;
 		if (r == -ENOENT)
 			*ret_refuse = STAT_UNCACHEABLE_MISSING_OUTPUT;
 		else if (r == -EFBIG || (total += data[i].len) > ENGINE_MAX_OUTPUT)

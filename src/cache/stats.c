@@ -28,6 +28,12 @@ static const char *const names[STAT_N] = {
 #define X(name, str) [STAT_FALLBACK_##name] = "fallback." str,
 	STATS_FALLBACK_LIST(X)
 #undef X
+	[STAT_REMOTE_HIT] = "remote.hit",
+	[STAT_REMOTE_EXECUTED] = "remote.executed",
+	[STAT_REMOTE_COMPILE_FAILED] = "remote.compile_failed",
+	[STAT_REMOTE_LOCAL_ONLY] = "remote.local_only",
+	[STAT_REMOTE_BLOBS_UPLOADED] = "remote.blobs_uploaded",
+	[STAT_REMOTE_BYTES_UPLOADED] = "remote.bytes_uploaded",
 	[STAT_CORRUPT_ENTRIES] = "corrupt_entries",
 	[STAT_FILES_STORED] = "files_stored",
 	[STAT_EVICTED_FILES] = "evicted_files",
@@ -164,8 +170,9 @@ int stats_format(const struct stats *s, bool json, uint64_t max_size, const char
 		uncacheable += v[i];
 	for (int i = STAT_FIRST_FALLBACK; i <= STAT_LAST_FALLBACK; i++)
 		fallback += v[i];
-	int64_t lookups = v[STAT_DIRECT_HIT] + v[STAT_MISS];
-	double rate = lookups ? 100.0 * (double)v[STAT_DIRECT_HIT] / (double)lookups : 0.0;
+	int64_t hits = v[STAT_DIRECT_HIT] + v[STAT_REMOTE_HIT];
+	int64_t lookups = hits + v[STAT_MISS];
+	double rate = lookups ? 100.0 * (double)hits / (double)lookups : 0.0;
 	if (json) {
 		buf_printf(out, "{\n  \"cache_dir\": \"");
 		for (const char *p = dir; *p; p++) {
@@ -185,8 +192,21 @@ int stats_format(const struct stats *s, bool json, uint64_t max_size, const char
 	human_size(max_size, max, sizeof(max));
 	buf_printf(out, "Cache directory                %s\n", dir);
 	buf_printf(out, "Cacheable calls                %" PRId64 "\n", lookups);
-	buf_printf(out, "  Hits                         %" PRId64 " (%.1f %%)\n", v[STAT_DIRECT_HIT], rate);
+	buf_printf(out, "  Hits                         %" PRId64 " (%.1f %%)\n", hits, rate);
+	if (v[STAT_REMOTE_HIT])
+		buf_printf(out, "    local / remote             %" PRId64 " / %" PRId64 "\n", v[STAT_DIRECT_HIT],
+			   v[STAT_REMOTE_HIT]);
 	buf_printf(out, "  Misses                       %" PRId64 "\n", v[STAT_MISS]);
+	if (v[STAT_REMOTE_EXECUTED] || v[STAT_REMOTE_COMPILE_FAILED])
+		buf_printf(out, "    compiled remotely          %" PRId64 "\n", v[STAT_REMOTE_EXECUTED]);
+	if (v[STAT_REMOTE_BLOBS_UPLOADED])
+		buf_printf(out, "Remote uploads                 %" PRId64 " blobs, %" PRId64 " bytes\n",
+			   v[STAT_REMOTE_BLOBS_UPLOADED], v[STAT_REMOTE_BYTES_UPLOADED]);
+	if (v[STAT_REMOTE_COMPILE_FAILED])
+		buf_printf(out, "Remote compile failures        %" PRId64 " (compiled again locally)\n",
+			   v[STAT_REMOTE_COMPILE_FAILED]);
+	if (v[STAT_REMOTE_LOCAL_ONLY])
+		buf_printf(out, "Not remote-able (local)        %" PRId64 "\n", v[STAT_REMOTE_LOCAL_ONLY]);
 	if (v[STAT_MERGED])
 		buf_printf(out, "  Merged with in-flight        %" PRId64 "\n", v[STAT_MERGED]);
 	buf_printf(out, "Uncacheable calls              %" PRId64 "\n", uncacheable);

@@ -30,6 +30,11 @@
 	X(COMPILER_IDENTITY, "compiler-identity")                               \
 	X(DEP_FILE, "dependency-file")          /* the compiler's .d was unusable */ \
 	X(STORE_ERROR, "store-error")                                           \
+	X(REMOTE_UNREACHABLE, "remote-unreachable") /* worker down, TLS or pin failure */ \
+	X(REMOTE_TIMEOUT, "remote-timeout")                                     \
+	X(REMOTE_REFUSED, "remote-refused")     /* token, tenant, limits, bad request */ \
+	X(REMOTE_ERROR, "remote-error")         /* a bad reply or a worker fault */ \
+	X(REMOTE_TOKEN, "remote-token")         /* no usable token file */        \
 	X(INTERNAL, "internal-error")
 
 enum stat_counter {
@@ -43,6 +48,12 @@ enum stat_counter {
 #define X(name, str) STAT_FALLBACK_##name,
 	STATS_FALLBACK_LIST(X)
 #undef X
+	STAT_REMOTE_HIT,      /* answered by the worker's action cache (one round trip) */
+	STAT_REMOTE_EXECUTED, /* a miss compiled on the worker */
+	STAT_REMOTE_COMPILE_FAILED, /* failed on the worker: compiled again locally */
+	STAT_REMOTE_LOCAL_ONLY, /* not sent: no project root, -march=native, ... */
+	STAT_REMOTE_BLOBS_UPLOADED,
+	STAT_REMOTE_BYTES_UPLOADED, /* on the wire, compressed */
 	STAT_CORRUPT_ENTRIES,
 	STAT_FILES_STORED,
 	STAT_EVICTED_FILES,

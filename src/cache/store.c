@@ -168,6 +168,13 @@ int store_put(const struct store *s, enum store_kind kind, const struct digest *
 	return 0;
 }
 
+bool store_contains(const struct store *s, enum store_kind kind, const struct digest *key)
+{
+	_cleanup_free_ char *path = entry_path(s, kind, key);
+	struct stat st;
+	return path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 int store_remove(const struct store *s, enum store_kind kind, const struct digest *key, struct stats *delta)
 {
 	_cleanup_free_ char *path = entry_path(s, kind, key);

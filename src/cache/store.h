@@ -8,13 +8,16 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "buf.h"
 #include "digest.h"
 #include "stats.h"
 
-enum store_kind { STORE_RESULT = 'r', STORE_MANIFEST = 'm' };
+/* Local cache: results and manifests. Worker: blobs (CAS, keyed by their
+ * own digest) and action results (keyed by the action digest). */
+enum store_kind { STORE_RESULT = 'r', STORE_MANIFEST = 'm', STORE_BLOB = 'b', STORE_ACTION = 'a' };
 
 #define STORE_MAX_PAYLOAD ((size_t)1 << 30)
 
@@ -34,6 +37,8 @@ int store_get(const struct store *s, enum store_kind kind, const struct digest *
 	      struct buf *payload, struct stats *delta);
 int store_put(const struct store *s, enum store_kind kind, const struct digest *key, const void *payload,
 	      size_t n, struct stats *delta);
+/* Whether an entry exists (a stat; its content is checked when read). */
+bool store_contains(const struct store *s, enum store_kind kind, const struct digest *key);
 int store_remove(const struct store *s, enum store_kind kind, const struct digest *key, struct stats *delta);
 /* Evicts least recently used entries until the store holds at most target
  * bytes; sets *ret_size and *ret_files to what remains (exact, from a scan). */

@@ -27,10 +27,29 @@ void command_usage(void)
 	      "       hpcc clean [--max-size SIZE] [--all]\n"
 	      "                                         evict down to SIZE, or empty the cache\n"
 	      "       hpcc daemon run|start|status|stop\n"
+	      "       hpcc worker init DIR [--allow-unsafe-local] | hpcc worker [--config FILE]\n"
+	      "       hpcc token issue --key FILE --tenant T --image DIGEST --worker ID [--out FILE]\n"
 	      "       hpcc version\n"
 	      "Masquerade: a symlink named gcc, cc, g++, c++, clang or clang++ pointing at hpcc,\n"
 	      "placed first in PATH. Settings: ~/.config/hpcc/hpcc.ini or HPCC_* variables.\n",
 	      stdout);
+}
+
+bool command_is_hpccd;
+
+int command_exec_hpccd(char **argv)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 16);
+	if (n <= 0)
+		return -ENOENT;
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (!slash)
+		return -ENOENT;
+	snprintf(slash + 1, sizeof(self) - (size_t)(slash + 1 - self), "hpccd");
+	execv(self, argv);
+	return negative_errno();
 }
 
 static int load_config(struct config *cfg)
@@ -190,6 +209,13 @@ int command_daemon(int argc, char **argv)
 		return 1;
 	int code = 0;
 	if (strcmp(sub, "run") == 0) {
+		const char *remote = config_get(&cfg, CONFIG_REMOTE_WORKER);
+		if (remote && *remote && !command_is_hpccd) {
+			/* Remote mode lives in hpccd (it links grpc). */
+			char *args[] = { (char *)"hpccd", (char *)"daemon", (char *)"run", NULL };
+			command_exec_hpccd(args);
+			log_error("remote mode needs hpccd beside hpcc; running a local-only daemon");
+		}
 		struct error err = { 0 };
 		if (daemon_run(&cfg, &err) < 0) {
 			if (err.code != -EALREADY)

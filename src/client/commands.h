@@ -5,8 +5,15 @@
  */
 #pragma once
 
+#include <stdbool.h>
+
 int command_init(int argc, char **argv);
 int command_stats(int argc, char **argv);
 int command_clean(int argc, char **argv);
 int command_daemon(int argc, char **argv);
 void command_usage(void);
+/* Replaces the process with the hpccd beside this binary (argv[0] is
+ * ignored); returns only on failure. */
+int command_exec_hpccd(char **argv);
+/* Set by hpccd's main, so that its daemon does not exec itself. */
+extern bool command_is_hpccd;

@@ -38,6 +38,12 @@ int main(int argc, char **argv)
 		return command_clean(argc - 1, argv + 1);
 	if (strcmp(cmd, "daemon") == 0)
 		return command_daemon(argc - 1, argv + 1);
+	if (strcmp(cmd, "worker") == 0 || strcmp(cmd, "token") == 0) {
+		/* The worker and the token tools link grpc: they live in hpccd. */
+		command_exec_hpccd(argv);
+		fprintf(stderr, "hpcc: %s: hpccd is not installed beside hpcc\n", cmd);
+		return 1;
+	}
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("hpcc %s\n", HPCC_VERSION);
 		return 0;

@@ -55,7 +55,21 @@ static bool drain(int fd, struct buf *b, size_t cap, bool *passed, int out_fd)
 	return true;
 }
 
+static int run_capture(char *const *argv, char *const *envp, const char *cwd, size_t cap, bool passthrough,
+		       struct proc_result *ret);
+
 int proc_run_capture(char *const *argv, char *const *envp, size_t cap, bool passthrough, struct proc_result *ret)
+{
+	return run_capture(argv, envp, NULL, cap, passthrough, ret);
+}
+
+int proc_run_capture_in(char *const *argv, const char *cwd, size_t cap, struct proc_result *ret)
+{
+	return run_capture(argv, NULL, cwd, cap, false, ret);
+}
+
+static int run_capture(char *const *argv, char *const *envp, const char *cwd, size_t cap, bool passthrough,
+		       struct proc_result *ret)
 {
 	int out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
 	if (pipe2(out_pipe, O_CLOEXEC) < 0)
@@ -70,6 +84,8 @@ int proc_run_capture(char *const *argv, char *const *envp, size_t cap, bool pass
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
+	if (cwd)
+		posix_spawn_file_actions_addchdir_np(&fa, cwd);
 	pid_t pid;
 	int e = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp ? envp : environ);
 	posix_spawn_file_actions_destroy(&fa);

@@ -28,6 +28,9 @@ void proc_result_free(struct proc_result *r);
  * With passthrough, an overflowing stream goes on to fd 1 or 2; without, the
  * excess is dropped and *_passed is still set. */
 int proc_run_capture(char *const *argv, char *const *envp, size_t cap, bool passthrough, struct proc_result *ret);
+/* The same without passthrough, run in directory cwd (the caller's own
+ * cwd is left alone, so threads may do this at once). */
+int proc_run_capture_in(char *const *argv, const char *cwd, size_t cap, struct proc_result *ret);
 /* The exit code a shell would report for a wait status. */
 int proc_exit_code(int status);
 /* Replaces the current process with argv (path in argv[0]); returns on failure only. */

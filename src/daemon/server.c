@@ -49,6 +49,12 @@ struct conn {
 	int fd;
 };
 
+static const struct daemon_remote *remote_mode;
+static const char *binary_path = "/proc/self/exe";
+
+void daemon_set_remote(const struct daemon_remote *remote) { remote_mode = remote; }
+void daemon_set_binary_path(const char *path) { binary_path = path; }
+
 static char *socket_path_for(const struct config *cfg)
 {
 	_cleanup_free_ char *dir = engine_cache_dir(cfg);
@@ -164,6 +170,7 @@ static void handle_compile(struct daemon_state *d, int fd, const Hpcc__Local__Co
 		.stderr_is_tty = req->stderr_is_tty,
 		.prefix_map = req->prefix_map,
 		.disable = req->disable,
+		.remote_image = remote_mode ? remote_mode->image : NULL,
 	};
 	if (req->binary_id[0] && strcmp(req->binary_id, d->binary_id) != 0) {
 		/* hpcc was rebuilt or upgraded since this daemon started: make way
@@ -186,6 +193,8 @@ static void handle_compile(struct daemon_state *d, int fd, const Hpcc__Local__Co
 		res = (struct engine_result){ .action = ENGINE_FALLBACK, .reason = "internal-error" };
 		engine_count(d->engine, STAT_FALLBACK_INTERNAL);
 	}
+	if (res.action == ENGINE_RUN && remote_mode && engine_job_is_remote(res.job))
+		remote_mode->compile(remote_mode->ctx, d->engine, &res);
 	int r = reply_compile(fd, &res);
 	if (res.action != ENGINE_RUN || r < 0) {
 		if (res.job)
@@ -237,12 +246,16 @@ static void handle_command(struct daemon_state *d, int fd, const Hpcc__Local__Co
 	if (strcmp(cmd->name, "status") == 0) {
 		uint64_t hits = 0, misses = 0, entries = 0;
 		memo_counters(engine_memo(d->engine), &hits, &misses, &entries);
-		char text[1024];
-		snprintf(text, sizeof(text),
+		char text[2048];
+		int len = snprintf(text, sizeof(text),
 			 "pid %d\ncache_dir %s\nuptime %lds\nrequests %lu\nactive %d\nmemo_entries %lu\nmemo_hits %lu\nmemo_misses %lu\n",
 			 (int)getpid(), engine_dir(d->engine), (long)(time(NULL) - d->started),
 			 atomic_load(&d->requests), atomic_load(&d->active) - 1, (unsigned long)entries,
 			 (unsigned long)hits, (unsigned long)misses);
+		if (remote_mode && remote_mode->status && len > 0 && (size_t)len < sizeof(text))
+			remote_mode->status(remote_mode->ctx, text + len, sizeof(text) - (size_t)len);
+		else if (len > 0 && (size_t)len < sizeof(text))
+			snprintf(text + len, sizeof(text) - (size_t)len, "remote off\n");
 		reply_command(fd, 0, text);
 		return;
 	}
@@ -252,7 +265,7 @@ static void handle_command(struct daemon_state *d, int fd, const Hpcc__Local__Co
 void daemon_binary_id(char *out, size_t n)
 {
 	struct stat st;
-	if (stat("/proc/self/exe", &st) < 0)
+	if (stat(binary_path, &st) < 0)
 		snprintf(out, n, "unknown");
 	else
 		snprintf(out, n, "%lx:%lx:%lld.%09ld", (unsigned long)st.st_dev, (unsigned long)st.st_ino,

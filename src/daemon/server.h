@@ -7,9 +7,29 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "config.h"
 #include "error.h"
+
+/* Remote mode, installed by hpccd (the daemon binary that links grpc)
+ * before daemon_run: misses that a worker can compile go to compile(). */
+struct engine;
+struct engine_result;
+struct digest;
+struct daemon_remote {
+	const struct digest *image;  /* the toolchain image of every remote job */
+	/* Called with a RUN result whose job is remote. Leaves *res a RUN (the
+	 * wrapper compiles locally) or turns it into a HIT (job consumed). */
+	void (*compile)(void *ctx, struct engine *e, struct engine_result *res);
+	void *ctx;
+	/* Text for `hpcc daemon status`. */
+	void (*status)(void *ctx, char *out, size_t n);
+};
+void daemon_set_remote(const struct daemon_remote *remote);
+/* The binary whose identity a daemon compares with its wrappers' (default
+ * /proc/self/exe): hpccd names its sibling hpcc. */
+void daemon_set_binary_path(const char *path);
 
 /* Runs the daemon in the foreground until stopped or idle. */
 int daemon_run(const struct config *cfg, struct error *err);

@@ -1,0 +1,895 @@
+/*
+ * The daemon's remote client (see remote.h). It sits between the engine,
+ * which decides that a miss may go remote and keys it by the image, and the
+ * worker's four calls. Paths in the action are classified against the
+ * project root (DESIGN.md §2), so two checkouts at different places build
+ * the same action digest and share the worker's results.
+ */
+#include "remote.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <grpc/status.h>
+
+#include "action.h"
+#include "engine_private.h"
+#include "fs.h"
+#include "log.h"
+#include "rpc.h"
+#include "token.h"
+#include "token.pb-c.h"
+#include "worker.pb-c.h"
+
+#define PROBE_TIMEOUT_MS 10000
+#define CHUNK_SIZE ((size_t)1 << 20)
+#define MAX_REPLY ((size_t)300 << 20)
+#define DOWN_SECONDS 5
+
+struct remote_client {
+	char *worker, *pin, *tenant, *image_str, *token_file;
+	struct digest image;
+	bool preprocessed;
+	int timeout_ms;
+	int level;
+	struct rpc_channel *ch;
+	struct daemon_remote hooks;
+
+	pthread_mutex_t lock;          /* guards the token cache */
+	struct buf token;
+	struct stat token_st;
+	atomic_long down_until;        /* after an unreachable worker: skip it a while */
+	atomic_ulong n_probes, n_hits, n_executed, n_fallbacks;
+};
+
+/* ---- token ------------------------------------------------------------- */
+
+/* A token for another tenant or image would send this checkout's sources
+ * to the wrong namespace: the worker cannot know what the user meant, so
+ * the daemon looks at the (unverified) claims itself. */
+static int check_claims(struct remote_client *rc, const struct buf *tok, struct error *err)
+{
+	Hpcc__V1__RoutingToken *t = hpcc__v1__routing_token__unpack(NULL, tok->len, (uint8_t *)tok->data);
+	Hpcc__V1__RoutingClaims *c = t ? hpcc__v1__routing_claims__unpack(NULL, t->claims.len, t->claims.data) : NULL;
+	int r = 0;
+	if (!c)
+		r = error_set(err, -EBADMSG, "token file %s does not hold a routing token", rc->token_file);
+	else if (strcmp(c->tenant, rc->tenant) != 0)
+		r = error_set(err, -EACCES, "the token is for tenant '%.64s', remote.tenant is '%.64s'", c->tenant,
+			      rc->tenant);
+	else if (strcmp(c->image_digest, rc->image_str) != 0)
+		r = error_set(err, -EACCES, "the token is for image %.80s, remote.image is %.80s", c->image_digest,
+			      rc->image_str);
+	if (c)
+		hpcc__v1__routing_claims__free_unpacked(c, NULL);
+	if (t)
+		hpcc__v1__routing_token__free_unpacked(t, NULL);
+	return r;
+}
+
+/* A copy of the current token, re-read when the file changes (the scheduler
+ * client, or an operator, replaces it every few minutes). */
+static int current_token(struct remote_client *rc, struct buf *ret, struct error *err)
+{
+	struct stat st;
+	if (stat(rc->token_file, &st) < 0)
+		return error_set(err, negative_errno(), "token file %s: %s", rc->token_file, strerror(errno));
+	pthread_mutex_lock(&rc->lock);
+	int r = 0;
+	if (rc->token.len == 0 || st.st_ino != rc->token_st.st_ino || st.st_size != rc->token_st.st_size ||
+	    st.st_mtim.tv_sec != rc->token_st.st_mtim.tv_sec || st.st_mtim.tv_nsec != rc->token_st.st_mtim.tv_nsec) {
+		buf_reset(&rc->token);
+		r = token_read_file(rc->token_file, &rc->token, err);
+		if (r == 0)
+			rc->token_st = st;
+		else
+			buf_reset(&rc->token);
+	}
+	if (r == 0)
+		r = buf_append(ret, rc->token.data, rc->token.len);
+	pthread_mutex_unlock(&rc->lock);
+	return r < 0 ? r : check_claims(rc, ret, err);
+}
+
+/* ---- the action -------------------------------------------------------- */
+
+struct action_build {
+	Hpcc__V1__Action action;
+	Hpcc__V1__Command cmd;
+	Hpcc__V1__Arg *args;
+	Hpcc__V1__Arg **arg_ptrs;
+	Hpcc__V1__Arg source, output;
+	Hpcc__V1__InputFile *inputs;
+	Hpcc__V1__InputFile **input_ptrs;
+	char *env[1];
+	struct strv strings;           /* owns every string above */
+};
+
+static void action_build_free(struct action_build *b)
+{
+	free(b->args);
+	free(b->arg_ptrs);
+	free(b->inputs);
+	free(b->input_ptrs);
+	strv_free(&b->strings);
+}
+
+static char *keep(struct action_build *b, const char *s)
+{
+	return strv_push(&b->strings, s) < 0 ? NULL : b->strings.v[b->strings.n - 1];
+}
+
+/* flag + path + suffix with the path classified against the root. */
+static int make_arg(struct action_build *b, const struct engine_job *job, const char *flag, const char *path,
+		    const char *suffix, Hpcc__V1__Arg *a)
+{
+	hpcc__v1__arg__init(a);
+	a->flag = keep(b, flag);
+	a->suffix = keep(b, suffix ? suffix : "");
+	if (!path) {
+		a->kind = HPCC__V1__PATH_KIND__PATH_NONE;
+		a->path = keep(b, "");
+	} else if (path[0] != '/') {
+		a->kind = HPCC__V1__PATH_KIND__PATH_RELATIVE;
+		a->path = keep(b, path);
+	} else {
+		_cleanup_free_ char *norm = path_normalize(path);
+		const char *rel = norm ? path_under(norm, job->root) : NULL;
+		a->kind = rel ? HPCC__V1__PATH_KIND__PATH_ROOTED : HPCC__V1__PATH_KIND__PATH_ABSOLUTE;
+		a->path = norm ? keep(b, rel ? rel : norm) : NULL;
+	}
+	return a->flag && a->suffix && a->path ? 0 : -ENOMEM;
+}
+
+static bool preprocessor_only(const char *flag)
+{
+	static const char *const prefixes[] = { "-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote",
+						"-idirafter", "-iprefix", "-iwithprefix", "-nostdinc" };
+	for (size_t i = 0; i < ARRAY_SIZE(prefixes); i++)
+		if (strncmp(flag, prefixes[i], strlen(prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
+static int input_cmp(const void *x, const void *y)
+{
+	const Hpcc__V1__InputFile *a = *(Hpcc__V1__InputFile *const *)x, *b = *(Hpcc__V1__InputFile *const *)y;
+	return strcmp(a->path, b->path);
+}
+
+/* The command of the action. 1 when the job cannot go remote as written. */
+static int build_command(struct remote_client *rc, const struct engine_job *job, bool preprocessed,
+			 struct action_build *b)
+{
+	const struct compile_args *a = &job->args;
+	hpcc__v1__action__init(&b->action);
+	hpcc__v1__command__init(&b->cmd);
+	b->args = calloc(a->n_key_args + 2, sizeof(*b->args));
+	b->arg_ptrs = calloc(a->n_key_args + 2, sizeof(*b->arg_ptrs));
+	if (!b->args || !b->arg_ptrs)
+		return -ENOMEM;
+	const char *base = strrchr(job->compiler_path, '/');
+	b->cmd.compiler = keep(b, base ? base + 1 : job->compiler_path);
+	b->cmd.family = job->tc.family == FAMILY_CLANG ? 2 : 1;
+	b->cmd.language = a->lang == LANG_CXX ? 1 : 0;
+	const char *cwd_rel = path_under(job->cwd, job->root);
+	b->cmd.cwd = keep(b, !cwd_rel || strcmp(cwd_rel, ".") == 0 ? "" : cwd_rel);
+	int r = b->cmd.compiler && b->cmd.cwd ? 0 : -ENOMEM;
+	for (size_t i = 0; r == 0 && i < a->n_key_args; i++) {
+		const struct key_arg *k = &a->key_args[i];
+		/* The language goes in explicitly (action_argv), right before
+		 * the source: a -x elsewhere would be ambiguous. */
+		if (strncmp(k->flag, "-x", 2) == 0 && !k->path)
+			return 1;
+		if (preprocessed && preprocessor_only(k->flag))
+			continue;
+		Hpcc__V1__Arg *arg = &b->args[b->cmd.n_args];
+		if ((r = make_arg(b, job, k->flag, k->path, k->suffix, arg)) == 0)
+			b->arg_ptrs[b->cmd.n_args++] = arg;
+	}
+	b->cmd.args = b->arg_ptrs;
+	if (r == 0)
+		r = make_arg(b, job, "", a->output, NULL, &b->output);
+	b->cmd.output = &b->output;
+	const char *sde;
+	if (r == 0 && keys_env_lookup(&(struct engine_request){ .env = job->env.v, .n_env = job->env.n },
+				      "SOURCE_DATE_EPOCH", &sde)) {
+		char *v = NULL;
+		if (asprintf(&v, "SOURCE_DATE_EPOCH=%s", sde) < 0)
+			return -ENOMEM;
+		b->env[0] = keep(b, v);
+		free(v);
+		b->cmd.n_env = 1;
+		b->cmd.env = b->env;
+	}
+	b->cmd.split_dwarf = a->split_dwarf;
+	b->action.command = &b->cmd;
+	b->action.image_digest = rc->image_str;
+	if (r < 0 || preprocessed)
+		return r;
+	b->action.mode = HPCC__V1__SOURCE_MODE__MODE_CAS;
+	b->cmd.source = &b->source;
+	return make_arg(b, job, "", a->source, NULL, &b->source);
+}
+
+/* Preprocessed mode: one input, the -E output, named beside the object.
+ * Its line markers hold this checkout's paths, which a prefix map maps
+ * back to "." as a local compile would. */
+static int add_preprocessed(struct action_build *b, const struct engine_job *job, const struct buf *pp,
+			    struct digest *pp_digest)
+{
+	const struct compile_args *a = &job->args;
+	b->inputs = calloc(1, sizeof(*b->inputs));
+	b->input_ptrs = calloc(1, sizeof(*b->input_ptrs));
+	_cleanup_free_ char *name = NULL, *rooted = NULL;
+	const char *slash = strrchr(a->source, '/');
+	if (!b->inputs || !b->input_ptrs ||
+	    asprintf(&name, "%s%s", slash ? slash + 1 : a->source, a->lang == LANG_CXX ? ".ii" : ".i") < 0 ||
+	    asprintf(&rooted, "%s%s%s", b->cmd.cwd, b->cmd.cwd[0] ? "/" : "", name) < 0)
+		return -ENOMEM;
+	int r = make_arg(b, job, "", name, NULL, &b->source);
+	b->cmd.source = &b->source;
+	Hpcc__V1__Arg *pm = &b->args[b->cmd.n_args];
+	if (r == 0 && (r = make_arg(b, job, "-ffile-prefix-map=", job->root, "=.", pm)) == 0) {
+		pm->kind = HPCC__V1__PATH_KIND__PATH_ABSOLUTE;
+		pm->path = keep(b, job->root);
+		b->arg_ptrs[b->cmd.n_args++] = pm;
+	}
+	if (r == 0)
+		r = digest_bytes(pp->data, pp->len, pp_digest);
+	if (r < 0)
+		return r;
+	hpcc__v1__input_file__init(&b->inputs[0]);
+	b->inputs[0].path = keep(b, rooted);
+	b->inputs[0].digest.data = pp_digest->b;
+	b->inputs[0].digest.len = DIGEST_LEN;
+	b->inputs[0].size = pp->len;
+	b->input_ptrs[0] = &b->inputs[0];
+	b->action.n_inputs = 1;
+	b->action.inputs = b->input_ptrs;
+	b->action.mode = HPCC__V1__SOURCE_MODE__MODE_PREPROCESSED;
+	return b->inputs[0].path && b->source.path && pm->path ? 0 : -ENOMEM;
+}
+
+/* CAS mode: the files under the root that the scan listed. 1 when the job
+ * reads a file the worker cannot get (outside the root, not a system
+ * header): it is compiled locally. */
+static int add_inputs(struct action_build *b, const struct dep_info *deps, size_t n)
+{
+	b->inputs = calloc(n + 1, sizeof(*b->inputs));
+	b->input_ptrs = calloc(n + 1, sizeof(*b->input_ptrs));
+	if (!b->inputs || !b->input_ptrs)
+		return -ENOMEM;
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!deps[i].rooted) {
+			if (!deps[i].system)
+				return 1;
+			continue;
+		}
+		Hpcc__V1__InputFile *f = &b->inputs[m];
+		hpcc__v1__input_file__init(f);
+		f->path = (char *)deps[i].canonical;
+		f->digest.data = (uint8_t *)deps[i].fd.digest.b;
+		f->digest.len = DIGEST_LEN;
+		f->size = (uint64_t)deps[i].fd.st.st_size;
+		f->executable = (deps[i].fd.st.st_mode & 0111) != 0;
+		b->input_ptrs[m++] = f;
+	}
+	qsort(b->input_ptrs, m, sizeof(*b->input_ptrs), input_cmp);
+	size_t u = 0;
+	for (size_t i = 0; i < m; i++)
+		if (u == 0 || strcmp(b->input_ptrs[u - 1]->path, b->input_ptrs[i]->path) != 0)
+			b->input_ptrs[u++] = b->input_ptrs[i];
+	b->action.n_inputs = u;
+	b->action.inputs = b->input_ptrs;
+	return 0;
+}
+
+/* ---- calls ------------------------------------------------------------- */
+
+/* A failed call, as a stats counter. */
+static enum stat_counter failure_counter(int local_error, const struct rpc_status *st)
+{
+	if (local_error < 0)
+		return STAT_FALLBACK_REMOTE_ERROR;
+	switch (st->code) {
+	case GRPC_STATUS_UNAVAILABLE:
+		return STAT_FALLBACK_REMOTE_UNREACHABLE;
+	case GRPC_STATUS_DEADLINE_EXCEEDED:
+		return STAT_FALLBACK_REMOTE_TIMEOUT;
+	case GRPC_STATUS_UNAUTHENTICATED:
+	case GRPC_STATUS_PERMISSION_DENIED:
+	case GRPC_STATUS_INVALID_ARGUMENT:
+	case GRPC_STATUS_RESOURCE_EXHAUSTED:
+	case GRPC_STATUS_FAILED_PRECONDITION:
+	case GRPC_STATUS_UNIMPLEMENTED:
+		return STAT_FALLBACK_REMOTE_REFUSED;
+	default:
+		return STAT_FALLBACK_REMOTE_ERROR;
+	}
+}
+
+struct call_failure {
+	enum stat_counter counter;
+	char msg[400];
+};
+
+static int call_failed(struct call_failure *f, int local_error, const struct rpc_status *st, const char *what)
+{
+	f->counter = failure_counter(local_error, st);
+	if (local_error < 0)
+		snprintf(f->msg, sizeof(f->msg), "%s: %s", what, strerror(-local_error));
+	else
+		snprintf(f->msg, sizeof(f->msg), "%s: status %d: %s", what, st->code, st->msg);
+	return -EIO;
+}
+
+/* A probe by action digest (direct = false) or by direct key: *ret_reply
+ * is the whole reply. */
+static int probe(struct remote_client *rc, const struct buf *token, const struct digest *key, bool direct,
+		 Hpcc__V1__ProbeReply **ret_reply, struct call_failure *f)
+{
+	Hpcc__V1__ProbeRequest req = HPCC__V1__PROBE_REQUEST__INIT;
+	req.token.data = (uint8_t *)token->data;
+	req.token.len = token->len;
+	ProtobufCBinaryData *k = direct ? &req.direct_key : &req.action_digest;
+	k->data = (uint8_t *)key->b;
+	k->len = DIGEST_LEN;
+	uint8_t packed[TOKEN_MAX_SIZE + 64];
+	size_t len = hpcc__v1__probe_request__pack(&req, packed);
+	_cleanup_buf_ struct buf reply;
+	buf_init(&reply, MAX_REPLY);
+	struct rpc_status st = { 0 };
+	int r = rpc_unary(rc->ch, "/hpcc.v1.WorkerService/Probe", packed, len, PROBE_TIMEOUT_MS, &reply, &st);
+	atomic_fetch_add(&rc->n_probes, 1);
+	if (r < 0 || st.code != GRPC_STATUS_OK)
+		return call_failed(f, r, &st, "probe");
+	Hpcc__V1__ProbeReply *rep = hpcc__v1__probe_reply__unpack(NULL, reply.len, (uint8_t *)reply.data);
+	if (!rep)
+		return call_failed(f, -EBADMSG, &st, "probe reply");
+	*ret_reply = rep;
+	return 0;
+}
+
+/* Takes the result out of a probe reply (NULL when not found). */
+static Hpcc__V1__ActionResult *take_probe_result(Hpcc__V1__ProbeReply *rep)
+{
+	Hpcc__V1__ActionResult *ar = NULL;
+	if (rep->found && rep->result) {
+		ar = rep->result;
+		rep->result = NULL;
+	}
+	return ar;
+}
+
+/* Whether this checkout's files are the ones a direct candidate read. */
+static bool candidate_matches(struct engine *e, const struct engine_job *job, const Hpcc__V1__DirectCandidate *c)
+{
+	if (c->action_digest.len != DIGEST_LEN || c->n_inputs == 0)
+		return false;
+	for (size_t i = 0; i < c->n_inputs; i++) {
+		const Hpcc__V1__InputFile *in = c->inputs[i];
+		if (in->digest.len != DIGEST_LEN || !path_is_safe_relative(in->path, strlen(in->path)))
+			return false;
+		_cleanup_free_ char *p = path_join(job->root, in->path);
+		struct file_digest fd;
+		if (!p || memo_digest(engine_memo(e), p, &fd) < 0 ||
+		    memcmp(fd.digest.b, in->digest.data, DIGEST_LEN) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* The local dependency list of a remote result: the worker's spelling,
+ * with this checkout's root put back on rooted paths. */
+static int deps_from_result(struct engine *e, struct engine_job *job, const Hpcc__V1__ActionResult *ar,
+			    struct dep_info **ret, size_t *ret_n)
+{
+	_cleanup_strv_ struct strv spelled = { 0 };
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < ar->n_dependencies; i++) {
+		const Hpcc__V1__Dependency *d = ar->dependencies[i];
+		if (!d->rooted)
+			r = strv_push(&spelled, d->path);
+		else if (strcmp(d->path, ".") == 0 || !path_is_safe_relative(d->path, strlen(d->path)))
+			r = -EBADMSG;
+		else
+			r = strv_pushf(&spelled, "%s/%s", job->root, d->path);
+	}
+	enum stat_counter refuse = STAT_N;
+	if (r == 0)
+		r = inputs_from_list(e, job, spelled.v, spelled.n, true, ret, ret_n, &refuse);
+	if (r == 0 && refuse != STAT_N) {
+		inputs_free(*ret, *ret_n);
+		return -ESTALE;
+	}
+	return r;
+}
+
+static int find_missing(struct remote_client *rc, const struct buf *token, const Hpcc__V1__Action *a,
+			bool *missing, size_t *ret_n, struct call_failure *f)
+{
+	Hpcc__V1__FindMissingRequest req = HPCC__V1__FIND_MISSING_REQUEST__INIT;
+	req.token.data = (uint8_t *)token->data;
+	req.token.len = token->len;
+	_cleanup_free_ ProtobufCBinaryData *d = calloc(a->n_inputs + 1, sizeof(*d));
+	if (!d)
+		return call_failed(f, -ENOMEM, NULL, "find-missing");
+	for (size_t i = 0; i < a->n_inputs; i++)
+		d[i] = a->inputs[i]->digest;
+	req.n_digests = a->n_inputs;
+	req.digests = d;
+	size_t len = hpcc__v1__find_missing_request__get_packed_size(&req);
+	_cleanup_free_ uint8_t *packed = malloc(len ? len : 1);
+	if (!packed)
+		return call_failed(f, -ENOMEM, NULL, "find-missing");
+	hpcc__v1__find_missing_request__pack(&req, packed);
+	_cleanup_buf_ struct buf reply;
+	buf_init(&reply, (size_t)64 << 20);
+	struct rpc_status st = { 0 };
+	int r = rpc_unary(rc->ch, "/hpcc.v1.WorkerService/FindMissing", packed, len, PROBE_TIMEOUT_MS, &reply, &st);
+	if (r < 0 || st.code != GRPC_STATUS_OK)
+		return call_failed(f, r, &st, "find-missing");
+	Hpcc__V1__FindMissingReply *rep = hpcc__v1__find_missing_reply__unpack(NULL, reply.len, (uint8_t *)reply.data);
+	if (!rep)
+		return call_failed(f, -EBADMSG, &st, "find-missing reply");
+	size_t n = 0;
+	for (size_t i = 0; i < a->n_inputs; i++) {
+		missing[i] = false;
+		for (size_t k = 0; k < rep->n_missing; k++)
+			if (rep->missing[k].len == DIGEST_LEN &&
+			    memcmp(rep->missing[k].data, a->inputs[i]->digest.data, DIGEST_LEN) == 0) {
+				missing[i] = true;
+				n++;
+				break;
+			}
+	}
+	hpcc__v1__find_missing_reply__free_unpacked(rep, NULL);
+	*ret_n = n;
+	return 0;
+}
+
+/* Streams the missing blobs, each read from the checkout and checked
+ * against the digest that the action names (a file edited since the scan
+ * makes the whole remote attempt moot). */
+static int upload(struct remote_client *rc, struct engine *e, const struct buf *token, const char *root,
+		  const Hpcc__V1__Action *a, const bool *missing, struct call_failure *f)
+{
+	struct rpc_stream *s = NULL;
+	int r = rpc_stream_open(rc->ch, "/hpcc.v1.WorkerService/Upload", rc->timeout_ms, &s);
+	if (r < 0)
+		return call_failed(f, r, NULL, "upload");
+	_cleanup_buf_ struct buf data, packed_blob;
+	buf_init(&data, BLOB_MAX_SIZE + 1);
+	buf_init(&packed_blob, BLOB_MAX_SIZE + (BLOB_MAX_SIZE >> 7) + 4096);
+	_cleanup_free_ uint8_t *msg = malloc(CHUNK_SIZE + TOKEN_MAX_SIZE + 256);
+	bool first = true;
+	int64_t blobs = 0, bytes = 0;
+	r = msg ? 0 : -ENOMEM;
+	for (size_t i = 0; r == 0 && i < a->n_inputs; i++) {
+		if (!missing[i])
+			continue;
+		const Hpcc__V1__InputFile *in = a->inputs[i];
+		_cleanup_free_ char *path = path_join(root, in->path);
+		struct digest d;
+		buf_reset(&data);
+		if (!path || (r = fs_read_file(path, BLOB_MAX_SIZE, &data)) < 0 ||
+		    (r = digest_bytes(data.data, data.len, &d)) < 0)
+			break;
+		if (memcmp(d.b, in->digest.data, DIGEST_LEN) != 0) {
+			r = -ESTALE;
+			break;
+		}
+		Hpcc__V1__Blob blob;
+		if ((r = blob_pack(data.data, data.len, rc->level, &blob, &packed_blob)) < 0)
+			break;
+		size_t off = 0;
+		do {
+			size_t n = blob.data.len - off < CHUNK_SIZE ? blob.data.len - off : CHUNK_SIZE;
+			Hpcc__V1__UploadChunk ch = HPCC__V1__UPLOAD_CHUNK__INIT;
+			if (first) {
+				ch.token.data = (uint8_t *)token->data;
+				ch.token.len = token->len;
+			}
+			if (off == 0) {
+				ch.digest = blob.digest;
+				ch.size = blob.size;
+				ch.zstd = blob.zstd;
+			}
+			ch.data.data = blob.data.data + off;
+			ch.data.len = n;
+			off += n;
+			ch.last = off == blob.data.len;
+			size_t len = hpcc__v1__upload_chunk__pack(&ch, msg);
+			if ((r = rpc_stream_send(s, msg, len)) < 0)
+				break;
+			bytes += (int64_t)len;
+			first = false;
+		} while (off < blob.data.len);
+		blobs++;
+	}
+	struct rpc_status st = { 0 };
+	_cleanup_buf_ struct buf reply;
+	buf_init(&reply, 4096);
+	if (r == 0)
+		r = rpc_stream_finish(s, &reply, &st);
+	rpc_stream_free(s);
+	struct stats delta = { 0 };
+	delta.v[STAT_REMOTE_BLOBS_UPLOADED] = blobs;
+	delta.v[STAT_REMOTE_BYTES_UPLOADED] = bytes;
+	engine_add(e, &delta);
+	if (r == -ESTALE) {
+		snprintf(f->msg, sizeof(f->msg), "an input changed during the compile");
+		f->counter = STAT_UNCACHEABLE_MODIFIED_DURING_COMPILE;
+		return -EIO;
+	}
+	if (r < 0 || st.code != GRPC_STATUS_OK)
+		return call_failed(f, r, &st, "upload");
+	return 0;
+}
+
+static int execute(struct remote_client *rc, const struct buf *token, const Hpcc__V1__Action *a,
+		   const struct buf *pp, Hpcc__V1__ActionResult **ret, int *ret_code, struct call_failure *f)
+{
+	Hpcc__V1__ExecuteRequest req = HPCC__V1__EXECUTE_REQUEST__INIT;
+	req.token.data = (uint8_t *)token->data;
+	req.token.len = token->len;
+	req.action = (Hpcc__V1__Action *)a;
+	Hpcc__V1__Blob blob;
+	_cleanup_buf_ struct buf storage;
+	buf_init(&storage, ENGINE_MAX_OUTPUT + (ENGINE_MAX_OUTPUT >> 7) + 4096);
+	if (pp) {
+		int r = blob_pack(pp->data, pp->len, rc->level, &blob, &storage);
+		if (r < 0)
+			return call_failed(f, r, NULL, "execute");
+		req.preprocessed = &blob;
+	}
+	size_t len = hpcc__v1__execute_request__get_packed_size(&req);
+	_cleanup_free_ uint8_t *packed = malloc(len ? len : 1);
+	if (!packed)
+		return call_failed(f, -ENOMEM, NULL, "execute");
+	hpcc__v1__execute_request__pack(&req, packed);
+	_cleanup_buf_ struct buf reply;
+	buf_init(&reply, MAX_REPLY);
+	struct rpc_status st = { 0 };
+	int r = rpc_unary(rc->ch, "/hpcc.v1.WorkerService/Execute", packed, len, rc->timeout_ms, &reply, &st);
+	*ret_code = r < 0 ? -1 : st.code;
+	if (r < 0 || st.code != GRPC_STATUS_OK)
+		return call_failed(f, r, &st, "execute");
+	Hpcc__V1__ExecuteReply *rep = hpcc__v1__execute_reply__unpack(NULL, reply.len, (uint8_t *)reply.data);
+	if (!rep || !rep->result) {
+		if (rep)
+			hpcc__v1__execute_reply__free_unpacked(rep, NULL);
+		return call_failed(f, -EBADMSG, &st, "execute reply");
+	}
+	*ret = rep->result;
+	rep->result = NULL;
+	hpcc__v1__execute_reply__free_unpacked(rep, NULL);
+	return 0;
+}
+
+/* ---- a remote compile -------------------------------------------------- */
+
+static void fall_back(struct remote_client *rc, struct engine *e, struct engine_result *res)
+{
+	atomic_fetch_add(&rc->n_fallbacks, 1);
+	struct engine_result hit = { .color = res->color };
+	if (engine_remote_fallback(e, res->job, &hit) == 1) {
+		res->job = NULL;
+		engine_result_free(res);
+		*res = hit;
+	}
+}
+
+/* Checks a result and stores it: 0 and a HIT in *res, or -EIO. */
+static int take_result(struct remote_client *rc, struct engine *e, struct engine_result *res,
+		       const Hpcc__V1__Action *a, struct dep_info *deps, size_t n, Hpcc__V1__ActionResult *ar,
+		       struct call_failure *f)
+{
+	struct engine_job *job = res->job;
+	_cleanup_strv_ struct strv want = { 0 };
+	_cleanup_buf_ struct buf out, err, obj, dwo;
+	buf_init(&out, ENGINE_MAX_CAPTURE + 1);
+	buf_init(&err, ENGINE_MAX_CAPTURE + 1);
+	buf_init(&obj, BLOB_MAX_SIZE + 1);
+	buf_init(&dwo, BLOB_MAX_SIZE + 1);
+	struct error e2 = { 0 };
+	if (action_output_paths(a->command, &want) < 0 || ar->n_outputs != want.n) {
+		snprintf(f->msg, sizeof(f->msg), "the result has %zu outputs, not %zu", ar->n_outputs, want.n);
+		f->counter = STAT_FALLBACK_REMOTE_ERROR;
+		return -EIO;
+	}
+	for (size_t i = 0; i < want.n; i++)
+		if (!ar->outputs[i]->path || strcmp(ar->outputs[i]->path, want.v[i]) != 0) {
+			snprintf(f->msg, sizeof(f->msg), "the result names an unexpected output");
+			f->counter = STAT_FALLBACK_REMOTE_ERROR;
+			return -EIO;
+		}
+	if (blob_unpack(ar->stdout_data, ENGINE_MAX_CAPTURE, &out, &e2) < 0 ||
+	    blob_unpack(ar->stderr_data, ENGINE_MAX_CAPTURE, &err, &e2) < 0 ||
+	    blob_unpack(ar->outputs[0]->blob, BLOB_MAX_SIZE, &obj, &e2) < 0 ||
+	    (want.n > 1 && blob_unpack(ar->outputs[1]->blob, BLOB_MAX_SIZE, &dwo, &e2) < 0)) {
+		snprintf(f->msg, sizeof(f->msg), "a bad blob in the result: %.300s", e2.msg);
+		f->counter = STAT_FALLBACK_REMOTE_ERROR;
+		return -EIO;
+	}
+	struct engine_result hit = { .color = res->color };
+	int r = engine_remote_store(e, job, deps, n, &obj, want.n > 1 ? &dwo : NULL, &out, &err, &hit);
+	if (r < 0) {
+		snprintf(f->msg, sizeof(f->msg), "storing the result: %s", strerror(-r));
+		f->counter = STAT_FALLBACK_STORE_ERROR;
+		return -EIO;
+	}
+	res->job = NULL;
+	engine_result_free(res);
+	*res = hit;
+	(void)rc;
+	return 0;
+}
+
+/* Direct mode on the worker: one round trip when this checkout's files
+ * match what a compile of the same command and source read. 0 and *ret
+ * (maybe NULL: no candidate matched), or -EIO. */
+static int try_direct(struct remote_client *rc, struct engine *e, struct engine_job *job, const struct buf *token,
+		      struct action_build *b, Hpcc__V1__ActionResult **ret, struct call_failure *f)
+{
+	*ret = NULL;
+	_cleanup_free_ char *source = action_rooted_path(&b->cmd, b->cmd.source);
+	struct digest key;
+	if (!source || action_direct_key(&b->action, source, &job->source_digest, &key) < 0)
+		return 0;
+	Hpcc__V1__ProbeReply *rep = NULL;
+	if (probe(rc, token, &key, true, &rep, f) < 0)
+		return -EIO;
+	int r = 0;
+	for (size_t i = rep->n_candidates; i-- > 0;) {
+		const Hpcc__V1__DirectCandidate *c = rep->candidates[i];
+		if (!candidate_matches(e, job, c))
+			continue;
+		if (i == rep->n_candidates - 1 && rep->found) {
+			*ret = take_probe_result(rep);
+			break;
+		}
+		/* An older candidate: its result by action digest. */
+		struct digest action;
+		memcpy(action.b, c->action_digest.data, DIGEST_LEN);
+		Hpcc__V1__ProbeReply *rep2 = NULL;
+		if ((r = probe(rc, token, &action, false, &rep2, f)) == 0) {
+			*ret = take_probe_result(rep2);
+			hpcc__v1__probe_reply__free_unpacked(rep2, NULL);
+		}
+		break;
+	}
+	hpcc__v1__probe_reply__free_unpacked(rep, NULL);
+	return r < 0 ? -EIO : 0;
+}
+
+/* The worker's answer in hand: checked, stored here, served. */
+static int finish(struct remote_client *rc, struct engine *e, struct engine_result *res, struct action_build *b,
+		  struct dep_info **deps, size_t *n, Hpcc__V1__ActionResult *ar, bool hit, struct call_failure *f)
+{
+	if (!*deps && deps_from_result(e, res->job, ar, deps, n) < 0) {
+		snprintf(f->msg, sizeof(f->msg), "the result's dependency list does not match this checkout");
+		f->counter = STAT_FALLBACK_REMOTE_ERROR;
+		return -EIO;
+	}
+	if (take_result(rc, e, res, &b->action, *deps, *n, ar, f) < 0)
+		return -EIO;
+	engine_count(e, hit ? STAT_REMOTE_HIT : STAT_REMOTE_EXECUTED);
+	if (hit)
+		atomic_fetch_add(&rc->n_hits, 1);
+	else {
+		engine_count(e, STAT_MISS);
+		atomic_fetch_add(&rc->n_executed, 1);
+	}
+	return 0;
+}
+
+static void remote_compile(void *ctx, struct engine *e, struct engine_result *res)
+{
+	struct remote_client *rc = ctx;
+	struct engine_job *job = res->job;
+	struct call_failure f = { .counter = STAT_N };
+	if (atomic_load(&rc->down_until) > (long)time(NULL)) {
+		engine_count(e, STAT_FALLBACK_REMOTE_UNREACHABLE);
+		fall_back(rc, e, res);
+		return;
+	}
+	struct dep_info *deps = NULL;
+	size_t n = 0;
+	enum stat_counter refuse = STAT_N;
+	_cleanup_buf_ struct buf pp, token;
+	buf_init(&pp, ENGINE_MAX_OUTPUT + 1);
+	buf_init(&token, TOKEN_MAX_SIZE + 1);
+	struct action_build b = { 0 };
+	struct digest pp_digest, action;
+	Hpcc__V1__ActionResult *ar = NULL;
+	struct error err = { 0 };
+	int r = build_command(rc, job, rc->preprocessed, &b);
+	if (r == 1) {
+		engine_count(e, STAT_REMOTE_LOCAL_ONLY);
+		goto local;
+	}
+	if (r < 0) {
+		f.counter = STAT_FALLBACK_INTERNAL;
+		goto failed;
+	}
+	if (current_token(rc, &token, &err) < 0) {
+		f.counter = STAT_FALLBACK_REMOTE_TOKEN;
+		snprintf(f.msg, sizeof(f.msg), "%.390s", err.msg);
+		goto failed;
+	}
+	if (!rc->preprocessed) {
+		if (try_direct(rc, e, job, &token, &b, &ar, &f) < 0)
+			goto failed;
+		if (ar && ar->exit_code == 0) {
+			if (finish(rc, e, res, &b, &deps, &n, ar, true, &f) < 0)
+				goto failed;
+			goto done;
+		}
+		if (ar) {
+			hpcc__v1__action_result__free_unpacked(ar, NULL);
+			ar = NULL;
+		}
+	}
+	/* No direct hit: the compiler lists what the compile reads. */
+	r = engine_remote_scan(e, job, rc->preprocessed ? &pp : NULL, &deps, &n, &refuse);
+	if (r != 0)
+		goto local;  /* uncacheable or unscannable: the local compile says why */
+	r = rc->preprocessed ? add_preprocessed(&b, job, &pp, &pp_digest) : add_inputs(&b, deps, n);
+	if (r == 1) {
+		engine_count(e, STAT_REMOTE_LOCAL_ONLY);
+		goto local;
+	}
+	if (r < 0 || (r = action_digest(&b.action, &action)) < 0) {
+		f.counter = STAT_FALLBACK_INTERNAL;
+		snprintf(f.msg, sizeof(f.msg), "building the action: %s", strerror(-r));
+		goto failed;
+	}
+	Hpcc__V1__ProbeReply *rep = NULL;
+	if (probe(rc, &token, &action, false, &rep, &f) < 0)
+		goto failed;
+	ar = take_probe_result(rep);
+	hpcc__v1__probe_reply__free_unpacked(rep, NULL);
+	bool was_hit = ar != NULL;
+	for (int attempt = 0; !ar && attempt < 2; attempt++) {
+		if (!rc->preprocessed) {
+			_cleanup_free_ bool *missing = calloc(b.action.n_inputs + 1, sizeof(bool));
+			size_t n_missing = 0;
+			if (!missing) {
+				f.counter = STAT_FALLBACK_INTERNAL;
+				goto failed;
+			}
+			if (find_missing(rc, &token, &b.action, missing, &n_missing, &f) < 0 ||
+			    (n_missing && upload(rc, e, &token, job->root, &b.action, missing, &f) < 0))
+				goto failed;
+		}
+		int code = 0;
+		if (execute(rc, &token, &b.action, rc->preprocessed ? &pp : NULL, &ar, &code, &f) < 0) {
+			/* Blobs evicted between upload and execute: once more. */
+			if (code == GRPC_STATUS_FAILED_PRECONDITION && attempt == 0)
+				continue;
+			goto failed;
+		}
+	}
+	if (!ar)
+		goto failed;
+	if (ar->exit_code != 0) {
+		/* Compile errors are the local compiler's to report (and may
+		 * come from an image that differs from this machine). */
+		engine_count(e, STAT_REMOTE_COMPILE_FAILED);
+		goto local;
+	}
+	if (finish(rc, e, res, &b, &deps, &n, ar, was_hit, &f) < 0)
+		goto failed;
+	goto done;
+failed:
+	if (f.counter == STAT_FALLBACK_REMOTE_UNREACHABLE)
+		atomic_store(&rc->down_until, (long)time(NULL) + DOWN_SECONDS);
+	if (f.counter != STAT_N)
+		engine_count(e, f.counter);
+	log_warn("remote compile of %s: %s; compiling locally", job->args.source, f.msg[0] ? f.msg : "failed");
+local:
+	fall_back(rc, e, res);
+done:
+	if (ar)
+		hpcc__v1__action_result__free_unpacked(ar, NULL);
+	action_build_free(&b);
+	engine_deps_free(deps, n);
+}
+
+static void remote_status(void *ctx, char *out, size_t n)
+{
+	struct remote_client *rc = ctx;
+	long down = atomic_load(&rc->down_until) - (long)time(NULL);
+	snprintf(out, n,
+		 "remote %s\nremote_tenant %s\nremote_image %s\nremote_mode %s\nremote_probes %lu\nremote_hits %lu\n"
+		 "remote_executed %lu\nremote_fallbacks %lu\nremote_state %s\n",
+		 rc->worker, rc->tenant, rc->image_str, rc->preprocessed ? "preprocessed" : "cas",
+		 atomic_load(&rc->n_probes), atomic_load(&rc->n_hits), atomic_load(&rc->n_executed),
+		 atomic_load(&rc->n_fallbacks), down > 0 ? "unreachable (retrying soon)" : "ok");
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+static int need(const struct config *cfg, enum config_key k, char **dst, struct error *err)
+{
+	const char *v = config_get(cfg, k);
+	if (!v || !*v)
+		return error_set(err, -EINVAL, "[remote] needs %s", config_key_name(k));
+	*dst = strdup(v);
+	return *dst ? 0 : error_set(err, -ENOMEM, "out of memory");
+}
+
+int remote_client_new(const struct config *cfg, struct remote_client **ret, struct error *err)
+{
+	*ret = NULL;
+	const char *worker = config_get(cfg, CONFIG_REMOTE_WORKER);
+	if (!worker || !*worker)
+		return 0;
+	struct remote_client *rc = calloc(1, sizeof(*rc));
+	if (!rc)
+		return error_set(err, -ENOMEM, "out of memory");
+	pthread_mutex_init(&rc->lock, NULL);
+	buf_init(&rc->token, TOKEN_MAX_SIZE + 1);
+	int r;
+	uint64_t timeout = 300, level = 3;
+	const char *mode = config_get(cfg, CONFIG_REMOTE_MODE);
+	if ((r = need(cfg, CONFIG_REMOTE_WORKER, &rc->worker, err)) < 0 ||
+	    (r = need(cfg, CONFIG_REMOTE_PIN, &rc->pin, err)) < 0 ||
+	    (r = need(cfg, CONFIG_REMOTE_TENANT, &rc->tenant, err)) < 0 ||
+	    (r = need(cfg, CONFIG_REMOTE_IMAGE, &rc->image_str, err)) < 0 ||
+	    (r = need(cfg, CONFIG_REMOTE_TOKEN_FILE, &rc->token_file, err)) < 0)
+		goto fail;
+	if (digest_parse(rc->image_str, &rc->image) < 0 || strncmp(rc->image_str, DIGEST_PREFIX, 7) != 0) {
+		r = error_set(err, -EINVAL, "remote.image must be sha256:<64 hex digits>");
+		goto fail;
+	}
+	if (mode && strcmp(mode, "preprocessed") == 0)
+		rc->preprocessed = true;
+	else if (mode && *mode && strcmp(mode, "cas") != 0) {
+		r = error_set(err, -EINVAL, "remote.mode must be cas or preprocessed, not '%s'", mode);
+		goto fail;
+	}
+	if (config_get_u64(cfg, CONFIG_REMOTE_TIMEOUT, &timeout) < 0 || timeout == 0 || timeout > 86400 ||
+	    config_get_u64(cfg, CONFIG_REMOTE_COMPRESSION_LEVEL, &level) < 0 || level < 1 || level > 19) {
+		r = error_set(err, -EINVAL, "remote.timeout (1..86400 s) or remote.compression_level (1..19) is out of range");
+		goto fail;
+	}
+	rc->timeout_ms = (int)timeout * 1000;
+	rc->level = (int)level;
+	struct rpc_channel_config cc = { .target = rc->worker, .pin = rc->pin, .max_message = MAX_REPLY };
+	if ((r = rpc_channel_new(&cc, &rc->ch, err)) < 0)
+		goto fail;
+	rc->hooks = (struct daemon_remote){
+		.image = &rc->image, .compile = remote_compile, .ctx = rc, .status = remote_status,
+	};
+	*ret = rc;
+	return 0;
+fail:
+	remote_client_free(rc);
+	return r;
+}
+
+const struct daemon_remote *remote_client_hooks(struct remote_client *rc) { return &rc->hooks; }
+
+void remote_client_free(struct remote_client *rc)
+{
+	if (!rc)
+		return;
+	rpc_channel_free(rc->ch);
+	buf_free(&rc->token);
+	pthread_mutex_destroy(&rc->lock);
+	free(rc->worker);
+	free(rc->pin);
+	free(rc->tenant);
+	free(rc->image_str);
+	free(rc->token_file);
+	free(rc);
+}

@@ -1,0 +1,183 @@
+/*
+ * hpccd: the half of hpcc that links the grpc core. The static `hpcc`
+ * wrapper stays small and starts in a millisecond; it execs hpccd for the
+ * daemon when [remote] is configured, and for the worker and token
+ * commands. hpccd is installed beside hpcc.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "config.h"
+#include "fs.h"
+#include "log.h"
+#include "remote.h"
+#include "rpc.h"
+#include "server.h"
+#include "service.h"
+#include "worker_init.h"
+
+static void usage(void)
+{
+	fputs("usage: hpccd daemon run\n"
+	      "       hpccd worker [run] [--config FILE] [--port-file FILE]\n"
+	      "       hpccd worker init DIR [--id ID] [--listen ADDR] [--allow-unsafe-local]\n"
+	      "       hpccd worker host-image\n"
+	      "       hpccd token issue --key FILE --tenant T --image DIGEST --worker ID [--ttl S] [--out FILE]\n"
+	      "(normally run through hpcc: `hpcc worker ...`, `hpcc token ...`)\n",
+	      stderr);
+}
+
+static int load(struct config *cfg)
+{
+	struct error err = { 0 };
+	if (config_load(cfg, NULL, &err) < 0) {
+		fprintf(stderr, "hpcc: %s\n", err.msg);
+		return -1;
+	}
+	int level = log_level_parse(config_get(cfg, CONFIG_LOG_LEVEL));
+	log_open(config_get(cfg, CONFIG_LOG_FILE), level < 0 ? LOG_WARN : (enum log_level)level);
+	return 0;
+}
+
+static int daemon_main(void)
+{
+	struct config cfg;
+	if (load(&cfg) < 0)
+		return 1;
+	/* Wrappers identify the daemon by the hpcc binary beside us. */
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	static char sibling[PATH_MAX + 8];
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			snprintf(sibling, sizeof(sibling), "%s/hpcc", self);
+			daemon_set_binary_path(sibling);
+		}
+	}
+	rpc_global_init();
+	struct error err = { 0 };
+	struct remote_client *rc = NULL;
+	if (remote_client_new(&cfg, &rc, &err) < 0) {
+		/* A broken [remote] section must not stop local caching. */
+		log_error("remote mode off: %s", err.msg);
+		error_clear(&err);
+	}
+	if (rc)
+		daemon_set_remote(remote_client_hooks(rc));
+	int code = 0;
+	if (daemon_run(&cfg, &err) < 0) {
+		if (err.code != -EALREADY)
+			fprintf(stderr, "hpcc: daemon: %s\n", err.msg);
+		code = err.code == -EALREADY ? 0 : 1;
+	}
+	/* Connection threads may still use the client; the exit frees it. */
+	config_free(&cfg);
+	return code;
+}
+
+static struct worker *running;
+
+static void *signal_thread(void *arg)
+{
+	sigset_t *set = arg;
+	int sig = 0;
+	sigwait(set, &sig);
+	log_info("signal %d: stopping", sig);
+	worker_stop(running);
+	return NULL;
+}
+
+static int worker_main(int argc, char **argv)
+{
+	const char *config = getenv("HPCC_WORKER_CONFIG");
+	const char *port_file = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "run") == 0 && i == 1)
+			continue;
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			config = argv[++i];
+		else if (strcmp(argv[i], "--port-file") == 0 && i + 1 < argc)
+			port_file = argv[++i];
+		else {
+			usage();
+			return 2;
+		}
+	}
+	if (!config)
+		config = "worker.ini";
+	const char *level_text = getenv("HPCC_LOG_LEVEL");
+	int level = log_level_parse(level_text ? level_text : "info");
+	log_open(getenv("HPCC_LOG_FILE"), level < 0 ? LOG_INFO : (enum log_level)level);
+	struct worker_config wc;
+	struct error err = { 0 };
+	if (worker_config_load(config, &wc, &err) < 0) {
+		fprintf(stderr, "hpcc: worker: %s\n", err.msg);
+		return 1;
+	}
+	rpc_global_init();
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	struct worker *w = NULL;
+	if (worker_new(&wc, &w, &err) < 0) {
+		fprintf(stderr, "hpcc: worker: %s\n", err.msg);
+		rpc_global_shutdown();
+		return 1;
+	}
+	running = w;
+	int port = worker_port(w);
+	log_info("worker listening on port %d", port);
+	fprintf(stderr, "hpcc worker: listening on port %d\n", port);
+	if (port_file) {
+		char text[32];
+		int len = snprintf(text, sizeof(text), "%d\n", port);
+		fs_write_atomic(port_file, text, (size_t)len, 0644, false);
+	}
+	pthread_t t;
+	pthread_create(&t, NULL, signal_thread, &set);
+	pthread_detach(t);
+	int r = worker_run(w);
+	worker_free(w);
+	rpc_global_shutdown();
+	return r < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage();
+		return 2;
+	}
+	command_is_hpccd = true;
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "daemon") == 0 && argc > 2 && strcmp(argv[2], "run") == 0)
+		return daemon_main();
+	if (strcmp(cmd, "daemon") == 0)
+		return command_daemon(argc - 1, argv + 1);
+	if (strcmp(cmd, "worker") == 0 && argc > 2 && strcmp(argv[2], "init") == 0)
+		return worker_init_main(argc - 2, argv + 2);
+	if (strcmp(cmd, "worker") == 0 && argc > 2 && strcmp(argv[2], "host-image") == 0) {
+		char image[80];
+		if (worker_host_image("/usr/local/bin:/usr/bin:/bin", image) < 0)
+			return 1;
+		printf("%s\n", image);
+		return 0;
+	}
+	if (strcmp(cmd, "worker") == 0)
+		return worker_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "token") == 0 && argc > 2 && strcmp(argv[2], "issue") == 0)
+		return token_issue_main(argc - 2, argv + 2);
+	usage();
+	return 2;
+}

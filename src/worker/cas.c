@@ -1,0 +1,223 @@
+/*
+ * Per-tenant stores (see cas.h). Tenants are opened lazily and kept for the
+ * worker's life; a size counter per tenant triggers eviction after writes.
+ */
+#include "cas.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fs.h"
+#include "log.h"
+#include "store.h"
+
+#define CAS_MAX_TENANTS 4096
+
+struct tenant_store {
+	char *name;
+	struct store store;
+	int64_t written;          /* bytes written since the last eviction check */
+	struct tenant_store *next;
+};
+
+struct cas {
+	char *dir;
+	uint64_t max_bytes;
+	pthread_mutex_t lock;
+	struct tenant_store *tenants;
+	size_t n_tenants;
+};
+
+bool cas_tenant_name_ok(const char *t)
+{
+	size_t n = t ? strlen(t) : 0;
+	if (n == 0 || n > 64 || t[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = t[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+		      ch == '_' || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+int cas_open(const char *dir, uint64_t max_bytes, struct cas **ret, struct error *err)
+{
+	struct cas *c = calloc(1, sizeof(*c));
+	if (!c || !(c->dir = path_join(dir, "tenants"))) {
+		free(c);
+		return error_set(err, -ENOMEM, "out of memory");
+	}
+	int r = fs_mkdir_p(c->dir, 0700);
+	if (r < 0) {
+		error_set(err, r, "%s: %s", c->dir, strerror(-r));
+		free(c->dir);
+		free(c);
+		return r;
+	}
+	c->max_bytes = max_bytes;
+	pthread_mutex_init(&c->lock, NULL);
+	*ret = c;
+	return 0;
+}
+
+void cas_close(struct cas *c)
+{
+	if (!c)
+		return;
+	while (c->tenants) {
+		struct tenant_store *t = c->tenants;
+		c->tenants = t->next;
+		store_free(&t->store);
+		free(t->name);
+		free(t);
+	}
+	pthread_mutex_destroy(&c->lock);
+	free(c->dir);
+	free(c);
+}
+
+static struct tenant_store *tenant_get(struct cas *c, const char *tenant)
+{
+	if (!cas_tenant_name_ok(tenant))
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	struct tenant_store *t = c->tenants;
+	while (t && strcmp(t->name, tenant) != 0)
+		t = t->next;
+	if (!t && c->n_tenants < CAS_MAX_TENANTS && (t = calloc(1, sizeof(*t)))) {
+		_cleanup_free_ char *tdir = path_join(c->dir, tenant);
+		/* Results are already compressed blobs: level 1 costs little. */
+		if (!tdir || !(t->name = strdup(tenant)) || fs_mkdir_p(tdir, 0700) < 0 ||
+		    store_init(&t->store, tdir, c->max_bytes, 1) < 0) {
+			free(t->name);
+			free(t);
+			t = NULL;
+		} else {
+			t->next = c->tenants;
+			c->tenants = t;
+			c->n_tenants++;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return t;
+}
+
+static void account(struct cas *c, struct tenant_store *t, size_t n)
+{
+	pthread_mutex_lock(&c->lock);
+	t->written += (int64_t)n;
+	bool check = c->max_bytes > 0 && t->written > (int64_t)(c->max_bytes / 20);
+	if (check)
+		t->written = 0;
+	pthread_mutex_unlock(&c->lock);
+	if (check) {
+		/* Every twentieth of the budget written: one scan, evicting to
+		 * 90 % when over. */
+		uint64_t left, files, evicted;
+		if (store_cleanup(&t->store, c->max_bytes / 10 * 9, &left, &files, &evicted) == 0 && evicted)
+			log_info("tenant %s: evicted %llu entries, %llu bytes left", t->name,
+				 (unsigned long long)evicted, (unsigned long long)left);
+	}
+}
+
+bool cas_has_blob(struct cas *c, const char *tenant, const struct digest *d)
+{
+	struct tenant_store *t = tenant_get(c, tenant);
+	return t && store_contains(&t->store, STORE_BLOB, d);
+}
+
+int cas_put_blob(struct cas *c, const char *tenant, const struct digest *d, const void *data, size_t n)
+{
+	struct tenant_store *t = tenant_get(c, tenant);
+	if (!t)
+		return -EINVAL;
+	struct digest check;
+	int r = digest_bytes(data, n, &check);
+	if (r < 0)
+		return r;
+	if (!digest_equal(&check, d))
+		return -EBADMSG;
+	if ((r = store_put(&t->store, STORE_BLOB, d, data, n, NULL)) == 0)
+		account(c, t, n);
+	return r;
+}
+
+int cas_get_blob(struct cas *c, const char *tenant, const struct digest *d, size_t max, struct buf *ret)
+{
+	struct tenant_store *t = tenant_get(c, tenant);
+	if (!t)
+		return -EINVAL;
+	buf_reset(ret);
+	int r = store_get(&t->store, STORE_BLOB, d, max, ret, NULL);
+	if (r < 0)
+		return r;
+	struct digest check;
+	if ((r = digest_bytes(ret->data, ret->len, &check)) < 0)
+		return r;
+	if (!digest_equal(&check, d)) {
+		log_warn("tenant %s: a blob does not match its name; removed", tenant);
+		store_remove(&t->store, STORE_BLOB, d, NULL);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+int cas_get_action(struct cas *c, const char *tenant, const struct digest *action, size_t max, struct buf *ret)
+{
+	struct tenant_store *t = tenant_get(c, tenant);
+	if (!t)
+		return -EINVAL;
+	buf_reset(ret);
+	return store_get(&t->store, STORE_ACTION, action, max, ret, NULL);
+}
+
+int cas_put_action(struct cas *c, const char *tenant, const struct digest *action, const void *data, size_t n)
+{
+	struct tenant_store *t = tenant_get(c, tenant);
+	if (!t)
+		return -EINVAL;
+	int r = store_put(&t->store, STORE_ACTION, action, data, n, NULL);
+	if (r == 0)
+		account(c, t, n);
+	return r;
+}
+
+int cas_gc(struct cas *c)
+{
+	pthread_mutex_lock(&c->lock);
+	struct tenant_store *list = c->tenants;
+	pthread_mutex_unlock(&c->lock);
+	/* Tenants are never removed while the worker runs, so walking the
+	 * list without the lock is safe. */
+	for (struct tenant_store *t = list; t; t = t->next) {
+		uint64_t left, files, evicted;
+		int r = store_cleanup(&t->store, c->max_bytes, &left, &files, &evicted);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, size_t max, struct buf *ret)
+{
+	struct tenant_store *t = tenant_get(c, tenant);
+	if (!t)
+		return -EINVAL;
+	buf_reset(ret);
+	return store_get(&t->store, STORE_MANIFEST, key, max, ret, NULL);
+}
+
+int cas_put_direct(struct cas *c, const char *tenant, const struct digest *key, const void *data, size_t n)
+{
+	struct tenant_store *t = tenant_get(c, tenant);
+	if (!t)
+		return -EINVAL;
+	int r = store_put(&t->store, STORE_MANIFEST, key, data, n, NULL);
+	if (r == 0)
+		account(c, t, n);
+	return r;
+}

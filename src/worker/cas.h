@@ -1,0 +1,42 @@
+/*
+ * The worker's stores, one namespace per tenant (DESIGN.md §1): a
+ * content-addressed store of blobs keyed by their own SHA-256, and an action
+ * cache of results keyed by action digest. Each tenant's namespace is a
+ * local store (src/cache/store.c: checked header, zstd, atomic writes) in
+ * <dir>/tenants/<tenant>/, with its own size budget and LRU eviction. No
+ * call can name another tenant's namespace: the tenant always comes from a
+ * verified routing token.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "digest.h"
+#include "error.h"
+
+struct cas;
+
+int cas_open(const char *dir, uint64_t max_bytes_per_tenant, struct cas **ret, struct error *err);
+void cas_close(struct cas *c);
+
+/* [A-Za-z0-9._-]{1,64}, not starting with '.'. */
+bool cas_tenant_name_ok(const char *tenant);
+
+bool cas_has_blob(struct cas *c, const char *tenant, const struct digest *d);
+/* Stores bytes that the caller has already checked against d; re-checks. */
+int cas_put_blob(struct cas *c, const char *tenant, const struct digest *d, const void *data, size_t n);
+/* Reads a blob into ret (emptied first) and verifies that its bytes still hash to d (a blob that
+ * does not is removed and reported as missing). */
+int cas_get_blob(struct cas *c, const char *tenant, const struct digest *d, size_t max, struct buf *ret);
+
+int cas_get_action(struct cas *c, const char *tenant, const struct digest *action, size_t max, struct buf *ret);
+int cas_put_action(struct cas *c, const char *tenant, const struct digest *action, const void *data, size_t n);
+
+/* Direct manifests (DirectManifest messages) by direct key. */
+int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, size_t max, struct buf *ret);
+int cas_put_direct(struct cas *c, const char *tenant, const struct digest *key, const void *data, size_t n);
+
+/* Evicts least recently used entries of every tenant over its budget. */
+int cas_gc(struct cas *c);

@@ -1,0 +1,817 @@
+/*
+ * WorkerService handlers (see service.h). Every request is decoded with a
+ * size cap, must re-encode to the very bytes received (no embedded NULs, no
+ * unknown fields), carries a routing token that must verify for this worker
+ * and one of its images, and only ever touches the namespace of the tenant
+ * named by that token. Digests from the client are recomputed: uploaded
+ * blobs are hashed before they are stored, and the action digest is derived
+ * here from the action received. A probe reads only results this worker
+ * stored itself.
+ */
+#include "service.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/status.h>
+
+#include "action.h"
+#include "cas.h"
+#include "depfile.h"
+#include "fs.h"
+#include "log.h"
+#include "rpc.h"
+#include "runtime.h"
+#include "staging.h"
+#include "token.h"
+#include "worker.pb-c.h"
+
+#define MAX_CAPTURE ((size_t)8 << 20)
+#define MAX_FIND_MISSING 100000
+#define MAX_DEPFILE ((size_t)16 << 20)
+#define MAX_INPUT_BYTES ((uint64_t)2 << 30)  /* all inputs of one action */
+#define DIRECT_MAX_CANDIDATES 16
+#define DIRECT_MAX_SIZE ((size_t)16 << 20)
+
+struct worker {
+	struct worker_config cfg;
+	struct cas *cas;
+	struct token_key *token_key;
+	const struct runtime_ops *rt;
+	void *rt_state;
+	char *staging_dir;
+	struct rpc_server *server;
+};
+
+/* ---- shared checks ----------------------------------------------------- */
+
+static int64_t now_s(void) { return (int64_t)time(NULL); }
+
+/* Verifies a routing token for this worker; fills *claims. */
+static int authorize(struct worker *w, const ProtobufCBinaryData *tok, struct token_claims *claims, struct error *err)
+{
+	if (tok->len == 0)
+		return error_set(err, -EACCES, "no routing token");
+	struct token_expect expect = { .worker_id = w->cfg.id };
+	int r = token_verify(w->token_key, tok->data, tok->len, &expect, now_s(), claims, err);
+	if (r < 0)
+		return r;
+	if (!worker_config_serves(&w->cfg, claims->image_digest))
+		return error_set(err, -EACCES, "this worker does not serve image %s", claims->image_digest);
+	if (!cas_tenant_name_ok(claims->tenant))
+		return error_set(err, -EACCES, "bad tenant name in token");
+	return 0;
+}
+
+static int auth_status(int r) { return r == -E2BIG || r == -EBADMSG ? GRPC_STATUS_UNAUTHENTICATED : GRPC_STATUS_PERMISSION_DENIED; }
+
+/* Receives the one request message of a unary call. */
+static int recv_one(struct rpc_call *c, struct buf *msg)
+{
+	int r = rpc_call_recv(c, msg);
+	if (r <= 0) {
+		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "expected one request message");
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static void finish_error(struct rpc_call *c, int code, const struct error *err, const char *what)
+{
+	char msg[600];
+	snprintf(msg, sizeof(msg), "%s: %s", what, err->msg[0] ? err->msg : "failed");
+	log_info("%s %s", rpc_call_peer(c), msg);
+	rpc_call_finish(c, code, msg);
+}
+
+/* ---- Probe ------------------------------------------------------------- */
+
+/* Appends one length-delimited protobuf field (tag byte, varint, bytes). */
+static void append_field(struct buf *b, uint8_t tag, const void *data, size_t n)
+{
+	uint8_t head[16] = { tag };
+	size_t len = 1;
+	for (uint64_t v = n;; v >>= 7) {
+		head[len++] = (uint8_t)(v & 0x7f) | (v >= 0x80 ? 0x80 : 0);
+		if (v < 0x80)
+			break;
+	}
+	buf_append(b, head, len);
+	buf_append(b, data, n);
+}
+
+static void handle_probe(struct rpc_call *c, void *user)
+{
+	struct worker *w = user;
+	_cleanup_buf_ struct buf msg;
+	buf_init(&msg, 64 * 1024);
+	if (recv_one(c, &msg) < 0)
+		return;
+	Hpcc__V1__ProbeRequest *req = hpcc__v1__probe_request__unpack(NULL, msg.len, (uint8_t *)msg.data);
+	if (!req || !action_canonical(hpcc__v1__probe_request__get_packed_size(req), msg.len)) {
+		if (req)
+			hpcc__v1__probe_request__free_unpacked(req, NULL);
+		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed probe");
+		return;
+	}
+	struct error err = { 0 };
+	struct token_claims claims;
+	int r = authorize(w, &req->token, &claims, &err);
+	if (r < 0) {
+		finish_error(c, auth_status(r), &err, "probe refused");
+		hpcc__v1__probe_request__free_unpacked(req, NULL);
+		return;
+	}
+	bool direct = req->action_digest.len == 0;
+	const ProtobufCBinaryData *k = direct ? &req->direct_key : &req->action_digest;
+	if (k->len != DIGEST_LEN || (direct ? req->action_digest.len : req->direct_key.len) != 0) {
+		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "a probe names one 32-byte action digest or direct key");
+		hpcc__v1__probe_request__free_unpacked(req, NULL);
+		return;
+	}
+	struct digest d;
+	memcpy(d.b, k->data, DIGEST_LEN);
+	/* Measured here, where it arrives: tens of bytes plus the token. */
+	log_info("probe %s from tenant %s: request %zu bytes (token %zu)", rpc_call_peer(c), claims.tenant, msg.len,
+		 req->token.len);
+	hpcc__v1__probe_request__free_unpacked(req, NULL);
+
+	_cleanup_buf_ struct buf reply, manifest_bytes, result;
+	buf_init(&reply, (size_t)w->cfg.max_message);
+	buf_init(&manifest_bytes, DIRECT_MAX_SIZE + 1);
+	buf_init(&result, (size_t)w->cfg.max_message);
+	Hpcc__V1__DirectManifest *m = NULL;
+	if (direct) {
+		/* The candidates, and the result of the newest one inline: the
+		 * usual hit is this one round trip. */
+		if (cas_get_direct(w->cas, claims.tenant, &d, DIRECT_MAX_SIZE, &manifest_bytes) == 0)
+			m = hpcc__v1__direct_manifest__unpack(NULL, manifest_bytes.len, (uint8_t *)manifest_bytes.data);
+		if (m && m->n_candidates > 0 && m->candidates[m->n_candidates - 1]->action_digest.len == DIGEST_LEN)
+			memcpy(d.b, m->candidates[m->n_candidates - 1]->action_digest.data, DIGEST_LEN);
+		else
+			memset(d.b, 0, DIGEST_LEN);
+	}
+	r = digest_is_zero(&d) ? -ENOENT :
+	    cas_get_action(w->cas, claims.tenant, &d, (size_t)w->cfg.max_message - DIRECT_MAX_SIZE - 64, &result);
+	if (r < 0 && r != -ENOENT) {
+		if (m)
+			hpcc__v1__direct_manifest__free_unpacked(m, NULL);
+		rpc_call_finish(c, GRPC_STATUS_INTERNAL, "the action cache could not be read");
+		return;
+	}
+	/* ProbeReply{found, result, candidates}, encoded by hand around the
+	 * stored bytes rather than parsed and re-packed. */
+	if (r == 0) {
+		static const uint8_t found[] = { 0x08, 0x01 };
+		buf_append(&reply, found, sizeof(found));
+		append_field(&reply, 0x12, result.data, result.len);
+	}
+	for (size_t i = 0; m && i < m->n_candidates; i++) {
+		size_t len = hpcc__v1__direct_candidate__get_packed_size(m->candidates[i]);
+		_cleanup_free_ uint8_t *cb = malloc(len ? len : 1);
+		if (cb) {
+			hpcc__v1__direct_candidate__pack(m->candidates[i], cb);
+			append_field(&reply, 0x1a, cb, len);
+		}
+	}
+	if (m)
+		hpcc__v1__direct_manifest__free_unpacked(m, NULL);
+	if (reply.error) {
+		rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "result too large");
+		return;
+	}
+	rpc_call_send(c, reply.data, reply.len);
+	rpc_call_finish(c, GRPC_STATUS_OK, NULL);
+}
+
+/* ---- FindMissing ------------------------------------------------------- */
+
+static void handle_find_missing(struct rpc_call *c, void *user)
+{
+	struct worker *w = user;
+	_cleanup_buf_ struct buf msg;
+	buf_init(&msg, (size_t)MAX_FIND_MISSING * 40 + 4096);
+	if (recv_one(c, &msg) < 0)
+		return;
+	Hpcc__V1__FindMissingRequest *req = hpcc__v1__find_missing_request__unpack(NULL, msg.len, (uint8_t *)msg.data);
+	if (!req || !action_canonical(hpcc__v1__find_missing_request__get_packed_size(req), msg.len)) {
+		if (req)
+			hpcc__v1__find_missing_request__free_unpacked(req, NULL);
+		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed find-missing request");
+		return;
+	}
+	struct error err = { 0 };
+	struct token_claims claims;
+	int r = authorize(w, &req->token, &claims, &err);
+	if (r < 0) {
+		finish_error(c, auth_status(r), &err, "find-missing refused");
+		hpcc__v1__find_missing_request__free_unpacked(req, NULL);
+		return;
+	}
+	Hpcc__V1__FindMissingReply rep = HPCC__V1__FIND_MISSING_REPLY__INIT;
+	rep.missing = calloc(req->n_digests ? req->n_digests : 1, sizeof(*rep.missing));
+	if (!rep.missing || req->n_digests > MAX_FIND_MISSING) {
+		free(rep.missing);
+		hpcc__v1__find_missing_request__free_unpacked(req, NULL);
+		rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many digests");
+		return;
+	}
+	for (size_t i = 0; i < req->n_digests; i++) {
+		struct digest d;
+		if (req->digests[i].len != DIGEST_LEN) {
+			free(rep.missing);
+			hpcc__v1__find_missing_request__free_unpacked(req, NULL);
+			rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "a digest is 32 bytes");
+			return;
+		}
+		memcpy(d.b, req->digests[i].data, DIGEST_LEN);
+		if (!cas_has_blob(w->cas, claims.tenant, &d))
+			rep.missing[rep.n_missing++] = req->digests[i];
+	}
+	size_t len = hpcc__v1__find_missing_reply__get_packed_size(&rep);
+	_cleanup_free_ uint8_t *out = malloc(len ? len : 1);
+	if (out) {
+		hpcc__v1__find_missing_reply__pack(&rep, out);
+		rpc_call_send(c, out, len);
+		rpc_call_finish(c, GRPC_STATUS_OK, NULL);
+	} else
+		rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+	free(rep.missing);
+	hpcc__v1__find_missing_request__free_unpacked(req, NULL);
+}
+
+/* ---- Upload ------------------------------------------------------------ */
+
+static void handle_upload(struct rpc_call *c, void *user)
+{
+	struct worker *w = user;
+	size_t max_compressed = (size_t)w->cfg.max_blob + (size_t)(w->cfg.max_blob >> 7) + 4096;
+	_cleanup_buf_ struct buf msg, data, plain;
+	buf_init(&msg, (size_t)w->cfg.max_message);
+	buf_init(&data, max_compressed);
+	buf_init(&plain, (size_t)w->cfg.max_blob + 1);
+	struct token_claims claims;
+	bool authorized = false;
+	struct digest cur = { 0 };
+	uint64_t cur_size = 0;
+	bool cur_zstd = false, in_blob = false;
+	Hpcc__V1__UploadReply rep = HPCC__V1__UPLOAD_REPLY__INIT;
+	struct error err = { 0 };
+	int code = GRPC_STATUS_OK;
+	for (;;) {
+		int r = rpc_call_recv(c, &msg);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			code = r == -EFBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_CANCELLED;
+			error_set(&err, r, "the stream broke off");
+			break;
+		}
+		Hpcc__V1__UploadChunk *ch = hpcc__v1__upload_chunk__unpack(NULL, msg.len, (uint8_t *)msg.data);
+		if (!ch || !action_canonical(hpcc__v1__upload_chunk__get_packed_size(ch), msg.len)) {
+			if (ch)
+				hpcc__v1__upload_chunk__free_unpacked(ch, NULL);
+			code = GRPC_STATUS_INVALID_ARGUMENT;
+			error_set(&err, -EBADMSG, "malformed chunk");
+			break;
+		}
+		if (!authorized) {
+			r = authorize(w, &ch->token, &claims, &err);
+			if (r < 0) {
+				hpcc__v1__upload_chunk__free_unpacked(ch, NULL);
+				code = auth_status(r);
+				break;
+			}
+			authorized = true;
+		}
+		if (!in_blob) {
+			if (ch->digest.len != DIGEST_LEN || ch->size > w->cfg.max_blob) {
+				code = ch->digest.len != DIGEST_LEN ? GRPC_STATUS_INVALID_ARGUMENT :
+								       GRPC_STATUS_RESOURCE_EXHAUSTED;
+				error_set(&err, -EINVAL, ch->digest.len != DIGEST_LEN ? "a digest is 32 bytes" :
+					  "a blob of %llu bytes is over the limit of %llu", (unsigned long long)ch->size,
+					  (unsigned long long)w->cfg.max_blob);
+				hpcc__v1__upload_chunk__free_unpacked(ch, NULL);
+				break;
+			}
+			memcpy(cur.b, ch->digest.data, DIGEST_LEN);
+			cur_size = ch->size;
+			cur_zstd = ch->zstd;
+			in_blob = true;
+			buf_reset(&data);
+		} else if ((ch->digest.len && (ch->digest.len != DIGEST_LEN || memcmp(ch->digest.data, cur.b, DIGEST_LEN))) ||
+			   (ch->size && ch->size != cur_size)) {
+			hpcc__v1__upload_chunk__free_unpacked(ch, NULL);
+			code = GRPC_STATUS_INVALID_ARGUMENT;
+			error_set(&err, -EINVAL, "a chunk of another blob before the last one ended");
+			break;
+		}
+		r = buf_append(&data, ch->data.data, ch->data.len);
+		bool last = ch->last;
+		hpcc__v1__upload_chunk__free_unpacked(ch, NULL);
+		if (r < 0) {
+			code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+			error_set(&err, r, "a blob is larger than the limit");
+			break;
+		}
+		if (!last)
+			continue;
+		in_blob = false;
+		Hpcc__V1__Blob b = HPCC__V1__BLOB__INIT;
+		b.digest.data = cur.b;
+		b.digest.len = DIGEST_LEN;
+		b.size = cur_size;
+		b.zstd = cur_zstd;
+		b.data.data = (uint8_t *)data.data;
+		b.data.len = data.len;
+		/* The bytes are hashed here before anything is stored. */
+		if ((r = blob_unpack(&b, (size_t)w->cfg.max_blob, &plain, &err)) < 0) {
+			code = r == -EFBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT;
+			break;
+		}
+		if (cas_has_blob(w->cas, claims.tenant, &cur))
+			rep.already_present++;
+		else if ((r = cas_put_blob(w->cas, claims.tenant, &cur, plain.data, plain.len)) < 0) {
+			code = GRPC_STATUS_INTERNAL;
+			error_set(&err, r, "storing a blob: %s", strerror(-r));
+			break;
+		} else
+			rep.stored++;
+	}
+	if (code == GRPC_STATUS_OK && in_blob) {
+		code = GRPC_STATUS_INVALID_ARGUMENT;
+		error_set(&err, -EINVAL, "the stream ended inside a blob");
+	}
+	if (code == GRPC_STATUS_OK && !authorized) {
+		code = GRPC_STATUS_UNAUTHENTICATED;
+		error_set(&err, -EACCES, "no routing token");
+	}
+	if (code != GRPC_STATUS_OK) {
+		finish_error(c, code, &err, "upload refused");
+		return;
+	}
+	uint8_t out[32];
+	size_t len = hpcc__v1__upload_reply__pack(&rep, out);
+	rpc_call_send(c, out, len);
+	rpc_call_finish(c, GRPC_STATUS_OK, NULL);
+}
+
+/* ---- Execute ----------------------------------------------------------- */
+
+struct exec_state {
+	struct staging *staging;
+	struct runtime_result rr;
+	struct strv out_paths;
+	struct buf files[2];
+	struct buf store[4];          /* compressed bytes behind the result's blobs */
+	Hpcc__V1__Blob blobs[4];
+	Hpcc__V1__OutputFile outs[2];
+	Hpcc__V1__OutputFile *out_ptrs[2];
+	Hpcc__V1__Dependency *deps;
+	Hpcc__V1__Dependency **dep_ptrs;
+	struct depfile df;
+	struct strv dep_paths;
+	struct strv canonical;
+};
+
+static void exec_state_free(struct exec_state *x)
+{
+	if (x->staging)
+		staging_destroy(x->staging);
+	runtime_result_free(&x->rr);
+	strv_free(&x->out_paths);
+	for (size_t i = 0; i < ARRAY_SIZE(x->files); i++)
+		buf_free(&x->files[i]);
+	for (size_t i = 0; i < ARRAY_SIZE(x->store); i++)
+		buf_free(&x->store[i]);
+	free(x->deps);
+	free(x->dep_ptrs);
+	depfile_free(&x->df);
+	strv_free(&x->dep_paths);
+	strv_free(&x->canonical);
+}
+
+/* The compile's own dependency list, spelled as the compiler spelled it
+ * (the staging root taken off rooted absolute paths), and in x->canonical
+ * the root-relative paths of the files under the root that it read. */
+static int collect_deps(struct exec_state *x, const char *root, const char *cwd, const char *depfile,
+			Hpcc__V1__ActionResult *res)
+{
+	_cleanup_buf_ struct buf text;
+	buf_init(&text, MAX_DEPFILE + 1);
+	int r = fs_read_file(depfile, MAX_DEPFILE, &text);
+	if (r < 0 || (r = depfile_parse(text.data ? text.data : "", text.len, &x->df)) < 0)
+		return r;
+	size_t n = x->df.deps.n;
+	x->deps = calloc(n ? n : 1, sizeof(*x->deps));
+	x->dep_ptrs = calloc(n ? n : 1, sizeof(*x->dep_ptrs));
+	if (!x->deps || !x->dep_ptrs)
+		return -ENOMEM;
+	_cleanup_free_ char *cwd_abs = cwd[0] ? path_join(root, cwd) : strdup(root);
+	if (!cwd_abs)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const char *spelled = x->df.deps.v[i];
+		const char *under = spelled[0] == '/' ? path_under(spelled, root) : NULL;
+		_cleanup_free_ char *abs = path_join(cwd_abs, spelled);
+		if (!abs)
+			return -ENOMEM;
+		const char *rel = path_under(abs, root);
+		if ((r = strv_push(&x->dep_paths, under ? under : spelled)) < 0 ||
+		    (rel && (r = strv_push(&x->canonical, rel)) < 0))
+			return r;
+		hpcc__v1__dependency__init(&x->deps[i]);
+		x->deps[i].path = x->dep_paths.v[i];
+		x->deps[i].rooted = under != NULL;
+		x->dep_ptrs[i] = &x->deps[i];
+	}
+	res->n_dependencies = n;
+	res->dependencies = x->dep_ptrs;
+	return 0;
+}
+
+/* Adds this compile to the direct manifest of its command and source: the
+ * inputs it actually read, and its action digest. At most
+ * DIRECT_MAX_CANDIDATES, newest last; a lost race between two writers
+ * loses a candidate, never correctness. */
+static void remember_direct(struct worker *w, const char *tenant, const Hpcc__V1__Action *a,
+			    const struct digest *action, const struct exec_state *x)
+{
+	_cleanup_free_ char *source = action_rooted_path(a->command, a->command->source);
+	const Hpcc__V1__InputFile *src = NULL;
+	for (size_t i = 0; source && i < a->n_inputs && !src; i++)
+		if (strcmp(a->inputs[i]->path, source) == 0)
+			src = a->inputs[i];
+	struct digest sd, key;
+	if (!src)
+		return;
+	memcpy(sd.b, src->digest.data, DIGEST_LEN);
+	if (action_direct_key(a, source, &sd, &key) < 0)
+		return;
+	_cleanup_buf_ struct buf old_bytes;
+	buf_init(&old_bytes, DIRECT_MAX_SIZE + 1);
+	Hpcc__V1__DirectManifest *old = NULL;
+	if (cas_get_direct(w->cas, tenant, &key, DIRECT_MAX_SIZE, &old_bytes) == 0)
+		old = hpcc__v1__direct_manifest__unpack(NULL, old_bytes.len, (uint8_t *)old_bytes.data);
+	size_t keep = old ? old->n_candidates : 0;
+	_cleanup_free_ Hpcc__V1__DirectCandidate **cands = calloc(keep + 1, sizeof(*cands));
+	_cleanup_free_ Hpcc__V1__InputFile **read = calloc(a->n_inputs + 1, sizeof(*read));
+	Hpcc__V1__DirectCandidate fresh = HPCC__V1__DIRECT_CANDIDATE__INIT;
+	Hpcc__V1__DirectManifest m = HPCC__V1__DIRECT_MANIFEST__INIT;
+	if (cands && read) {
+		size_t skip = keep >= DIRECT_MAX_CANDIDATES ? keep - DIRECT_MAX_CANDIDATES + 1 : 0;
+		for (size_t i = skip; i < keep; i++) {
+			const ProtobufCBinaryData *ad = &old->candidates[i]->action_digest;
+			if (ad->len == DIGEST_LEN && memcmp(ad->data, action->b, DIGEST_LEN) == 0)
+				continue;
+			cands[m.n_candidates++] = old->candidates[i];
+		}
+		for (size_t i = 0; i < a->n_inputs; i++)
+			for (size_t k = 0; k < x->canonical.n; k++)
+				if (strcmp(a->inputs[i]->path, x->canonical.v[k]) == 0) {
+					read[fresh.n_inputs++] = a->inputs[i];
+					break;
+				}
+		fresh.inputs = read;
+		fresh.action_digest.data = (uint8_t *)action->b;
+		fresh.action_digest.len = DIGEST_LEN;
+		cands[m.n_candidates++] = &fresh;
+		m.candidates = cands;
+		size_t len = hpcc__v1__direct_manifest__get_packed_size(&m);
+		_cleanup_free_ uint8_t *packed = len <= DIRECT_MAX_SIZE ? malloc(len ? len : 1) : NULL;
+		if (packed) {
+			hpcc__v1__direct_manifest__pack(&m, packed);
+			cas_put_direct(w->cas, tenant, &key, packed, len);
+		}
+	}
+	if (old)
+		hpcc__v1__direct_manifest__free_unpacked(old, NULL);
+}
+
+/* Stages the inputs: CAS blobs (re-verified as they are read), or the one
+ * preprocessed file that came with the request. */
+static int stage_inputs(struct worker *w, const char *tenant, const Hpcc__V1__ExecuteRequest *req,
+			struct staging *s, size_t *ret_missing, struct error *err)
+{
+	const Hpcc__V1__Action *a = req->action;
+	_cleanup_buf_ struct buf data;
+	buf_init(&data, (size_t)w->cfg.max_blob + 1);
+	uint64_t total = 0;
+	size_t missing = 0;
+	int r;
+	if (a->mode == HPCC__V1__SOURCE_MODE__MODE_PREPROCESSED) {
+		if (a->n_inputs != 1 || !req->preprocessed)
+			return error_set(err, -EINVAL, "preprocessed mode takes exactly one input, sent inline");
+		if ((r = blob_unpack(req->preprocessed, (size_t)w->cfg.max_blob, &data, err)) < 0)
+			return r;
+		if (req->preprocessed->digest.len != DIGEST_LEN ||
+		    memcmp(req->preprocessed->digest.data, a->inputs[0]->digest.data, DIGEST_LEN) != 0 ||
+		    data.len != a->inputs[0]->size)
+			return error_set(err, -EINVAL, "the preprocessed source does not match the manifest");
+		return staging_write_file(s, a->inputs[0]->path, data.data, data.len, false, err);
+	}
+	for (size_t i = 0; i < a->n_inputs; i++) {
+		const Hpcc__V1__InputFile *f = a->inputs[i];
+		struct digest d;
+		memcpy(d.b, f->digest.data, DIGEST_LEN);
+		if ((total += f->size) > MAX_INPUT_BYTES)
+			return error_set(err, -EFBIG, "the inputs exceed %llu bytes", (unsigned long long)MAX_INPUT_BYTES);
+		r = cas_get_blob(w->cas, tenant, &d, (size_t)w->cfg.max_blob, &data);
+		if (r == -ENOENT) {
+			missing++;
+			continue;
+		}
+		if (r < 0)
+			return error_set(err, r, "reading a blob: %s", strerror(-r));
+		if (data.len != f->size)
+			return error_set(err, -EINVAL, "input %.200s: size does not match its blob", f->path);
+		if (missing == 0 && (r = staging_write_file(s, f->path, data.data, data.len, f->executable, err)) < 0)
+			return r;
+	}
+	*ret_missing = missing;
+	return missing ? error_set(err, -ENOENT, "%zu input blobs are missing", missing) : 0;
+}
+
+static int parent_dirs(struct staging *s, const struct strv *paths, struct error *err)
+{
+	for (size_t i = 0; i < paths->n; i++) {
+		_cleanup_free_ char *dir = strdup(paths->v[i]);
+		char *slash = dir ? strrchr(dir, '/') : NULL;
+		if (!dir)
+			return -ENOMEM;
+		if (!slash)
+			continue;
+		*slash = '\0';
+		int r = staging_mkdir(s, dir, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Runs an action: 0 with *res filled (any exit code), or an error status. */
+static int execute(struct worker *w, const char *tenant, const Hpcc__V1__ExecuteRequest *req,
+		   const struct digest *action, struct exec_state *x, Hpcc__V1__ActionResult *res, int *ret_code,
+		   struct error *err)
+{
+	const Hpcc__V1__Action *a = req->action;
+	const Hpcc__V1__Command *cmd = a->command;
+	size_t missing = 0;
+	int r = staging_create(w->staging_dir, &x->staging, err);
+	if (r < 0) {
+		*ret_code = GRPC_STATUS_INTERNAL;
+		return r;
+	}
+	if ((r = stage_inputs(w, tenant, req, x->staging, &missing, err)) < 0) {
+		*ret_code = missing ? GRPC_STATUS_FAILED_PRECONDITION :
+			    r == -EFBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT;
+		return r;
+	}
+	*ret_code = GRPC_STATUS_INVALID_ARGUMENT;
+	if ((r = action_output_paths(cmd, &x->out_paths)) < 0 || (r = parent_dirs(x->staging, &x->out_paths, err)) < 0 ||
+	    (r = staging_mkdir(x->staging, cmd->cwd, err)) < 0)
+		return r < 0 && !err->code ? error_set(err, r, "staging: %s", strerror(-r)) : r;
+	const char *root = staging_root(x->staging);
+	_cleanup_strv_ struct strv argv = { 0 };
+	_cleanup_free_ char *depfile = path_join(staging_tmp(x->staging), "deps.d");
+	if (!depfile || (r = action_argv(cmd, a->mode == HPCC__V1__SOURCE_MODE__MODE_PREPROCESSED, root, &argv)) < 0 ||
+	    (r = strv_push(&argv, "-MD")) < 0 || (r = strv_push(&argv, "-MF")) < 0 ||
+	    (r = strv_push(&argv, depfile)) < 0 || (r = strv_pushf(&argv, "-ffile-prefix-map=%s=.", root)) < 0 ||
+	    (r = strv_push(&argv, cmd->family == 2 ? "-fcolor-diagnostics" : "-fdiagnostics-color=always")) < 0) {
+		*ret_code = GRPC_STATUS_INTERNAL;
+		return error_set(err, -ENOMEM, "out of memory");
+	}
+	_cleanup_strv_ struct strv env = { 0 };
+	if ((r = strv_extend(&env, cmd->env, cmd->n_env)) < 0)
+		return error_set(err, r, "out of memory");
+	struct runtime_exec rx = {
+		.argv = (const char *const *)argv.v,
+		.env = (const char *const *)env.v,
+		.staging = x->staging,
+		.cwd = cmd->cwd,
+		.timeout_ms = (int)w->cfg.exec_timeout * 1000,
+		.max_stdout = MAX_CAPTURE,
+		.max_stderr = MAX_CAPTURE,
+	};
+	if ((r = w->rt->exec(w->rt_state, &rx, &x->rr, err)) < 0) {
+		*ret_code = r == -EINVAL ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_UNAVAILABLE;
+		return r;
+	}
+	*ret_code = GRPC_STATUS_INTERNAL;
+	res->exit_code = x->rr.exit_code;
+	res->worker_id = w->cfg.id;
+	res->runtime = (char *)w->rt->name;
+	res->duration_ms = x->rr.duration_us / 1000;
+	res->action_digest.data = (uint8_t *)action->b;
+	res->action_digest.len = DIGEST_LEN;
+	if ((r = blob_pack(x->rr.out.data, x->rr.out.len, 3, &x->blobs[0], &x->store[0])) < 0 ||
+	    (r = blob_pack(x->rr.err.data, x->rr.err.len, 3, &x->blobs[1], &x->store[1])) < 0)
+		return error_set(err, r, "compressing output: %s", strerror(-r));
+	res->stdout_data = &x->blobs[0];
+	res->stderr_data = &x->blobs[1];
+	if (x->rr.exit_code != 0 || x->rr.timed_out || x->rr.stdout_truncated || x->rr.stderr_truncated)
+		return 0;
+	for (size_t i = 0; i < x->out_paths.n && i < ARRAY_SIZE(x->files); i++) {
+		buf_init(&x->files[i], (size_t)w->cfg.max_blob + 1);
+		if ((r = staging_read_file(x->staging, x->out_paths.v[i], (size_t)w->cfg.max_blob, &x->files[i], err)) < 0)
+			return r;
+		if ((r = blob_pack(x->files[i].data, x->files[i].len, 3, &x->blobs[2 + i], &x->store[2 + i])) < 0)
+			return error_set(err, r, "compressing output: %s", strerror(-r));
+		hpcc__v1__output_file__init(&x->outs[i]);
+		x->outs[i].path = x->out_paths.v[i];
+		x->outs[i].kind = HPCC__V1__PATH_KIND__PATH_ROOTED;
+		x->outs[i].blob = &x->blobs[2 + i];
+		x->out_ptrs[i] = &x->outs[i];
+	}
+	res->n_outputs = x->out_paths.n < 2 ? x->out_paths.n : 2;
+	res->outputs = x->out_ptrs;
+	if ((r = collect_deps(x, root, cmd->cwd, depfile, res)) < 0)
+		return error_set(err, r, "the compiler's dependency list: %s", strerror(-r));
+	return 0;
+}
+
+static void handle_execute(struct rpc_call *c, void *user)
+{
+	struct worker *w = user;
+	_cleanup_buf_ struct buf msg;
+	buf_init(&msg, (size_t)w->cfg.max_message);
+	if (recv_one(c, &msg) < 0)
+		return;
+	Hpcc__V1__ExecuteRequest *req = hpcc__v1__execute_request__unpack(NULL, msg.len, (uint8_t *)msg.data);
+	if (!req || !action_canonical(hpcc__v1__execute_request__get_packed_size(req), msg.len) || !req->action) {
+		if (req)
+			hpcc__v1__execute_request__free_unpacked(req, NULL);
+		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+				"malformed execute request (a string with a NUL byte, or an unknown field)");
+		return;
+	}
+	buf_free(&msg);
+	struct error err = { 0 };
+	struct token_claims claims;
+	int r = authorize(w, &req->token, &claims, &err);
+	if (r < 0) {
+		finish_error(c, auth_status(r), &err, "execute refused");
+		hpcc__v1__execute_request__free_unpacked(req, NULL);
+		return;
+	}
+	struct digest action;
+	if (strcmp(req->action->image_digest, claims.image_digest) != 0) {
+		error_set(&err, -EACCES, "the action is for image %.80s, the token for %s", req->action->image_digest,
+			  claims.image_digest);
+		r = -EACCES;
+	} else if ((r = action_check(req->action, &err)) == 0)
+		r = action_digest(req->action, &action);
+	if (r < 0) {
+		finish_error(c, r == -EACCES ? GRPC_STATUS_PERMISSION_DENIED :
+				r == -E2BIG || r == -EFBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
+			     &err, "execute refused");
+		hpcc__v1__execute_request__free_unpacked(req, NULL);
+		return;
+	}
+	_cleanup_buf_ struct buf packed;
+	buf_init(&packed, (size_t)w->cfg.max_message);
+	Hpcc__V1__ExecuteReply rep = HPCC__V1__EXECUTE_REPLY__INIT;
+	Hpcc__V1__ActionResult *cached = NULL;
+	if (!req->skip_cache && cas_get_action(w->cas, claims.tenant, &action, (size_t)w->cfg.max_message - 64, &packed) == 0)
+		cached = hpcc__v1__action_result__unpack(NULL, packed.len, (uint8_t *)packed.data);
+	if (cached) {
+		rep.result = cached;
+		rep.cached = true;
+	}
+	struct exec_state x = { 0 };
+	Hpcc__V1__ActionResult res = HPCC__V1__ACTION_RESULT__INIT;
+	int code = GRPC_STATUS_OK;
+	if (!cached) {
+		r = execute(w, claims.tenant, req, &action, &x, &res, &code, &err);
+		if (r < 0) {
+			finish_error(c, code, &err, "execute failed");
+			exec_state_free(&x);
+			hpcc__v1__execute_request__free_unpacked(req, NULL);
+			return;
+		}
+		rep.result = &res;
+		char hex[DIGEST_HEX_LEN + 1];
+		digest_to_hex(&action, hex);
+		log_info("executed %.16s for tenant %s: exit %d in %lld ms (%s)", hex, claims.tenant, res.exit_code,
+			 (long long)res.duration_ms, w->rt->name);
+	}
+	size_t len = hpcc__v1__execute_reply__get_packed_size(&rep);
+	_cleanup_free_ uint8_t *out = len <= w->cfg.max_message ? malloc(len ? len : 1) : NULL;
+	if (!out)
+		rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "the result is too large");
+	else {
+		hpcc__v1__execute_reply__pack(&rep, out);
+		/* Only a clean compile is cached; a probe can only ever read
+		 * results that this worker produced itself. */
+		if (!cached && !req->skip_cache && res.exit_code == 0 && res.n_outputs > 0) {
+			size_t rl = hpcc__v1__action_result__get_packed_size(&res);
+			_cleanup_free_ uint8_t *rb = malloc(rl ? rl : 1);
+			if (rb) {
+				hpcc__v1__action_result__pack(&res, rb);
+				if ((r = cas_put_action(w->cas, claims.tenant, &action, rb, rl)) < 0)
+					log_warn("storing a result: %s", strerror(-r));
+				else if (req->action->mode == HPCC__V1__SOURCE_MODE__MODE_CAS)
+					remember_direct(w, claims.tenant, req->action, &action, &x);
+			}
+		}
+		rpc_call_send(c, out, len);
+		rpc_call_finish(c, GRPC_STATUS_OK, NULL);
+	}
+	if (cached)
+		hpcc__v1__action_result__free_unpacked(cached, NULL);
+	exec_state_free(&x);
+	hpcc__v1__execute_request__free_unpacked(req, NULL);
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+static const struct rpc_method methods[] = {
+	{ "/hpcc.v1.WorkerService/Probe", handle_probe },
+	{ "/hpcc.v1.WorkerService/FindMissing", handle_find_missing },
+	{ "/hpcc.v1.WorkerService/Upload", handle_upload },
+	{ "/hpcc.v1.WorkerService/Execute", handle_execute },
+};
+
+static char *read_text(const char *path, struct error *err)
+{
+	_cleanup_buf_ struct buf b;
+	buf_init(&b, 1 << 20);
+	int r = fs_read_file(path, 1 << 20, &b);
+	if (r < 0) {
+		error_set(err, r, "%s: %s", path, strerror(-r));
+		return NULL;
+	}
+	return buf_steal(&b);
+}
+
+int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err)
+{
+	struct worker *w = calloc(1, sizeof(*w));
+	if (!w) {
+		worker_config_free(cfg);
+		return error_set(err, -ENOMEM, "out of memory");
+	}
+	w->cfg = *cfg;
+	*cfg = (struct worker_config){ 0 };
+	int r;
+	_cleanup_free_ char *cert = NULL, *key = NULL;
+	if (!(w->rt = runtime_find(w->cfg.runtime))) {
+		r = error_set(err, -EINVAL, "unknown runtime '%s'", w->cfg.runtime);
+		goto fail;
+	}
+	struct runtime_config rc = {
+		.allow_unsafe_local = w->cfg.allow_unsafe_local,
+		.search_path = w->cfg.search_path,
+		.max_parallel = w->cfg.max_parallel,
+	};
+	if ((r = w->rt->open(&rc, &w->rt_state, err)) < 0)
+		goto fail;
+	if ((r = token_key_load_file(w->cfg.token_key_file, false, &w->token_key, err)) < 0)
+		goto fail;
+	if ((r = cas_open(w->cfg.dir, w->cfg.max_size, &w->cas, err)) < 0)
+		goto fail;
+	if (!(w->staging_dir = path_join(w->cfg.dir, "staging"))) {
+		r = error_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	staging_sweep(w->staging_dir);
+	if (!(cert = read_text(w->cfg.cert_file, err)) || !(key = read_text(w->cfg.key_file, err))) {
+		r = err->code;
+		goto fail;
+	}
+	struct rpc_server_config sc = {
+		.listen = w->cfg.listen,
+		.cert_pem = cert,
+		.key_pem = key,
+		.max_calls = w->cfg.max_calls,
+		.max_message = (size_t)w->cfg.max_message,
+		.shutdown_grace_ms = 2000,
+	};
+	if ((r = rpc_server_new(&sc, methods, ARRAY_SIZE(methods), w, &w->server, err)) < 0)
+		goto fail;
+	*ret = w;
+	return 0;
+fail:
+	worker_free(w);
+	return r;
+}
+
+int worker_port(const struct worker *w) { return rpc_server_port(w->server); }
+int worker_run(struct worker *w) { return rpc_server_run(w->server); }
+void worker_stop(struct worker *w) { rpc_server_shutdown(w->server); }
+
+void worker_free(struct worker *w)
+{
+	if (!w)
+		return;
+	rpc_server_free(w->server);
+	if (w->rt && w->rt_state)
+		w->rt->close(w->rt_state);
+	cas_close(w->cas);
+	token_key_free(w->token_key);
+	free(w->staging_dir);
+	worker_config_free(&w->cfg);
+	free(w);
+}

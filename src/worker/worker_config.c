@@ -1,0 +1,181 @@
+/*
+ * worker.ini parsing (see worker_config.h): a fixed table of keys, so that a
+ * misspelt key is an error rather than a silently ignored setting.
+ */
+#include "worker_config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "config.h"
+#include "fs.h"
+
+#define WORKER_CONFIG_MAX (64 * 1024)
+
+struct parse_state {
+	struct worker_config *c;
+	char *base;               /* directory of the file */
+	struct error *err;
+};
+
+static int set_str(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = strdup(v);
+	return *dst ? 0 : -ENOMEM;
+}
+
+static int set_path(struct parse_state *st, char **dst, const char *v)
+{
+	free(*dst);
+	*dst = v[0] == '/' ? strdup(v) : path_join(st->base, v);
+	return *dst ? 0 : -ENOMEM;
+}
+
+static int set_uint(struct parse_state *st, const char *name, const char *v, uint64_t max, uint64_t *ret)
+{
+	uint64_t x;
+	if (config_parse_size(v, &x) < 0 || x > max)
+		return error_set(st->err, -EINVAL, "%s: '%s' is not a number up to %llu", name, v,
+				 (unsigned long long)max);
+	*ret = x;
+	return 0;
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+	struct parse_state *st = user;
+	struct worker_config *c = st->c;
+	char name[128];
+	snprintf(name, sizeof(name), "%s.%s", section, key);
+	uint64_t u = 0;
+	int r = 0;
+	if (strcmp(name, "worker.id") == 0)
+		r = set_str(&c->id, value);
+	else if (strcmp(name, "worker.listen") == 0)
+		r = set_str(&c->listen, value);
+	else if (strcmp(name, "worker.dir") == 0)
+		r = set_path(st, &c->dir, value);
+	else if (strcmp(name, "worker.cert") == 0)
+		r = set_path(st, &c->cert_file, value);
+	else if (strcmp(name, "worker.key") == 0)
+		r = set_path(st, &c->key_file, value);
+	else if (strcmp(name, "worker.token_key") == 0)
+		r = set_path(st, &c->token_key_file, value);
+	else if (strcmp(name, "worker.images") == 0) {
+		_cleanup_free_ char *copy = strdup(value);
+		char *save = NULL;
+		r = copy ? 0 : -ENOMEM;
+		for (char *tok = copy ? strtok_r(copy, " ,\t", &save) : NULL; r == 0 && tok;
+		     tok = strtok_r(NULL, " ,\t", &save))
+			r = strv_push(&c->images, tok);
+	} else if (strcmp(name, "worker.max_calls") == 0) {
+		if ((r = set_uint(st, name, value, 4096, &u)) == 0)
+			c->max_calls = (unsigned)u;
+	} else if (strcmp(name, "cache.max_size") == 0)
+		r = set_uint(st, name, value, UINT64_MAX, &c->max_size);
+	else if (strcmp(name, "limits.max_blob") == 0)
+		r = set_uint(st, name, value, (uint64_t)1 << 30, &c->max_blob);
+	else if (strcmp(name, "limits.max_message") == 0)
+		r = set_uint(st, name, value, (uint64_t)1 << 30, &c->max_message);
+	else if (strcmp(name, "limits.exec_timeout") == 0) {
+		if ((r = set_uint(st, name, value, 86400, &u)) == 0)
+			c->exec_timeout = (unsigned)u;
+	} else if (strcmp(name, "runtime.kind") == 0)
+		r = set_str(&c->runtime, value);
+	else if (strcmp(name, "runtime.allow_unsafe_local") == 0) {
+		if (config_parse_bool(value, &c->allow_unsafe_local) < 0)
+			r = error_set(st->err, -EINVAL, "%s: '%s' is not a boolean", name, value);
+	} else if (strcmp(name, "runtime.search_path") == 0)
+		r = set_str(&c->search_path, value);
+	else if (strcmp(name, "runtime.max_parallel") == 0) {
+		if ((r = set_uint(st, name, value, 1024, &u)) == 0)
+			c->max_parallel = (int)u;
+	} else
+		r = error_set(st->err, -EINVAL, "unknown setting %s", name);
+	if (r == -ENOMEM)
+		error_set(st->err, r, "out of memory");
+	return r == 0;
+}
+
+int worker_config_load(const char *path, struct worker_config *c, struct error *err)
+{
+	*c = (struct worker_config){
+		.max_calls = 64,
+		.max_size = (uint64_t)10 << 30,
+		.max_blob = (uint64_t)256 << 20,
+		.max_message = (uint64_t)300 << 20,
+		.exec_timeout = 600,
+		.max_parallel = 0,
+	};
+	_cleanup_buf_ struct buf text;
+	buf_init(&text, WORKER_CONFIG_MAX + 1);
+	int r = fs_read_file(path, WORKER_CONFIG_MAX, &text);
+	if (r < 0)
+		return error_set(err, r, "%s: %s", path, r == -EFBIG ? "file too large" : strerror(-r));
+	struct parse_state st = { .c = c, .err = err };
+	_cleanup_free_ char *abs = path[0] == '/' ? strdup(path) : NULL;
+	if (!abs) {
+		_cleanup_free_ char *cwd = getcwd(NULL, 0);
+		abs = cwd ? path_join(cwd, path) : NULL;
+	}
+	char *slash = abs ? strrchr(abs, '/') : NULL;
+	if (!slash)
+		return error_set(err, -ENOMEM, "out of memory");
+	st.base = strndup(abs, slash == abs ? 1 : (size_t)(slash - abs));
+	c->path = strdup(abs);
+	if (!st.base || !c->path) {
+		free(st.base);
+		return error_set(err, -ENOMEM, "out of memory");
+	}
+	int line = ini_parse_string(text.data, handler, &st);
+	free(st.base);
+	if (line != 0) {
+		if (!err->code)
+			error_set(err, -EINVAL, "%s: syntax error on line %d", path, line);
+		else {
+			struct error e2 = { 0 };
+			error_set(&e2, err->code, "%s line %d: %s", path, line, err->msg);
+			*err = e2;
+		}
+		worker_config_free(c);
+		return -EINVAL;
+	}
+	if (!c->id || !c->listen || !c->dir || !c->cert_file || !c->key_file || !c->token_key_file || !c->images.n) {
+		worker_config_free(c);
+		return error_set(err, -EINVAL, "%s: worker.id, listen, dir, cert, key, token_key and images are required",
+				 path);
+	}
+	if (!c->runtime && set_str(&c->runtime, "unsafe-local") < 0)
+		return error_set(err, -ENOMEM, "out of memory");
+	if (!c->search_path && set_str(&c->search_path, "/usr/local/bin:/usr/bin:/bin") < 0)
+		return error_set(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+void worker_config_free(struct worker_config *c)
+{
+	free(c->path);
+	free(c->id);
+	free(c->listen);
+	free(c->dir);
+	free(c->cert_file);
+	free(c->key_file);
+	free(c->token_key_file);
+	strv_free(&c->images);
+	free(c->runtime);
+	free(c->search_path);
+	*c = (struct worker_config){ 0 };
+}
+
+bool worker_config_serves(const struct worker_config *c, const char *image)
+{
+	for (size_t i = 0; i < c->images.n; i++)
+		if (strcmp(c->images.v[i], image) == 0)
+			return true;
+	return false;
+}

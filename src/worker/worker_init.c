@@ -1,0 +1,258 @@
+/*
+ * Worker set-up and token commands (see worker_init.h).
+ */
+#include "worker_init.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compiler.h"
+#include "fs.h"
+#include "token.h"
+#include "x509.h"
+
+int worker_host_image(const char *search_path, char ret[80])
+{
+	/* unsafe-local runs the host's compilers: the "image" is their
+	 * identities (binary and --version), so that a compiler upgrade on the
+	 * worker changes every action digest, as a new image would. */
+	static const char *const names[] = { "gcc", "g++", "cc", "c++", "clang", "clang++" };
+	struct hasher h = { 0 };
+	int r = hasher_init(&h);
+	if (r < 0)
+		return r;
+	hasher_update(&h, "hpcc-unsafe-local-v1", 21);
+	_cleanup_free_ char *copy = strdup(search_path);
+	for (size_t i = 0; copy && i < ARRAY_SIZE(names); i++) {
+		char *save = NULL;
+		_cleanup_free_ char *dirs = strdup(copy);
+		for (char *d = dirs ? strtok_r(dirs, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
+			_cleanup_free_ char *p = path_join(d, names[i]);
+			struct toolchain tc;
+			if (p && access(p, X_OK) == 0 && compiler_identify(p, &tc) == 0) {
+				hasher_update(&h, names[i], strlen(names[i]) + 1);
+				hasher_update(&h, tc.id.b, DIGEST_LEN);
+				break;
+			}
+		}
+	}
+	struct digest d;
+	r = hasher_final(&h, &d);
+	hasher_free(&h);
+	if (r == 0)
+		digest_to_string(&d, ret);
+	return r;
+}
+
+static int write_text(const char *dir, const char *name, const char *text, mode_t mode)
+{
+	_cleanup_free_ char *p = path_join(dir, name);
+	if (!p)
+		return -ENOMEM;
+	int r = fs_write_atomic(p, text, strlen(text), mode, true);
+	if (r < 0)
+		fprintf(stderr, "hpcc: worker init: %s: %s\n", p, strerror(-r));
+	return r;
+}
+
+int worker_init_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "id", required_argument, NULL, 'i' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "allow-unsafe-local", no_argument, NULL, 'u' },
+		{ "force", no_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char host[256] = "localhost";
+	gethostname(host, sizeof(host) - 1);
+	const char *id = host, *listen = "0.0.0.0:7070";
+	const char *names[16] = { "localhost" };
+	size_t n_names = 1;
+	bool unsafe = false, force = false;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i': id = optarg; break;
+		case 'l': listen = optarg; break;
+		case 'n':
+			if (n_names < ARRAY_SIZE(names))
+				names[n_names++] = optarg;
+			break;
+		case 'u': unsafe = true; break;
+		case 'f': force = true; break;
+		default:
+			fprintf(stderr, "usage: hpcc worker init DIR [--id ID] [--listen ADDR] [--name DNS]... "
+					"[--allow-unsafe-local] [--force]\n");
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "usage: hpcc worker init DIR [--id ID] [--listen ADDR] [--name DNS]... "
+				"[--allow-unsafe-local] [--force]\n");
+		return 2;
+	}
+	const char *dir = argv[optind];
+	_cleanup_free_ char *ini_path = path_join(dir, "worker.ini");
+	struct stat st;
+	if (!ini_path || (!force && stat(ini_path, &st) == 0)) {
+		fprintf(stderr, "hpcc: worker init: %s exists (use --force to replace it)\n", ini_path ? ini_path : dir);
+		return 1;
+	}
+	int r = fs_mkdir_p(dir, 0700);
+	if (r < 0) {
+		fprintf(stderr, "hpcc: worker init: %s: %s\n", dir, strerror(-r));
+		return 1;
+	}
+	struct error err = { 0 };
+	_cleanup_free_ char *cert = NULL, *key = NULL;
+	const char *ips[] = { "127.0.0.1", "::1" };
+	if (x509_self_signed(id, names, n_names, ips, ARRAY_SIZE(ips), 825, &cert, &key, &err) < 0) {
+		fprintf(stderr, "hpcc: worker init: certificate: %s\n", err.msg);
+		return 1;
+	}
+	char fp[DIGEST_STR_LEN + 1], image[80];
+	if (x509_fingerprint_pem(cert, fp) < 0 || worker_host_image("/usr/local/bin:/usr/bin:/bin", image) < 0) {
+		fprintf(stderr, "hpcc: worker init: cannot compute the fingerprint or the host image\n");
+		return 1;
+	}
+	_cleanup_(token_key_freep) struct token_key *tk = NULL;
+	_cleanup_free_ char *signing = path_join(dir, "token-signing.pem");
+	_cleanup_free_ char *verify = path_join(dir, "token-verify.pem");
+	if (!signing || !verify || token_key_generate(&tk) < 0 || token_key_save_private(tk, signing, &err) < 0 ||
+	    token_key_save_public(tk, verify, &err) < 0) {
+		fprintf(stderr, "hpcc: worker init: token key: %s\n", err.msg[0] ? err.msg : "cannot generate");
+		return 1;
+	}
+	_cleanup_free_ char *ini = NULL;
+	if (asprintf(&ini,
+		     "# hpcc worker configuration (docs/worker.md). Relative paths are\n"
+		     "# relative to this file.\n"
+		     "[worker]\n"
+		     "id = %s\n"
+		     "listen = %s\n"
+		     "dir = state\n"
+		     "cert = cert.pem\n"
+		     "key = key.pem\n"
+		     "# Verifies routing tokens. token-signing.pem signs them (hpcc token issue)\n"
+		     "# until a scheduler does; keep it off the worker in production.\n"
+		     "token_key = token-verify.pem\n"
+		     "# The toolchain images this worker serves. For unsafe-local this names\n"
+		     "# the host's compilers (hpcc worker host-image).\n"
+		     "images = %s\n"
+		     "max_calls = 64\n"
+		     "\n[cache]\n"
+		     "# per tenant\n"
+		     "max_size = 10G\n"
+		     "\n[limits]\n"
+		     "max_blob = 256M\n"
+		     "exec_timeout = 600\n"
+		     "\n[runtime]\n"
+		     "kind = unsafe-local\n"
+		     "# unsafe-local runs compilers on this host without isolation: only for\n"
+		     "# trusted clients. The microVM runtime is the one to use otherwise.\n"
+		     "allow_unsafe_local = %s\n",
+		     id, listen, image, unsafe ? "true" : "false") < 0)
+		return 1;
+	if (write_text(dir, "cert.pem", cert, 0644) < 0 || write_text(dir, "key.pem", key, 0600) < 0 ||
+	    write_text(dir, "worker.ini", ini, 0644) < 0)
+		return 1;
+	printf("worker directory   %s\n"
+	       "certificate pin    %s\n"
+	       "image (host)       %s\n"
+	       "client settings:\n"
+	       "  [remote]\n"
+	       "  worker = <this host>:%s\n"
+	       "  pin = %s\n"
+	       "  tenant = <tenant>\n"
+	       "  image = %s\n"
+	       "  token_file = <file written by: hpcc token issue --key %s ...>\n",
+	       dir, fp, image, strrchr(listen, ':') ? strrchr(listen, ':') + 1 : listen, fp, image, signing);
+	return 0;
+}
+
+int token_issue_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "key", required_argument, NULL, 'k' },
+		{ "tenant", required_argument, NULL, 't' },
+		{ "image", required_argument, NULL, 'i' },
+		{ "worker", required_argument, NULL, 'w' },
+		{ "ttl", required_argument, NULL, 'l' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "issued-at", required_argument, NULL, 'a' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *key = NULL, *tenant = NULL, *image = NULL, *worker = NULL, *out = NULL;
+	long ttl = 300;
+	int64_t issued = (int64_t)time(NULL);
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		char *end = NULL;
+		switch (c) {
+		case 'k': key = optarg; break;
+		case 't': tenant = optarg; break;
+		case 'i': image = optarg; break;
+		case 'w': worker = optarg; break;
+		case 'o': out = optarg; break;
+		case 'l':
+			ttl = strtol(optarg, &end, 10);
+			if (*end || ttl <= 0)
+				ttl = -1;
+			break;
+		case 'a':
+			/* For tests of expired and future tokens. */
+			issued = strtoll(optarg, &end, 10);
+			break;
+		default:
+			key = NULL;
+			optind = argc + 1;
+		}
+	}
+	if (!key || !tenant || !image || !worker || ttl < 0 || optind != argc) {
+		fprintf(stderr, "usage: hpcc token issue --key SIGNING.pem --tenant T --image sha256:... --worker ID "
+				"[--ttl SECONDS<=300] [--out FILE]\n");
+		return 2;
+	}
+	struct error err = { 0 };
+	_cleanup_(token_key_freep) struct token_key *k = NULL;
+	if (token_key_load_file(key, true, &k, &err) < 0) {
+		fprintf(stderr, "hpcc: token: %s\n", err.msg);
+		return 1;
+	}
+	struct token_claims cl = { .issued_at = issued, .expires_at = issued + ttl };
+	if (snprintf(cl.tenant, sizeof(cl.tenant), "%s", tenant) >= (int)sizeof(cl.tenant) ||
+	    snprintf(cl.image_digest, sizeof(cl.image_digest), "%s", image) >= (int)sizeof(cl.image_digest) ||
+	    snprintf(cl.worker_id, sizeof(cl.worker_id), "%s", worker) >= (int)sizeof(cl.worker_id)) {
+		fprintf(stderr, "hpcc: token: a claim is too long\n");
+		return 1;
+	}
+	_cleanup_buf_ struct buf tok;
+	buf_init(&tok, TOKEN_MAX_SIZE + 1);
+	int r = token_issue(k, &cl, &tok);
+	if (r < 0) {
+		fprintf(stderr, "hpcc: token: cannot issue (%s): check the tenant, image (sha256:<64 lowercase hex>), "
+				"worker id and ttl (at most %d s)\n", strerror(-r), TOKEN_MAX_TTL);
+		return 1;
+	}
+	if (out) {
+		if (token_write_file(out, tok.data, tok.len, &err) < 0) {
+			fprintf(stderr, "hpcc: token: %s\n", err.msg);
+			return 1;
+		}
+		return 0;
+	}
+	_cleanup_free_ char *text = NULL;
+	if (token_encode_text(tok.data, tok.len, &text) < 0)
+		return 1;
+	printf("%s\n", text);
+	return 0;
+}
