@@ -118,7 +118,8 @@ static int fill_cert(X509 *x, EVP_PKEY *key, const char *common_name, int days, 
 	if (X509_set_version(x, X509_VERSION_3) != 1)
 		return error_set(err, -ENOMEM, "out of memory");
 
-	/* 127 random bits: positive (the top bit clear) and, with overwhelming probability, unique (RFC 5280 4.1.2.2). */
+	/* 127 random bits: positive (the top bit clear), and unique with overwhelming probability (RFC 5280
+	 * 4.1.2.2). */
 	_cleanup_(BN_freep) BIGNUM *serial = BN_new();
 	if (!serial || BN_rand(serial, 127, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) != 1 ||
 	    !BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(x)))
@@ -152,7 +153,8 @@ static int make_cert(const char *common_name, const char *const *dns_names, size
 	r = add_names(names, dns_names, n_dns, ip_addrs, n_ips, err);
 	if (r < 0)
 		return r;
-	if (sk_GENERAL_NAME_num(names) > 0 && X509_add1_ext_i2d(x, NID_subject_alt_name, names, 0, X509V3_ADD_DEFAULT) != 1)
+	if (sk_GENERAL_NAME_num(names) > 0 &&
+	    X509_add1_ext_i2d(x, NID_subject_alt_name, names, 0, X509V3_ADD_DEFAULT) != 1)
 		return error_set(err, -ENOMEM, "cannot add the subjectAltName");
 	/* A leaf that cannot sign other certificates, for TLS in both roles (a worker is also a client). */
 	if (add_ext(x, NID_basic_constraints, "critical,CA:FALSE") < 0 ||

@@ -45,9 +45,11 @@ struct rpc_server_config {
 	const char *listen;    /* "127.0.0.1:0", "[::]:7070", "unix:/path" */
 	const char *cert_pem;  /* server certificate chain, PEM text (not a path); NULL = insecure (tests only) */
 	const char *key_pem;   /* its private key, PEM text */
-	unsigned max_calls;    /* calls handled at once (0: RPC_DEFAULT_MAX_CALLS); more are answered RESOURCE_EXHAUSTED */
-	size_t max_message;    /* cap on one received message (0: RPC_DEFAULT_MAX_MESSAGE) */
-	unsigned shutdown_grace_ms;  /* after rpc_server_shutdown, running calls get this long before they are cancelled */
+	/* calls handled at once (0: RPC_DEFAULT_MAX_CALLS); more are answered RESOURCE_EXHAUSTED */
+	unsigned max_calls;
+	size_t max_message;  /* cap on one received message (0: RPC_DEFAULT_MAX_MESSAGE) */
+	/* after rpc_server_shutdown, running calls get this long before they are cancelled (0: none) */
+	unsigned shutdown_grace_ms;
 };
 /* The server listens once this returns (calls wait in grpc's queue until rpc_server_run). */
 int rpc_server_new(const struct rpc_server_config *cfg, const struct rpc_method *methods, size_t n_methods,
@@ -80,8 +82,8 @@ const char *rpc_call_method(const struct rpc_call *c);
 const char *rpc_call_peer(const struct rpc_call *c);
 /* Milliseconds left before the client's deadline (0 once past, INT64_MAX if none). */
 int64_t rpc_call_time_left_ms(const struct rpc_call *c);
-/* True once the client cancelled or went away, the deadline passed, or the server is shutting down: a long
- * handler polls this between steps and gives up. Cheap (no wait). */
+/* True once the client cancelled or went away, the deadline passed, or the server's shutdown cancelled the
+ * call (after the grace period): a long handler polls this between steps and gives up. Cheap (no wait). */
 bool rpc_call_cancelled(struct rpc_call *c);
 /* If a handler returns without finishing, the server finishes the call with INTERNAL. */
 

@@ -71,8 +71,12 @@ int rpc_channel_new(const struct rpc_channel_config *cfg, struct rpc_channel **r
 	 * backoff grows to two minutes by default, during which every call fails at once; a worker that
 	 * restarts should be usable again within seconds. */
 	grpc_arg args[] = {
-		{ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, .value.integer = (int)max },
-		{ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, .value.integer = (int)max },
+		{ .type = GRPC_ARG_INTEGER,
+		  .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+		  .value.integer = (int)max },
+		{ .type = GRPC_ARG_INTEGER,
+		  .key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+		  .value.integer = (int)max },
 		{ .type = GRPC_ARG_INTEGER,
 		  .key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
 		  .value.integer = RPC_MAX_RECONNECT_BACKOFF_MS },
@@ -139,8 +143,9 @@ static int result_take(struct call_result *res, struct buf *reply, struct rpc_st
 	if (res->status != GRPC_STATUS_OK)
 		return 0;
 	if (!res->reply) {
+		/* OK without a message: an empty reply, still a valid C string like every other. */
 		buf_reset(reply);
-		return 0;
+		return buf_append(reply, "", 0);
 	}
 	int r = rpc__byte_buffer_read(res->reply, reply);
 	if (r < 0)

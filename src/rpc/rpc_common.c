@@ -84,7 +84,7 @@ int rpc__byte_buffer_read(grpc_byte_buffer *bb, struct buf *b)
 	}
 	grpc_byte_buffer_reader_destroy(&reader);
 	if (r == 0 && !b->data)
-		r = buf_reserve(b, 0);  /* an empty message still reads as "" */
+		r = buf_append(b, "", 0);  /* an empty message still reads as "" */
 	return r;
 }
 

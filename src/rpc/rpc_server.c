@@ -245,7 +245,8 @@ bool rpc_call_cancelled(struct rpc_call *c)
 		return true;
 	if (!c->closed && !c->leaked) {
 		/* The close batch started with the call completes early only when the call is cancelled. */
-		grpc_event ev = grpc_completion_queue_pluck(c->cq, &c->close_tag, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+		gpr_timespec now = gpr_inf_past(GPR_CLOCK_MONOTONIC);  /* look, do not wait */
+		grpc_event ev = grpc_completion_queue_pluck(c->cq, &c->close_tag, now, NULL);
 		if (ev.type == GRPC_OP_COMPLETE)
 			c->closed = true;
 	}
@@ -556,8 +557,8 @@ static int server_alloc(const struct rpc_server_config *cfg, const struct rpc_me
 	for (size_t i = 0; i < n_methods; i++) {
 		if (!methods[i].name || methods[i].name[0] != '/' || !methods[i].handler) {
 			server_free_memory(s);
-			return error_set(err, -EINVAL, "method %zu needs a name \"/package.Service/Method\" and a handler",
-					 i);
+			return error_set(err, -EINVAL,
+					 "method %zu needs a name \"/package.Service/Method\" and a handler", i);
 		}
 		s->methods[i].handler = methods[i].handler;
 		s->methods[i].name = strdup(methods[i].name);

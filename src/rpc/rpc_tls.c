@@ -5,14 +5,6 @@
  * exactly the certificate whose fingerprint it was given (the handshake
  * still proves the server holds that certificate's key), so grpc's chain
  * and host name checks are turned off and our verifier does the whole job.
- *
- * grpc 1.51's C API has no setter for the minimum TLS version (only the
- * internal C++ options object has one), and grpc itself calls
- * SSL_CTX_set_min_proto_version(TLS1_2) on every context it makes. It does
- * not touch the SSL_OP_NO_TLSv1_2 option, though, and OpenSSL honours both,
- * so we load an OpenSSL configuration whose system_default section sets
- * "Protocol = -ALL, TLSv1.3": every SSL_CTX_new in the process then starts
- * with TLS 1.2 and below disabled, and grpc's call cannot enable them again.
  */
 #define RPC_INTERNAL
 #include "rpc.h"
@@ -40,11 +32,19 @@
 static int tls13_state = -EPROTO;
 
 /*
- * The whole of the ssl_conf module's settings after this (it replaces what
- * the default openssl.cnf set; Debian's sets nothing). MinProtocol is for the
- * contexts of other libraries in the process, which usually leave it alone;
- * Protocol is what holds against grpc. The cipher line repeats Debian's
- * default security level, which this section would otherwise drop.
+ * grpc 1.51's C API has no setter for the minimum TLS version (only the
+ * internal C++ options object has one), and grpc itself calls
+ * SSL_CTX_set_min_proto_version(TLS1_2) on every context it makes. It does
+ * not touch the SSL_OP_NO_TLSv1_2 option, though, and OpenSSL honours both,
+ * so we load an OpenSSL configuration whose system_default section, which
+ * every SSL_CTX_new applies, has "Protocol = -ALL, TLSv1.3": TLS 1.2 and
+ * below start disabled and grpc's call cannot enable them again.
+ *
+ * This is the whole of the ssl_conf module's settings afterwards (it
+ * replaces what the default openssl.cnf set; Debian's sets nothing).
+ * MinProtocol is for the contexts of other libraries in the process, which
+ * usually leave it alone. The cipher line repeats Debian's default security
+ * level, which this section would otherwise drop.
  */
 static const char tls_policy_conf[] = "hpcc_rpc_conf = hpcc_rpc_init\n"
 				      "[hpcc_rpc_init]\n"
