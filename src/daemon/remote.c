@@ -217,24 +217,23 @@ static int build_command(struct remote_client *rc, const struct engine_job *job,
 	return make_arg(b, job, "", a->source, NULL, &b->source);
 }
 
-/* Preprocessed mode: one input, the -E output, named beside the object.
- * Its line markers hold this checkout's paths, which a prefix map maps
- * back to "." as a local compile would. */
+/* Preprocessed mode: one input, the -E output, staged under the source's
+ * own name (the object's symbol table names the file the compiler was
+ * given). Its line markers hold this checkout's paths, which a prefix map
+ * maps back to "." as a local compile would. */
 static int add_preprocessed(struct action_build *b, const struct engine_job *job, const struct buf *pp,
 			    struct digest *pp_digest)
 {
-	const struct compile_args *a = &job->args;
 	b->inputs = calloc(1, sizeof(*b->inputs));
 	b->input_ptrs = calloc(1, sizeof(*b->input_ptrs));
-	_cleanup_free_ char *name = NULL, *rooted = NULL;
-	const char *slash = strrchr(a->source, '/');
-	if (!b->inputs || !b->input_ptrs ||
-	    asprintf(&name, "%s%s", slash ? slash + 1 : a->source, a->lang == LANG_CXX ? ".ii" : ".i") < 0 ||
-	    asprintf(&rooted, "%s%s%s", b->cmd.cwd, b->cmd.cwd[0] ? "/" : "", name) < 0)
+	if (!b->inputs || !b->input_ptrs)
 		return -ENOMEM;
-	int r = make_arg(b, job, "", name, NULL, &b->source);
+	int r = make_arg(b, job, "", job->args.source, NULL, &b->source);
 	b->cmd.source = &b->source;
+	_cleanup_free_ char *rooted = r == 0 ? action_rooted_path(&b->cmd, &b->source) : NULL;
 	Hpcc__V1__Arg *pm = &b->args[b->cmd.n_args];
+	if (r == 0 && !rooted)
+		r = -ENOMEM;
 	if (r == 0 && (r = make_arg(b, job, "-ffile-prefix-map=", job->root, "=.", pm)) == 0) {
 		pm->kind = HPCC__V1__PATH_KIND__PATH_ABSOLUTE;
 		pm->path = keep(b, job->root);
@@ -253,7 +252,7 @@ static int add_preprocessed(struct action_build *b, const struct engine_job *job
 	b->action.n_inputs = 1;
 	b->action.inputs = b->input_ptrs;
 	b->action.mode = HPCC__V1__SOURCE_MODE__MODE_PREPROCESSED;
-	return b->inputs[0].path && b->source.path && pm->path ? 0 : -ENOMEM;
+	return b->inputs[0].path && pm->path ? 0 : -ENOMEM;
 }
 
 /* CAS mode: the files under the root that the scan listed. 1 when the job

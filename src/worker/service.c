@@ -576,9 +576,12 @@ static int execute(struct worker *w, const char *tenant, const Hpcc__V1__Execute
 	const char *root = staging_root(x->staging);
 	_cleanup_strv_ struct strv argv = { 0 };
 	_cleanup_free_ char *depfile = path_join(staging_tmp(x->staging), "deps.d");
-	if (!depfile || (r = action_argv(cmd, a->mode == HPCC__V1__SOURCE_MODE__MODE_PREPROCESSED, root, &argv)) < 0 ||
-	    (r = strv_push(&argv, "-MD")) < 0 || (r = strv_push(&argv, "-MF")) < 0 ||
-	    (r = strv_push(&argv, depfile)) < 0 || (r = strv_pushf(&argv, "-ffile-prefix-map=%s=.", root)) < 0 ||
+	/* A preprocessed source reads nothing else: no dependency list. */
+	bool preprocessed = a->mode == HPCC__V1__SOURCE_MODE__MODE_PREPROCESSED;
+	if (!depfile || (r = action_argv(cmd, preprocessed, root, &argv)) < 0 ||
+	    (!preprocessed && ((r = strv_push(&argv, "-MD")) < 0 || (r = strv_push(&argv, "-MF")) < 0 ||
+			       (r = strv_push(&argv, depfile)) < 0)) ||
+	    (r = strv_pushf(&argv, "-ffile-prefix-map=%s=.", root)) < 0 ||
 	    (r = strv_push(&argv, cmd->family == 2 ? "-fcolor-diagnostics" : "-fdiagnostics-color=always")) < 0) {
 		*ret_code = GRPC_STATUS_INTERNAL;
 		return error_set(err, -ENOMEM, "out of memory");
@@ -627,7 +630,7 @@ static int execute(struct worker *w, const char *tenant, const Hpcc__V1__Execute
 	}
 	res->n_outputs = x->out_paths.n < 2 ? x->out_paths.n : 2;
 	res->outputs = x->out_ptrs;
-	if ((r = collect_deps(x, root, cmd->cwd, depfile, res)) < 0)
+	if (!preprocessed && (r = collect_deps(x, root, cmd->cwd, depfile, res)) < 0)
 		return error_set(err, r, "the compiler's dependency list: %s", strerror(-r));
 	return 0;
 }
