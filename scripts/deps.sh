@@ -4,9 +4,9 @@
 set -euo pipefail
 
 build_pkgs=(gcc make meson ninja-build pkg-config libzstd-dev libssl-dev libinih-dev
-  protobuf-c-compiler libprotobuf-c-dev libcmocka-dev)
+  protobuf-c-compiler libprotobuf-c-dev libcmocka-dev libgrpc-dev)
 check_pkgs=(clang dpkg-dev)
-bench_pkgs=(ccache sccache hyperfine)
+bench_pkgs=(ccache sccache hyperfine redis-server distcc)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in

@@ -377,35 +377,49 @@ static bool path_inside_root(const struct engine_job *job, const char *path)
 	return norm && path_under(norm, job->root) != NULL;
 }
 
-/* Whether a worker can compile this job from the manifest alone. The rest
- * compiles locally: -march=native means this CPU, profiles and coverage
- * name files beside the output, and paths that leave the project root (or
- * compiler search-path variables) name files that the worker never gets. */
-static bool remote_eligible(const struct engine_request *req, const struct engine_job *job)
+/* Why a job cannot compile remotely, or NULL. -march=native means this
+ * CPU, profiles and coverage name files beside the output, and paths that
+ * leave the project root (or compiler search-path variables) name files
+ * that the worker never gets. */
+static const char *remote_ineligible(const struct engine_request *req, const struct engine_job *job)
 {
 	const struct compile_args *a = &job->args;
-	if (!job->root || !req->prefix_map || a->march_native || a->profile_use || a->profile_arcs || a->coverage)
-		return false;
+	if (!job->root)
+		return "no project root (hpcc init)";
+	if (!req->prefix_map)
+		return "prefix_map is off";
+	if (a->march_native)
+		return "-march=native names this CPU";
+	if (a->profile_use || a->profile_arcs || a->coverage)
+		return "profile or coverage files live beside the output";
 	if (a->lang != LANG_C && a->lang != LANG_CXX)
-		return false;
+		return "not C or C++";
 	for (size_t i = 0; i < req->n_env; i++) {
 		const char *v = req->env[i];
 		if (strncmp(v, "SOURCE_DATE_EPOCH=", 18) != 0 && strncmp(v, "LANG=", 5) != 0 &&
 		    strncmp(v, "LC_", 3) != 0 && strncmp(v, "GCC_COLORS=", 11) != 0)
-			return false;
+			return "a compiler search-path variable is set";
 	}
-	if (!path_under(job->cwd, job->root) && strcmp(job->cwd, job->root) != 0)
-		return false;
-	if (!path_inside_root(job, a->source) || !path_inside_root(job, a->output))
-		return false;
-	if (a->source[0] == '/' && !path_under(a->source, job->root))
-		return false;
-	if (a->output[0] == '/' && !path_under(a->output, job->root))
-		return false;
+	if (!path_under(job->cwd, job->root))
+		return "the working directory is outside the project root";
+	if (!path_inside_root(job, a->source) || !path_inside_root(job, a->output) ||
+	    (a->source[0] == '/' && !path_under(a->source, job->root)) ||
+	    (a->output[0] == '/' && !path_under(a->output, job->root)))
+		return "the source or the output is outside the project root";
 	for (size_t i = 0; i < a->n_key_args; i++)
 		if (a->key_args[i].path && !path_inside_root(job, a->key_args[i].path))
-			return false;
-	return true;
+			return "an argument names a path outside the project root";
+	return NULL;
+}
+
+/* Whether a worker can compile this job from the manifest alone (see
+ * remote_ineligible for what keeps a job local). */
+static bool remote_eligible(const struct engine_request *req, const struct engine_job *job)
+{
+	const char *why = remote_ineligible(req, job);
+	if (why)
+		log_debug("%s compiles locally: %s", job->args.source, why);
+	return why == NULL;
 }
 
 bool engine_job_is_remote(const struct engine_job *job) { return job && job->remote; }

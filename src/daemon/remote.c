@@ -31,6 +31,11 @@
 #define MAX_REPLY ((size_t)300 << 20)
 #define DOWN_SECONDS 5
 
+struct uploading {
+	struct digest d;
+	struct uploading *next;
+};
+
 struct remote_client {
 	char *worker, *pin, *tenant, *image_str, *token_file;
 	struct digest image;
@@ -40,7 +45,9 @@ struct remote_client {
 	struct rpc_channel *ch;
 	struct daemon_remote hooks;
 
-	pthread_mutex_t lock;          /* guards the token cache */
+	pthread_mutex_t lock;          /* guards the token cache and the uploads */
+	pthread_cond_t uploaded;
+	struct uploading *uploading;   /* blobs another job is uploading now */
 	struct buf token;
 	struct stat token_st;
 	atomic_long down_until;        /* after an unreachable worker: skip it a while */
@@ -454,11 +461,86 @@ static int find_missing(struct remote_client *rc, const struct buf *token, const
 	return 0;
 }
 
+/* Parallel compiles that share a changed header would each upload it:
+ * the first job to find a blob missing uploads it, the others leave it
+ * to that job and wait for it (bounded) before they execute. */
+static bool upload_claim(struct remote_client *rc, const uint8_t *digest)
+{
+	pthread_mutex_lock(&rc->lock);
+	struct uploading *u = rc->uploading;
+	while (u && memcmp(u->d.b, digest, DIGEST_LEN) != 0)
+		u = u->next;
+	bool mine = false;
+	if (!u && (u = calloc(1, sizeof(*u)))) {
+		memcpy(u->d.b, digest, DIGEST_LEN);
+		u->next = rc->uploading;
+		rc->uploading = u;
+		mine = true;
+	}
+	pthread_mutex_unlock(&rc->lock);
+	return mine || !u;  /* out of memory: upload it ourselves */
+}
+
+static void upload_release(struct remote_client *rc, const uint8_t *digest)
+{
+	pthread_mutex_lock(&rc->lock);
+	for (struct uploading **p = &rc->uploading; *p; p = &(*p)->next)
+		if (memcmp((*p)->d.b, digest, DIGEST_LEN) == 0) {
+			struct uploading *u = *p;
+			*p = u->next;
+			free(u);
+			break;
+		}
+	pthread_cond_broadcast(&rc->uploaded);
+	pthread_mutex_unlock(&rc->lock);
+}
+
+static void upload_wait(struct remote_client *rc, const uint8_t *digest)
+{
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 60;
+	pthread_mutex_lock(&rc->lock);
+	for (;;) {
+		struct uploading *u = rc->uploading;
+		while (u && memcmp(u->d.b, digest, DIGEST_LEN) != 0)
+			u = u->next;
+		if (!u || pthread_cond_timedwait(&rc->uploaded, &rc->lock, &deadline) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&rc->lock);
+}
+
 /* Streams the missing blobs, each read from the checkout and checked
  * against the digest that the action names (a file edited since the scan
  * makes the whole remote attempt moot). */
+static int upload_claimed(struct remote_client *rc, struct engine *e, const struct buf *token, const char *root,
+			  const Hpcc__V1__Action *a, const bool *missing, struct call_failure *f);
+
 static int upload(struct remote_client *rc, struct engine *e, const struct buf *token, const char *root,
-		  const Hpcc__V1__Action *a, const bool *missing, struct call_failure *f)
+		  const Hpcc__V1__Action *a, bool *missing, struct call_failure *f)
+{
+	_cleanup_free_ bool *others = calloc(a->n_inputs + 1, sizeof(bool));
+	if (!others)
+		return call_failed(f, -ENOMEM, NULL, "upload");
+	size_t mine = 0;
+	for (size_t i = 0; i < a->n_inputs; i++)
+		if (missing[i] && !(missing[i] = upload_claim(rc, a->inputs[i]->digest.data)))
+			others[i] = true;
+		else if (missing[i])
+			mine++;
+	int r = mine ? upload_claimed(rc, e, token, root, a, missing, f) : 0;
+	for (size_t i = 0; i < a->n_inputs; i++)
+		if (missing[i])
+			upload_release(rc, a->inputs[i]->digest.data);
+	for (size_t i = 0; r == 0 && i < a->n_inputs; i++)
+		if (others[i])
+			upload_wait(rc, a->inputs[i]->digest.data);
+	return r;
+}
+
+static int upload_claimed(struct remote_client *rc, struct engine *e, const struct buf *token, const char *root,
+			  const Hpcc__V1__Action *a, const bool *missing, struct call_failure *f)
 {
 	struct rpc_stream *s = NULL;
 	int r = rpc_stream_open(rc->ch, "/hpcc.v1.WorkerService/Upload", rc->timeout_ms, &s);
@@ -533,7 +615,7 @@ static int upload(struct remote_client *rc, struct engine *e, const struct buf *
 	return 0;
 }
 
-static int execute(struct remote_client *rc, const struct buf *token, const Hpcc__V1__Action *a,
+static int execute(struct remote_client *rc, struct engine *e, const struct buf *token, const Hpcc__V1__Action *a,
 		   const struct buf *pp, Hpcc__V1__ActionResult **ret, int *ret_code, struct call_failure *f)
 {
 	Hpcc__V1__ExecuteRequest req = HPCC__V1__EXECUTE_REQUEST__INIT;
@@ -548,6 +630,11 @@ static int execute(struct remote_client *rc, const struct buf *token, const Hpcc
 		if (r < 0)
 			return call_failed(f, r, NULL, "execute");
 		req.preprocessed = &blob;
+		/* The preprocessed source travels inline: count it as an upload. */
+		struct stats delta = { 0 };
+		delta.v[STAT_REMOTE_BLOBS_UPLOADED] = 1;
+		delta.v[STAT_REMOTE_BYTES_UPLOADED] = (int64_t)blob.data.len;
+		engine_add(e, &delta);
 	}
 	size_t len = hpcc__v1__execute_request__get_packed_size(&req);
 	_cleanup_free_ uint8_t *packed = malloc(len ? len : 1);
@@ -770,7 +857,7 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 				goto failed;
 		}
 		int code = 0;
-		if (execute(rc, &token, &b.action, rc->preprocessed ? &pp : NULL, &ar, &code, &f) < 0) {
+		if (execute(rc, e, &token, &b.action, rc->preprocessed ? &pp : NULL, &ar, &code, &f) < 0) {
 			/* Blobs evicted between upload and execute: once more. */
 			if (code == GRPC_STATUS_FAILED_PRECONDITION && attempt == 0)
 				continue;
@@ -836,6 +923,7 @@ int remote_client_new(const struct config *cfg, struct remote_client **ret, stru
 	if (!rc)
 		return error_set(err, -ENOMEM, "out of memory");
 	pthread_mutex_init(&rc->lock, NULL);
+	pthread_cond_init(&rc->uploaded, NULL);
 	buf_init(&rc->token, TOKEN_MAX_SIZE + 1);
 	int r;
 	uint64_t timeout = 300, level = 3;
@@ -884,6 +972,12 @@ void remote_client_free(struct remote_client *rc)
 		return;
 	rpc_channel_free(rc->ch);
 	buf_free(&rc->token);
+	while (rc->uploading) {
+		struct uploading *u = rc->uploading;
+		rc->uploading = u->next;
+		free(u);
+	}
+	pthread_cond_destroy(&rc->uploaded);
 	pthread_mutex_destroy(&rc->lock);
 	free(rc->worker);
 	free(rc->pin);

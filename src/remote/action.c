@@ -11,7 +11,9 @@
 
 #include "compress.h"
 #include "fs.h"
+#include "args.h"
 #include "runtime.h"
+#include "staging.h"
 
 #define ACTION_ENCODING "hpcc-action-v1"
 #define ACTION_DIRECT_ENCODING "hpcc-direct-v1"
@@ -87,7 +89,35 @@ int action_digest(const Hpcc__V1__Action *a, struct digest *ret)
 	return digest_bytes(b.data, b.len, ret);
 }
 
-bool action_canonical(size_t packed_size, size_t received) { return packed_size == received; }
+static bool has_unknown_fields(const ProtobufCMessage *m, int depth)
+{
+	if (m->n_unknown_fields > 0 || depth > 16)
+		return true;
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		const char *base = (const char *)m + f->offset;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
+			const ProtobufCMessage *const *v = *(const ProtobufCMessage *const *const *)base;
+			for (size_t k = 0; k < n; k++)
+				if (v[k] && has_unknown_fields(v[k], depth + 1))
+					return true;
+		} else {
+			const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)base;
+			if (sub && has_unknown_fields(sub, depth + 1))
+				return true;
+		}
+	}
+	return false;
+}
+
+bool action_canonical(const ProtobufCMessage *m, size_t received)
+{
+	return protobuf_c_message_get_packed_size(m) == received && !has_unknown_fields(m, 0);
+}
 
 static bool digest_string_ok(const char *s)
 {
@@ -112,21 +142,45 @@ static bool stays_in_root(const char *cwd, const char *path)
 	return norm && (strcmp(norm, "/r") == 0 || strncmp(norm, "/r/", 3) == 0);
 }
 
+/* Options that load code, run programs, or write files beside the object
+ * (a compiler run by a worker must only read its inputs and write its
+ * outputs), and those that the worker sets itself. Refused as plain
+ * arguments; paths travel as PATH_* arguments and are checked as paths. */
+static const char *const refused_prefixes[] = {
+	"-B", "-fplugin", "-specs", "--specs", "-wrapper", "-Wa,", "-Xassembler", "-Wp,", "-Xpreprocessor",
+	"-Wl,", "-Xlinker", "-Xclang", "-mllvm", "-aux-info", "-dumpdir", "-dumpbase", "-save-temps", "-fdump-",
+	"-fopt-info", "-fprofile", "-fcoverage", "-ftest-coverage", "--coverage", "-fcallgraph-info",
+	"-ftime-trace", "-fsave-optimization-record", "-foptimization-record", "-fsanitize-blacklist",
+	"-fsanitize-ignorelist", "-fsanitize-coverage-allow", "-fsanitize-coverage-ignore", "-fmodules",
+	"-fcrash-diagnostics", "--serialize-diagnostics", "-fdiagnostics-add-output", "-iplugindir",
+	"-M", "-o", "-c", "-E", "-S", "-x", "--param=ggc", "-frecord-gcc-switches=",
+};
+
+static bool refused_flag(const char *flag)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(refused_prefixes); i++)
+		if (strncmp(flag, refused_prefixes[i], strlen(refused_prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
 static int check_arg(const Hpcc__V1__Arg *a, const char *cwd, bool output, const char *what, struct error *err)
 {
 	if (!a || !a->flag || !a->path || !a->suffix)
 		return error_set(err, -EINVAL, "%s is missing", what);
 	if (strlen(a->path) > ACTION_MAX_PATH || strlen(a->flag) > ACTION_MAX_PATH)
 		return error_set(err, -EINVAL, "%s is too long", what);
-	if (a->flag[0] == '@' && a->kind == HPCC__V1__PATH_KIND__PATH_NONE)
+	if (a->flag[0] == '@')
 		return error_set(err, -EINVAL, "%s: response files are expanded by the client", what);
+	if (refused_flag(a->flag))
+		return error_set(err, -EINVAL, "%s: option '%.64s' is not accepted on a worker", what, a->flag);
 	switch (a->kind) {
 	case HPCC__V1__PATH_KIND__PATH_NONE:
 		if (a->path[0] || a->suffix[0])
 			return error_set(err, -EINVAL, "%s: a plain argument has no path", what);
 		return 0;
 	case HPCC__V1__PATH_KIND__PATH_ROOTED:
-		if (!path_is_safe_relative(a->path, strlen(a->path)) && strcmp(a->path, ".") != 0)
+		if (!staging_relpath_ok(a->path, strlen(a->path)) && strcmp(a->path, ".") != 0)
 			return error_set(err, -EINVAL, "%s: unsafe rooted path '%.200s'", what, a->path);
 		return 0;
 	case HPCC__V1__PATH_KIND__PATH_RELATIVE:
@@ -142,6 +196,33 @@ static int check_arg(const Hpcc__V1__Arg *a, const char *cwd, bool output, const
 	default:
 		return error_set(err, -EINVAL, "%s: unknown path kind %d", what, (int)a->kind);
 	}
+}
+
+/* The command as the compiler will see it must be what the client's own
+ * argument parser calls a cacheable single compile: the same rules refuse
+ * -B, -specs, plugins, linking, several sources and the like. */
+static int check_command_line(const Hpcc__V1__Action *a, struct error *err)
+{
+	_cleanup_strv_ struct strv argv = { 0 };
+	/* Parsed as the source language (the parser has no preprocessed-input
+	 * language; the arguments are the same). */
+	int r = action_argv(a->command, false, "/hpcc-root", &argv);
+	if (r < 0)
+		return error_set(err, r, "out of memory");
+	struct compile_args parsed = { 0 };
+	enum args_reason reason = ARGS_REASON_N;
+	r = args_parse((int)argv.n, argv.v, "/", a->command->family == 2 ? FAMILY_CLANG : FAMILY_GCC, &parsed, &reason);
+	bool bad = r == 0 && (parsed.march_native || parsed.profile_use || parsed.profile_arcs || parsed.coverage ||
+			      parsed.dep_mode != DEP_NONE);
+	if (r == 0)
+		compile_args_free(&parsed);
+	if (r < 0)
+		return error_set(err, r, "out of memory");
+	if (r > 0)
+		return error_set(err, -EINVAL, "the command is not a plain compile (%s)", args_reason_name(reason));
+	if (bad)
+		return error_set(err, -EINVAL, "the command uses -march=native, profiles, coverage or dependency files");
+	return 0;
 }
 
 int action_check(const Hpcc__V1__Action *a, struct error *err)
@@ -161,8 +242,7 @@ int action_check(const Hpcc__V1__Action *a, struct error *err)
 		return error_set(err, -EINVAL, "unsupported source language %u", c->language);
 	if (c->n_args > ACTION_MAX_ARGS)
 		return error_set(err, -E2BIG, "too many arguments (%zu)", c->n_args);
-	if (strlen(c->cwd) > ACTION_MAX_PATH ||
-	    (c->cwd[0] && !path_is_safe_relative(c->cwd, strlen(c->cwd))))
+	if (strlen(c->cwd) > ACTION_MAX_PATH || (c->cwd[0] && !staging_relpath_ok(c->cwd, strlen(c->cwd))))
 		return error_set(err, -EINVAL, "unsafe working directory '%.200s'", c->cwd);
 	int r;
 	char what[64];
@@ -183,12 +263,14 @@ int action_check(const Hpcc__V1__Action *a, struct error *err)
 		    strlen(v) > 40)
 			return error_set(err, -EINVAL, "environment '%.40s' is not accepted", v);
 	}
+	if ((r = check_command_line(a, err)) < 0)
+		return r;
 	if (a->n_inputs > ACTION_MAX_INPUTS)
 		return error_set(err, -E2BIG, "too many inputs (%zu)", a->n_inputs);
 	for (size_t i = 0; i < a->n_inputs; i++) {
 		const Hpcc__V1__InputFile *f = a->inputs[i];
 		size_t len = strlen(f->path);
-		if (len > ACTION_MAX_PATH || !path_is_safe_relative(f->path, len))
+		if (len > ACTION_MAX_PATH || !staging_relpath_ok(f->path, len))
 			return error_set(err, -EINVAL, "input %zu: unsafe path '%.200s'", i + 1, f->path);
 		if (f->digest.len != DIGEST_LEN)
 			return error_set(err, -EINVAL, "input %zu (%.200s): a digest is 32 bytes", i + 1, f->path);

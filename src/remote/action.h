@@ -40,10 +40,11 @@ int action_arg_string(const Hpcc__V1__Arg *arg, const char *root, char **ret);
 int action_argv(const Hpcc__V1__Command *c, bool preprocessed, const char *root, struct strv *ret);
 /* The output paths relative to the root: the object, then the .dwo. */
 int action_output_paths(const Hpcc__V1__Command *c, struct strv *ret);
-/* True when a protobuf message re-encodes to exactly the bytes received:
- * no embedded NUL in strings (protobuf-c would cut them), no unknown fields,
- * no odd encodings. Workers refuse anything else. */
-bool action_canonical(size_t packed_size, size_t received);
+/* True when a protobuf message re-encodes to exactly the bytes received
+ * (no embedded NUL in strings, which protobuf-c would cut; no odd
+ * encodings) and holds no unknown field at any depth (protobuf-c keeps
+ * those and would store them along). Workers refuse anything else. */
+bool action_canonical(const ProtobufCMessage *m, size_t received);
 
 /* Fills a Blob from bytes: digest, size, and one zstd frame at level in
  * storage (which must outlive the Blob). */

@@ -53,7 +53,7 @@ static int64_t now_s(void) { return (int64_t)time(NULL); }
 static int authorize(struct worker *w, const ProtobufCBinaryData *tok, struct token_claims *claims, struct error *err)
 {
 	if (tok->len == 0)
-		return error_set(err, -EACCES, "no routing token");
+		return error_set(err, -ENOKEY, "no routing token");
 	struct token_expect expect = { .worker_id = w->cfg.id };
 	int r = token_verify(w->token_key, tok->data, tok->len, &expect, now_s(), claims, err);
 	if (r < 0)
@@ -65,7 +65,12 @@ static int authorize(struct worker *w, const ProtobufCBinaryData *tok, struct to
 	return 0;
 }
 
-static int auth_status(int r) { return r == -E2BIG || r == -EBADMSG ? GRPC_STATUS_UNAUTHENTICATED : GRPC_STATUS_PERMISSION_DENIED; }
+/* No token or an unreadable one: UNAUTHENTICATED; a token that does not
+ * allow this: PERMISSION_DENIED. */
+static int auth_status(int r)
+{
+	return r == -ENOKEY || r == -E2BIG || r == -EBADMSG ? GRPC_STATUS_UNAUTHENTICATED : GRPC_STATUS_PERMISSION_DENIED;
+}
 
 /* Receives the one request message of a unary call. */
 static int recv_one(struct rpc_call *c, struct buf *msg)
@@ -110,7 +115,7 @@ static void handle_probe(struct rpc_call *c, void *user)
 	if (recv_one(c, &msg) < 0)
 		return;
 	Hpcc__V1__ProbeRequest *req = hpcc__v1__probe_request__unpack(NULL, msg.len, (uint8_t *)msg.data);
-	if (!req || !action_canonical(hpcc__v1__probe_request__get_packed_size(req), msg.len)) {
+	if (!req || !action_canonical(&req->base, msg.len)) {
 		if (req)
 			hpcc__v1__probe_request__free_unpacked(req, NULL);
 		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed probe");
@@ -196,7 +201,7 @@ static void handle_find_missing(struct rpc_call *c, void *user)
 	if (recv_one(c, &msg) < 0)
 		return;
 	Hpcc__V1__FindMissingRequest *req = hpcc__v1__find_missing_request__unpack(NULL, msg.len, (uint8_t *)msg.data);
-	if (!req || !action_canonical(hpcc__v1__find_missing_request__get_packed_size(req), msg.len)) {
+	if (!req || !action_canonical(&req->base, msg.len)) {
 		if (req)
 			hpcc__v1__find_missing_request__free_unpacked(req, NULL);
 		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed find-missing request");
@@ -270,7 +275,7 @@ static void handle_upload(struct rpc_call *c, void *user)
 			break;
 		}
 		Hpcc__V1__UploadChunk *ch = hpcc__v1__upload_chunk__unpack(NULL, msg.len, (uint8_t *)msg.data);
-		if (!ch || !action_canonical(hpcc__v1__upload_chunk__get_packed_size(ch), msg.len)) {
+		if (!ch || !action_canonical(&ch->base, msg.len)) {
 			if (ch)
 				hpcc__v1__upload_chunk__free_unpacked(ch, NULL);
 			code = GRPC_STATUS_INVALID_ARGUMENT;
@@ -643,7 +648,7 @@ static void handle_execute(struct rpc_call *c, void *user)
 	if (recv_one(c, &msg) < 0)
 		return;
 	Hpcc__V1__ExecuteRequest *req = hpcc__v1__execute_request__unpack(NULL, msg.len, (uint8_t *)msg.data);
-	if (!req || !action_canonical(hpcc__v1__execute_request__get_packed_size(req), msg.len) || !req->action) {
+	if (!req || !action_canonical(&req->base, msg.len) || !req->action) {
 		if (req)
 			hpcc__v1__execute_request__free_unpacked(req, NULL);
 		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
