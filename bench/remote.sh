@@ -140,10 +140,12 @@ SCAN_CPU=$(awk -v b="$D0_CHILD" -v c="$D1_CHILD" 'BEGIN { printf "%.3f", c - b }
 
 say "b. distcc client (distccd on loopback)"
 DPORT=$(free_port)
+# distccd drops root for its own user, so it logs to stderr, not into $W.
 distccd --daemon --no-detach --allow 127.0.0.1 --listen 127.0.0.1 --port "$DPORT" --jobs 2 \
-  --log-file "$W/distccd.log" &
+  --log-stderr --log-level info 2>"$W/distccd.log" &
 pids+=($!)
 sleep 0.5
+mkdir -p "$W/distcc"
 export DISTCC_HOSTS="127.0.0.1:$DPORT/2" DISTCC_FALLBACK=0 DISTCC_DIR="$W/distcc"
 DISTCC_CPU=$(cpu_of bash -c "$(declare -f compile_all); SOURCES=(${SOURCES[*]}); CFLAGS=(${CFLAGS[*]}); W=$W; LIB=$LIB; OBJ=$OBJ; compile_all distcc gcc")
 unset DISTCC_HOSTS DISTCC_FALLBACK

@@ -211,7 +211,7 @@ static int scanned_cmp(const void *a, const void *b)
 static bool is_entry_name(const char *name)
 {
 	size_t n = strlen(name);
-	return n == DIGEST_HEX_LEN - 2 + 2 && name[n - 2] == '.' && (name[n - 1] == 'r' || name[n - 1] == 'm');
+	return n == DIGEST_HEX_LEN - 2 + 2 && name[n - 2] == '.' && strchr("rmba", name[n - 1]) && name[n - 1];
 }
 
 int store_cleanup(const struct store *s, uint64_t target, uint64_t *ret_size, uint64_t *ret_files,

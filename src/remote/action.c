@@ -135,11 +135,26 @@ static bool digest_string_ok(const char *s)
  * staging area's neighbours. */
 static bool stays_in_root(const char *cwd, const char *path)
 {
-	_cleanup_free_ char *joined = NULL;
-	if (asprintf(&joined, "/r/%s/%s", cwd, path) < 0)
-		return false;
-	_cleanup_free_ char *norm = path_normalize(joined);
-	return norm && (strcmp(norm, "/r") == 0 || strncmp(norm, "/r/", 3) == 0);
+	/* Counts directory depth below the root along cwd, then path: a ".."
+	 * that would climb above the root fails (a textual normalisation
+	 * under a fake root would not notice "../r/x" coming back in). */
+	long depth = 0;
+	const char *parts[] = { cwd, path };
+	for (size_t k = 0; k < 2; k++) {
+		const char *p = parts[k];
+		while (*p) {
+			size_t n = strcspn(p, "/");
+			if (n == 2 && p[0] == '.' && p[1] == '.') {
+				if (--depth < 0)
+					return false;
+			} else if (n > 0 && !(n == 1 && p[0] == '.'))
+				depth++;
+			p += n;
+			if (*p == '/')
+				p++;
+		}
+	}
+	return true;
 }
 
 /* Options that load code, run programs, or write files beside the object
@@ -259,8 +274,7 @@ int action_check(const Hpcc__V1__Action *a, struct error *err)
 		return error_set(err, -EINVAL, "the source and the output must be paths in the project root");
 	for (size_t i = 0; i < c->n_env; i++) {
 		const char *v = c->env[i];
-		if (strncmp(v, "SOURCE_DATE_EPOCH=", 18) != 0 || !v[18] || strspn(v + 18, "0123456789") != strlen(v + 18) ||
-		    strlen(v) > 40)
+		if (!runtime_env_entry_ok(v))
 			return error_set(err, -EINVAL, "environment '%.40s' is not accepted", v);
 	}
 	if ((r = check_command_line(a, err)) < 0)
@@ -399,13 +413,17 @@ int blob_unpack(const Hpcc__V1__Blob *b, size_t max, struct buf *ret, struct err
 							       "a blob is not one valid zstd frame");
 	} else if ((r = buf_append(ret, b->data.data, b->data.len)) < 0)
 		return error_set(err, r, "a blob is larger than it announced");
-	if (ret->len != b->size)
-		return error_set(err, -EBADMSG, "a blob has %zu bytes, not the %llu it announced", ret->len,
-				 (unsigned long long)b->size);
+	if (ret->len != b->size) {
+		r = error_set(err, -EBADMSG, "a blob has %zu bytes, not the %llu it announced", ret->len,
+			      (unsigned long long)b->size);
+		ret->len = 0;
+		return r;
+	}
 	struct digest d;
-	if ((r = digest_bytes(ret->data, ret->len, &d)) < 0)
-		return error_set(err, r, "cannot digest a blob");
-	if (memcmp(d.b, b->digest.data, DIGEST_LEN) != 0)
-		return error_set(err, -EBADMSG, "a blob does not match its digest");
+	if ((r = digest_bytes(ret->data, ret->len, &d)) < 0 || memcmp(d.b, b->digest.data, DIGEST_LEN) != 0) {
+		/* Unverified bytes are not left behind for a careless caller. */
+		ret->len = 0;
+		return error_set(err, r < 0 ? r : -EBADMSG, "a blob does not match its digest");
+	}
 	return 0;
 }

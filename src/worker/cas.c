@@ -188,6 +188,8 @@ int cas_put_action(struct cas *c, const char *tenant, const struct digest *actio
 
 int cas_gc(struct cas *c)
 {
+	if (c->max_bytes == 0)
+		return 0;  /* no budget */
 	pthread_mutex_lock(&c->lock);
 	struct tenant_store *list = c->tenants;
 	pthread_mutex_unlock(&c->lock);

@@ -12,9 +12,11 @@
 
 #include "buf.h"
 #include "config.h"
+#include "digest.h"
 #include "fs.h"
 
 #define WORKER_CONFIG_MAX (64 * 1024)
+#define WORKER_LINE_MAX 199
 
 struct parse_state {
 	struct worker_config *c;
@@ -132,6 +134,21 @@ int worker_config_load(const char *path, struct worker_config *c, struct error *
 		free(st.base);
 		return error_set(err, -ENOMEM, "out of memory");
 	}
+	/* inih reads a line into 200 bytes and would parse the rest of a
+	 * longer one as a line of its own: refuse such lines ("images" may be
+	 * given on several lines instead). */
+	int lineno = 1;
+	for (const char *p = text.data; *p; lineno++) {
+		size_t n = strcspn(p, "\n");
+		if (n >= WORKER_LINE_MAX) {
+			free(st.base);
+			free(c->path);
+			c->path = NULL;
+			return error_set(err, -EINVAL, "%s line %d: longer than %d bytes (give images on several lines)", path,
+					 lineno, WORKER_LINE_MAX - 1);
+		}
+		p += n + (p[n] == '\n');
+	}
 	int line = ini_parse_string(text.data, handler, &st);
 	free(st.base);
 	if (line != 0) {
@@ -145,10 +162,21 @@ int worker_config_load(const char *path, struct worker_config *c, struct error *
 		worker_config_free(c);
 		return -EINVAL;
 	}
-	if (!c->id || !c->listen || !c->dir || !c->cert_file || !c->key_file || !c->token_key_file || !c->images.n) {
+	const char *missing = !c->id ? "id" : !c->listen ? "listen" : !c->dir ? "dir" : !c->cert_file ? "cert" :
+			      !c->key_file ? "key" : !c->token_key_file ? "token_key" : !c->images.n ? "images" : NULL;
+	if (missing) {
 		worker_config_free(c);
-		return error_set(err, -EINVAL, "%s: worker.id, listen, dir, cert, key, token_key and images are required",
-				 path);
+		return error_set(err, -EINVAL, "%s: [worker] %s is required", path, missing);
+	}
+	for (size_t i = 0; i < c->images.n; i++) {
+		struct digest d;
+		const char *v = c->images.v[i];
+		bool lower = strspn(v + (strncmp(v, "sha256:", 7) == 0 ? 7 : 0), "0123456789abcdef") == 64;
+		if (strncmp(v, "sha256:", 7) != 0 || strlen(v) != 71 || !lower || digest_parse(v, &d) < 0) {
+			error_set(err, -EINVAL, "%s: [worker] images: '%.80s' is not sha256:<64 lowercase hex>", path, v);
+			worker_config_free(c);
+			return -EINVAL;
+		}
 	}
 	if (!c->runtime && set_str(&c->runtime, "unsafe-local") < 0)
 		return error_set(err, -ENOMEM, "out of memory");
