@@ -103,6 +103,9 @@ void inputs_free(struct dep_info *d, size_t n);
 /* Renders the user's dependency file into ret's outputs (if one was asked for). */
 int results_render_depfile(const struct engine_job *job, char *const *spelled, const bool *is_system, size_t n,
 			   struct engine_result *ret);
+/* A HIT result from a result in memory (a remote one, just stored). */
+int results_serve_memory(const struct engine_job *job, const struct dep_info *deps, size_t n, const struct buf *object,
+			 const struct buf *dwo, const struct buf *out, const struct buf *err, struct engine_result *ret);
 /* 0 and a filled HIT result, or -ENOENT. */
 int results_try_hit(struct engine *e, struct engine_job *job, struct engine_result *ret);
 /* mem_outputs: NULL to read the outputs from disk (a local compile), else

@@ -135,8 +135,9 @@ int engine_remote_store(struct engine *e, struct engine_job *job, struct dep_inf
 		/* The job stays: the caller compiles locally. */
 		return r < 0 ? r : -EINVAL;
 	}
+	/* Served from memory: what was just stored need not be read back. */
 	*ret = (struct engine_result){ .color = color };
-	r = results_try_hit(e, job, ret);
+	r = results_serve_memory(job, deps, n, object, dwo, out, err, ret);
 	if (r < 0) {
 		engine_result_free(ret);
 		ret->color = color;

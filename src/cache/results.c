@@ -149,6 +149,35 @@ static int serve_hit(struct engine *e, struct engine_job *job, const struct dige
 	return 0;
 }
 
+int results_serve_memory(const struct engine_job *job, const struct dep_info *deps, size_t n, const struct buf *object,
+			 const struct buf *dwo, const struct buf *out, const struct buf *err, struct engine_result *ret)
+{
+	_cleanup_free_ char *dwo_name = dwo ? path_replace_suffix(job->args.output, ".dwo") : NULL;
+	_cleanup_free_ char **spelled = calloc(n ? n : 1, sizeof(char *));
+	_cleanup_free_ bool *sys = calloc(n ? n : 1, sizeof(bool));
+	int r = spelled && sys && (!dwo || dwo_name) ? 0 : -ENOMEM;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		spelled[i] = deps[i].spelled;
+		sys[i] = deps[i].system;
+	}
+	if (r == 0)
+		r = add_output(ret, job->args.output, object->data, object->len);
+	if (r == 0 && dwo)
+		r = add_output(ret, dwo_name, dwo->data, dwo->len);
+	if (r == 0)
+		r = results_render_depfile(job, spelled, sys, n, ret);
+	if (r == 0) {
+		buf_init(&ret->out, ENGINE_MAX_CAPTURE + 1);
+		buf_init(&ret->err, ENGINE_MAX_CAPTURE + 1);
+		if (buf_append(&ret->out, out->data, out->len) < 0 || buf_append(&ret->err, err->data, err->len) < 0)
+			r = -ENOMEM;
+	}
+	if (r < 0)
+		return r;
+	ret->action = ENGINE_HIT;
+	return 0;
+}
+
 /* Looks the direct key up: 0 and a filled result on a hit, -ENOENT on a miss. */
 int results_try_hit(struct engine *e, struct engine_job *job, struct engine_result *ret)
 {
