@@ -39,6 +39,7 @@ bench:
 	@$(MAKE) --no-print-directory build
 	@bench/run.sh
 	@bench/warm-zlib.sh
+	@bench/remote.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh — build a real C project twice through hpcc and show that the second
-# build is served from the cache with byte-identical results.
+# build is served from the cache with byte-identical results; then two
+# developers' checkouts against one worker on loopback (TLS, runtime
+# unsafe-local): the first compiles remotely, the second is all remote hits.
 # Run by `make demo` after the build. HPCC=path overrides build/hpcc.
 #
 # The project is libzstd's lib/ from Debian's source archive (see
@@ -25,6 +27,8 @@ export HPCC_DIR=$W/cache HPCC_CONFIG=$W/hpcc.ini
 : >"$HPCC_CONFIG"
 cleanup() {
     "$HPCC" daemon stop >/dev/null 2>&1 || true
+    for c in "$W"/cache-*; do HPCC_DIR=$c "$HPCC" daemon stop >/dev/null 2>&1 || true; done
+    [[ -n ${WORKER_PID:-} ]] && kill "$WORKER_PID" 2>/dev/null && wait "$WORKER_PID" 2>/dev/null
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -95,3 +99,59 @@ else
     say "build 2: $hits hits, 0 misses; $s1 s -> $s2 s"
 fi
 [[ -n $ok ]] || exit 1
+
+# ---- two developers, one worker ------------------------------------------------
+echo
+HPCCD="$(dirname "$HPCC")/hpccd"
+[[ -x $HPCCD ]] || die "$HPCCD not found: run 'make build' first"
+say "remote: a worker on loopback (TLS 1.3, pinned certificate, runtime unsafe-local)"
+"$HPCC" worker init "$W/worker" --id demo-worker --listen 127.0.0.1:0 --allow-unsafe-local >"$W/worker.init" ||
+    die "hpcc worker init failed"
+HPCC_LOG_FILE=$W/worker.log "$HPCC" worker --config "$W/worker/worker.ini" --port-file "$W/worker/port" \
+    >"$W/worker.out" 2>&1 &
+WORKER_PID=$!
+for _ in $(seq 100); do [[ -s $W/worker/port ]] && break; sleep 0.05; done
+[[ -s $W/worker/port ]] || die "the worker did not start: $(cat "$W/worker.out")"
+IMAGE=$("$HPCCD" worker host-image)
+"$HPCC" token issue --key "$W/worker/token-signing.pem" --tenant demo --image "$IMAGE" --worker demo-worker \
+    --out "$W/token" || die "hpcc token issue failed"
+export HPCC_REMOTE_WORKER=127.0.0.1:$(cat "$W/worker/port") HPCC_REMOTE_TENANT=demo HPCC_REMOTE_IMAGE=$IMAGE \
+    HPCC_REMOTE_TOKEN_FILE=$W/token HPCC_REMOTE_PIN=$(sed -n 's/^certificate pin *//p' "$W/worker.init")
+say "worker 127.0.0.1:$(cat "$W/worker/port"), pin $HPCC_REMOTE_PIN, tenant demo, image $IMAGE"
+
+remote_build() { # NAME DIR → builds DIR/lib with its own empty local cache, prints the wall time
+    "$HPCC" daemon stop >/dev/null 2>&1 || true
+    export HPCC_DIR=$W/cache-$1
+    local t0=$EPOCHREALTIME
+    make -C "$2/lib" -j"$JOBS" libzstd.a CC="$HPCC gcc" >"$W/$1.log" 2>&1 || { tail -n 15 "$W/$1.log" >&2; die "$1's build failed"; }
+    awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
+}
+A=$("$REPO/scripts/fetch-project.sh" libzstd "$W/alice/src/libzstd") && (cd "$A" && "$HPCC" init >/dev/null)
+B=$("$REPO/scripts/fetch-project.sh" libzstd "$W/bob/work/checkouts/libzstd-2") && (cd "$B" && "$HPCC" init >/dev/null)
+say "alice builds $A (empty local cache: misses compile on the worker) ..."
+ta=$(remote_build alice "$A")
+say "alice's build took $ta s"
+"$HPCC" stats | sed 's/^/    /'
+echo
+say "bob builds $B (another path, another empty local cache) ..."
+tb=$(remote_build bob "$B")
+say "bob's build took $tb s"
+"$HPCC" stats | sed 's/^/    /'
+json=$("$HPCC" stats --json)
+rhits=$(grep -o '"remote.hit": [0-9]*' <<<"$json" | grep -o '[0-9]*$')
+rmiss=$(grep -o '"miss": [0-9]*' <<<"$json" | grep -o '[0-9]*$')
+n=0 diff=()
+while IFS= read -r -d '' f; do
+    rel=${f#"$A/lib/"}
+    n=$((n + 1))
+    cmp -s "$f" "$B/lib/$rel" || diff+=("$rel")
+done < <(find "$A/lib/obj" -name '*.o' -print0)
+echo
+if ((${#diff[@]})); then
+    say "DIFFERENT between alice's and bob's objects: ${diff[*]}"
+    exit 1
+fi
+say "cmp: all $n objects of alice's and bob's checkouts are byte-identical"
+say "bob: $rhits remote hits (one round trip each), $rmiss misses; $ta s -> $tb s"
+say "worker log: $(grep -c 'executed' "$W/worker.log") executions, $(grep -c 'probe' "$W/worker.log") probes"
+[[ ${rmiss:-1} -eq 0 && ${rhits:-0} -gt 0 ]] || die "expected only remote hits in bob's build"

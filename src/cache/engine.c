@@ -392,8 +392,7 @@ static const char *remote_ineligible(const struct engine_request *req, const str
 		return "-march=native names this CPU";
 	if (a->profile_use || a->profile_arcs || a->coverage)
 		return "profile or coverage files live beside the output";
-	if (a->lang != LANG_C && a->lang != LANG_CXX)
-		return "not C or C++";
+
 	for (size_t i = 0; i < req->n_env; i++) {
 		const char *v = req->env[i];
 		if (strncmp(v, "SOURCE_DATE_EPOCH=", 18) != 0 && strncmp(v, "LANG=", 5) != 0 &&

@@ -183,7 +183,7 @@ static int build_command(struct remote_client *rc, const struct engine_job *job,
 	const char *base = strrchr(job->compiler_path, '/');
 	b->cmd.compiler = keep(b, base ? base + 1 : job->compiler_path);
 	b->cmd.family = job->tc.family == FAMILY_CLANG ? 2 : 1;
-	b->cmd.language = a->lang == LANG_CXX ? 1 : 0;
+	b->cmd.language = a->lang == LANG_CXX ? 1 : a->lang == LANG_ASM_CPP ? 2 : 0;
 	const char *cwd_rel = path_under(job->cwd, job->root);
 	b->cmd.cwd = keep(b, !cwd_rel || strcmp(cwd_rel, ".") == 0 ? "" : cwd_rel);
 	int r = b->cmd.compiler && b->cmd.cwd ? 0 : -ENOMEM;

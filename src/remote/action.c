@@ -253,7 +253,7 @@ int action_check(const Hpcc__V1__Action *a, struct error *err)
 		return error_set(err, -EINVAL, "compiler name '%.64s' is not accepted", c->compiler);
 	if (c->family != 1 && c->family != 2)
 		return error_set(err, -EINVAL, "unknown compiler family %u", c->family);
-	if (c->language > 1)
+	if (c->language > 2)
 		return error_set(err, -EINVAL, "unsupported source language %u", c->language);
 	if (c->n_args > ACTION_MAX_ARGS)
 		return error_set(err, -E2BIG, "too many arguments (%zu)", c->n_args);
@@ -329,8 +329,9 @@ int action_argv(const Hpcc__V1__Command *c, bool preprocessed, const char *root,
 	if (r == 0)
 		r = strv_push(ret, "-x");
 	if (r == 0)
-		r = strv_push(ret, c->language == 1 ? (preprocessed ? "c++-cpp-output" : "c++") :
-						       (preprocessed ? "cpp-output" : "c"));
+		r = strv_push(ret, c->language == 2 ? (preprocessed ? "assembler" : "assembler-with-cpp") :
+				   c->language == 1 ? (preprocessed ? "c++-cpp-output" : "c++") :
+						      (preprocessed ? "cpp-output" : "c"));
 	if (r == 0)
 		r = strv_push(ret, "-c");
 	if (r == 0)

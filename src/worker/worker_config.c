@@ -171,8 +171,8 @@ int worker_config_load(const char *path, struct worker_config *c, struct error *
 	for (size_t i = 0; i < c->images.n; i++) {
 		struct digest d;
 		const char *v = c->images.v[i];
-		bool lower = strspn(v + (strncmp(v, "sha256:", 7) == 0 ? 7 : 0), "0123456789abcdef") == 64;
-		if (strncmp(v, "sha256:", 7) != 0 || strlen(v) != 71 || !lower || digest_parse(v, &d) < 0) {
+		bool ok = strlen(v) == 71 && strncmp(v, "sha256:", 7) == 0;
+		if (!ok || strspn(v + 7, "0123456789abcdef") != 64 || digest_parse(v, &d) < 0) {
 			error_set(err, -EINVAL, "%s: [worker] images: '%.80s' is not sha256:<64 lowercase hex>", path, v);
 			worker_config_free(c);
 			return -EINVAL;

@@ -573,7 +573,7 @@ static void test_check_image_mode_command(void **state)
 	REFUSED(fx.command.compiler = S(""));
 	REFUSED(fx.command.family = 0);
 	REFUSED(fx.command.family = 3);
-	REFUSED(fx.command.language = 2);
+	REFUSED(fx.command.language = 3);
 	REFUSED(fx.command.language = 5);
 }
 
@@ -719,6 +719,8 @@ static void test_argv(void **state)
 	argv_for(1, false, "c++");
 	argv_for(0, true, "cpp-output");
 	argv_for(1, true, "c++-cpp-output");
+	argv_for(2, false, "assembler-with-cpp");
+	argv_for(2, true, "assembler");
 }
 
 static void test_arg_string(void **state)
