@@ -52,7 +52,7 @@ int command_exec_hpccd(char **argv)
 	return negative_errno();
 }
 
-static int load_config(struct config *cfg)
+int command_load_config(struct config *cfg)
 {
 	struct error err = { 0 };
 	if (config_load(cfg, NULL, &err) < 0) {
@@ -107,7 +107,7 @@ int command_stats(int argc, char **argv)
 		}
 	}
 	struct config cfg;
-	if (load_config(&cfg) < 0)
+	if (command_load_config(&cfg) < 0)
 		return 1;
 	_cleanup_free_ char *dir = engine_cache_dir(&cfg);
 	_cleanup_free_ char *path = NULL;
@@ -158,7 +158,7 @@ int command_clean(int argc, char **argv)
 		}
 	}
 	struct config cfg;
-	if (load_config(&cfg) < 0)
+	if (command_load_config(&cfg) < 0)
 		return 1;
 	uint64_t target = 0;
 	config_get_u64(&cfg, CONFIG_CACHE_MAX_SIZE, &target);
@@ -205,7 +205,7 @@ int command_daemon(int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : "status";
 	struct config cfg;
-	if (load_config(&cfg) < 0)
+	if (command_load_config(&cfg) < 0)
 		return 1;
 	int code = 0;
 	if (strcmp(sub, "run") == 0) {

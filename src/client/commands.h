@@ -12,6 +12,10 @@ int command_stats(int argc, char **argv);
 int command_clean(int argc, char **argv);
 int command_daemon(int argc, char **argv);
 void command_usage(void);
+struct config;
+/* Loads the configuration and opens the log it names; prints one line and
+ * returns -1 on error. */
+int command_load_config(struct config *cfg);
 /* Replaces the process with the hpccd beside this binary (argv[0] is
  * ignored); returns only on failure. */
 int command_exec_hpccd(char **argv);

@@ -32,22 +32,10 @@ static void usage(void)
 	      stderr);
 }
 
-static int load(struct config *cfg)
-{
-	struct error err = { 0 };
-	if (config_load(cfg, NULL, &err) < 0) {
-		fprintf(stderr, "hpcc: %s\n", err.msg);
-		return -1;
-	}
-	int level = log_level_parse(config_get(cfg, CONFIG_LOG_LEVEL));
-	log_open(config_get(cfg, CONFIG_LOG_FILE), level < 0 ? LOG_WARN : (enum log_level)level);
-	return 0;
-}
-
 static int daemon_main(void)
 {
 	struct config cfg;
-	if (load(&cfg) < 0)
+	if (command_load_config(&cfg) < 0)
 		return 1;
 	/* Wrappers identify the daemon by the hpcc binary beside us. */
 	char self[PATH_MAX];

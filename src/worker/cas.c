@@ -166,24 +166,48 @@ int cas_get_blob(struct cas *c, const char *tenant, const struct digest *d, size
 	return 0;
 }
 
-int cas_get_action(struct cas *c, const char *tenant, const struct digest *action, size_t max, struct buf *ret)
+/* An action result or a direct manifest: the store checks them; they are
+ * written by this worker only. */
+static int get_entry(struct cas *c, const char *tenant, enum store_kind kind, const struct digest *key, size_t max,
+		     struct buf *ret)
 {
 	struct tenant_store *t = tenant_get(c, tenant);
 	if (!t)
 		return -EINVAL;
 	buf_reset(ret);
-	return store_get(&t->store, STORE_ACTION, action, max, ret, NULL);
+	return store_get(&t->store, kind, key, max, ret, NULL);
 }
 
-int cas_put_action(struct cas *c, const char *tenant, const struct digest *action, const void *data, size_t n)
+static int put_entry(struct cas *c, const char *tenant, enum store_kind kind, const struct digest *key,
+		     const void *data, size_t n)
 {
 	struct tenant_store *t = tenant_get(c, tenant);
 	if (!t)
 		return -EINVAL;
-	int r = store_put(&t->store, STORE_ACTION, action, data, n, NULL);
+	int r = store_put(&t->store, kind, key, data, n, NULL);
 	if (r == 0)
 		account(c, t, n);
 	return r;
+}
+
+int cas_get_action(struct cas *c, const char *tenant, const struct digest *action, size_t max, struct buf *ret)
+{
+	return get_entry(c, tenant, STORE_ACTION, action, max, ret);
+}
+
+int cas_put_action(struct cas *c, const char *tenant, const struct digest *action, const void *data, size_t n)
+{
+	return put_entry(c, tenant, STORE_ACTION, action, data, n);
+}
+
+int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, size_t max, struct buf *ret)
+{
+	return get_entry(c, tenant, STORE_MANIFEST, key, max, ret);
+}
+
+int cas_put_direct(struct cas *c, const char *tenant, const struct digest *key, const void *data, size_t n)
+{
+	return put_entry(c, tenant, STORE_MANIFEST, key, data, n);
 }
 
 int cas_gc(struct cas *c)
@@ -204,22 +228,3 @@ int cas_gc(struct cas *c)
 	return 0;
 }
 
-int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, size_t max, struct buf *ret)
-{
-	struct tenant_store *t = tenant_get(c, tenant);
-	if (!t)
-		return -EINVAL;
-	buf_reset(ret);
-	return store_get(&t->store, STORE_MANIFEST, key, max, ret, NULL);
-}
-
-int cas_put_direct(struct cas *c, const char *tenant, const struct digest *key, const void *data, size_t n)
-{
-	struct tenant_store *t = tenant_get(c, tenant);
-	if (!t)
-		return -EINVAL;
-	int r = store_put(&t->store, STORE_MANIFEST, key, data, n, NULL);
-	if (r == 0)
-		account(c, t, n);
-	return r;
-}
