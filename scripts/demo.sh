@@ -119,20 +119,22 @@ export HPCC_REMOTE_WORKER=127.0.0.1:$(cat "$W/worker/port") HPCC_REMOTE_TENANT=d
     HPCC_REMOTE_TOKEN_FILE=$W/token HPCC_REMOTE_PIN=$(sed -n 's/^certificate pin *//p' "$W/worker.init")
 say "worker 127.0.0.1:$(cat "$W/worker/port"), pin $HPCC_REMOTE_PIN, tenant demo, image $IMAGE"
 
-remote_build() { # NAME DIR → builds DIR/lib with its own empty local cache, prints the wall time
-    "$HPCC" daemon stop >/dev/null 2>&1 || true
-    export HPCC_DIR=$W/cache-$1
+remote_build() { # NAME DIR → builds DIR/lib (the caller set HPCC_DIR), prints the wall time
     local t0=$EPOCHREALTIME
     make -C "$2/lib" -j"$JOBS" libzstd.a CC="$HPCC gcc" >"$W/$1.log" 2>&1 || { tail -n 15 "$W/$1.log" >&2; die "$1's build failed"; }
     awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
 }
 A=$("$REPO/scripts/fetch-project.sh" libzstd "$W/alice/src/libzstd") && (cd "$A" && "$HPCC" init >/dev/null)
 B=$("$REPO/scripts/fetch-project.sh" libzstd "$W/bob/work/checkouts/libzstd-2") && (cd "$B" && "$HPCC" init >/dev/null)
+"$HPCC" daemon stop >/dev/null 2>&1 || true
+export HPCC_DIR=$W/cache-alice HPCC_LOG_FILE=$W/alice-hpcc.log
 say "alice builds $A (empty local cache: misses compile on the worker) ..."
 ta=$(remote_build alice "$A")
 say "alice's build took $ta s"
 "$HPCC" stats | sed 's/^/    /'
 echo
+"$HPCC" daemon stop >/dev/null 2>&1 || true
+export HPCC_DIR=$W/cache-bob HPCC_LOG_FILE=$W/bob-hpcc.log
 say "bob builds $B (another path, another empty local cache) ..."
 tb=$(remote_build bob "$B")
 say "bob's build took $tb s"
@@ -154,4 +156,4 @@ fi
 say "cmp: all $n objects of alice's and bob's checkouts are byte-identical"
 say "bob: $rhits remote hits (one round trip each), $rmiss misses; $ta s -> $tb s"
 say "worker log: $(grep -c 'executed' "$W/worker.log") executions, $(grep -c 'probe' "$W/worker.log") probes"
-[[ ${rmiss:-1} -eq 0 && ${rhits:-0} -gt 0 ]] || die "expected only remote hits in bob's build"
+[[ ${rmiss:-1} -eq 0 && ${rhits:-0} -gt 0 ]] || { tail -n 5 "$W"/*-hpcc.log >&2; die "expected only remote hits in bob's build"; }

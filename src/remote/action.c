@@ -171,8 +171,43 @@ static const char *const refused_prefixes[] = {
 	"-M", "-o", "-c", "-E", "-S", "-x", "--param=ggc", "-frecord-gcc-switches=",
 };
 
+/* -Wa, and -Wp, pass anything to the assembler and the preprocessor, which
+ * can write listings and dependency files anywhere: only items known to do
+ * neither are accepted (hardening flags use -Wa,--noexecstack and
+ * -Wp,-D_FORTIFY_SOURCE=2). */
+static const char *const assembler_items[] = {
+	"--noexecstack", "--execstack", "--64", "--32", "-O", "-mrelax-relocations=", "--gdwarf", "-gdwarf", "-g",
+	"--nocompress-debug-sections", "--compress-debug-sections", "-mx86-used-note=",
+	"--generate-missing-build-notes=", "--fatal-warnings", "--warn", "--no-warn",
+};
+static const char *const preprocessor_items[] = { "-D", "-U" };
+
+static bool items_ok(const char *list, const char *const *allowed, size_t n_allowed)
+{
+	if (!*list)
+		return false;
+	for (const char *p = list; *p;) {
+		size_t len = strcspn(p, ",");
+		bool ok = false;
+		for (size_t i = 0; i < n_allowed && !ok; i++) {
+			size_t al = strlen(allowed[i]);
+			ok = len >= al && strncmp(p, allowed[i], al) == 0;
+		}
+		if (!ok || len == 0)
+			return false;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return true;
+}
+
 static bool refused_flag(const char *flag)
 {
+	if (strncmp(flag, "-Wa,", 4) == 0)
+		return !items_ok(flag + 4, assembler_items, ARRAY_SIZE(assembler_items));
+	if (strncmp(flag, "-Wp,", 4) == 0)
+		return !items_ok(flag + 4, preprocessor_items, ARRAY_SIZE(preprocessor_items));
 	for (size_t i = 0; i < ARRAY_SIZE(refused_prefixes); i++)
 		if (strncmp(flag, refused_prefixes[i], strlen(refused_prefixes[i])) == 0)
 			return true;

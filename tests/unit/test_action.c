@@ -622,6 +622,15 @@ static void test_check_refused_options(void **state)
 		REFUSED(fx.args[3].flag = S(refused[i]));
 	REFUSED((fx.args[0].flag = S("@"), fx.args[0].path = S("args.rsp")));
 	REFUSED((fx.args[0].flag = S("-B"), fx.args[0].path = S("bin")));
+	/* -Wa, and -Wp, items are allowed one by one: hardening flags pass,
+	 * listings and dependency files do not. */
+	ACCEPTED(fx.args[3].flag = S("-Wa,--noexecstack"));
+	ACCEPTED(fx.args[3].flag = S("-Wp,-D_FORTIFY_SOURCE=2"));
+	ACCEPTED(fx.args[3].flag = S("-Wp,-D_FORTIFY_SOURCE=2,-D_GLIBCXX_ASSERTIONS"));
+	REFUSED(fx.args[3].flag = S("-Wa,--noexecstack,-aln=x.lst"));
+	REFUSED(fx.args[3].flag = S("-Wa,"));
+	REFUSED(fx.args[3].flag = S("-Wp,-MD,x.d"));
+	REFUSED(fx.args[3].flag = S("-Wp,-D_X,,-MD"));
 }
 
 /* A relative path climbs out of the root even when, after climbing, its
