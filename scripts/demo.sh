@@ -28,7 +28,7 @@ export HPCC_DIR=$W/cache HPCC_CONFIG=$W/hpcc.ini
 cleanup() {
     "$HPCC" daemon stop >/dev/null 2>&1 || true
     for c in "$W"/cache-*; do HPCC_DIR=$c "$HPCC" daemon stop >/dev/null 2>&1 || true; done
-    [[ -n ${WORKER_PID:-} ]] && kill "$WORKER_PID" 2>/dev/null && wait "$WORKER_PID" 2>/dev/null
+    if [[ -n ${WORKER_PID:-} ]]; then kill "$WORKER_PID" 2>/dev/null; wait "$WORKER_PID" 2>/dev/null || true; fi
     rm -rf "$W"
 }
 trap cleanup EXIT

@@ -110,13 +110,15 @@ static int worker_main(int argc, char **argv)
 		fprintf(stderr, "hpcc: worker: %s\n", err.msg);
 		return 1;
 	}
-	rpc_global_init();
+	/* Blocked before grpc starts any thread, so that every thread inherits
+	 * the mask and only the signal thread below takes SIGTERM/SIGINT. */
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	rpc_global_init();
 	struct worker *w = NULL;
 	if (worker_new(&wc, &w, &err) < 0) {
 		fprintf(stderr, "hpcc: worker: %s\n", err.msg);

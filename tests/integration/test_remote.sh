@@ -201,5 +201,6 @@ mkdir -p "$WORK/strict"
 out=$("$HPCC" worker --config "$WORK/strict/worker.ini" 2>&1); s=$?
 check "a worker refuses unsafe-local unless allowed (exit $s)" [ $s != 0 ]
 check "and says how to allow it" grep -q allow_unsafe_local <<<"$out"
-stop_worker
+kill "$WORKER_PID"; wait "$WORKER_PID"; s=$?; WORKER_PID=
+check "SIGTERM stops the worker cleanly (exit $s)" [ $s = 0 ]
 exit 0
