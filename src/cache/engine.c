@@ -17,6 +17,7 @@
  */
 #include "engine_private.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +51,9 @@ void output_files_free(struct output_file *f, size_t n)
 
 void engine_result_free(struct engine_result *r)
 {
+	/* Deferred work is the caller's to run (engine_run_deferred); a result
+	 * freed with it still pending would leak its job. */
+	assert(!r->deferred);
 	output_files_free(r->outputs, r->n_outputs);
 	buf_free(&r->out);
 	buf_free(&r->err);

@@ -66,6 +66,9 @@ struct engine_result {
 	struct strv run_argv;         /* RUN: the command to run instead */
 	struct engine_job *job;       /* RUN: pass to engine_complete or engine_abandon */
 	const char *reason;           /* FALLBACK: the counter's name */
+	/* HIT from a remote result: storing it locally, left for after the
+	 * reply (engine_run_deferred), so the wrapper does not wait for it. */
+	struct engine_deferred *deferred;
 };
 
 int engine_new(const struct config *cfg, bool use_memo, struct engine **ret, struct error *err);
@@ -101,13 +104,15 @@ void engine_deps_free(struct dep_info *d, size_t n);
  * a HIT in *ret (the job is freed) when that key is cached; 0 when the
  * caller should run the RUN it already has (the job stays valid). */
 int engine_remote_fallback(struct engine *e, struct engine_job *job, struct engine_result *ret);
-/* A remote result: stores it under the job's keys and fills *ret as a HIT
- * (outputs, .d, stdout, stderr). outputs[0] is the object, outputs[1] the
- * .dwo (split DWARF) or NULL. On success the job is freed; on failure it
- * stays with the caller, who compiles locally. */
-int engine_remote_store(struct engine *e, struct engine_job *job, struct dep_info *deps, size_t n,
-			const struct buf *object, const struct buf *dwo, const struct buf *out, const struct buf *err,
-			struct engine_result *ret);
+/* A remote result: fills *ret as a HIT (outputs, .d, stdout, stderr) and
+ * attaches the storing of it under the job's keys as ret->deferred. object
+ * and the others are taken over (emptied), and so are *deps (set to NULL).
+ * On success the job belongs to ret; on failure it stays with the caller,
+ * who compiles locally. */
+int engine_remote_store(struct engine *e, struct engine_job *job, struct dep_info **deps, size_t *n,
+			struct buf *object, struct buf *dwo, struct buf *out, struct buf *err, struct engine_result *ret);
+/* Runs (and frees) what a result left for after the reply. */
+void engine_run_deferred(struct engine *e, struct engine_result *r);
 
 void engine_count(struct engine *e, enum stat_counter c);
 /* Writes pending counters to the stats file, and evicts if over size. */

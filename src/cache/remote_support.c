@@ -120,29 +120,68 @@ int engine_remote_fallback(struct engine *e, struct engine_job *job, struct engi
 	return 0;
 }
 
-int engine_remote_store(struct engine *e, struct engine_job *job, struct dep_info *deps, size_t n,
-			const struct buf *object, const struct buf *dwo, const struct buf *out, const struct buf *err,
-			struct engine_result *ret)
+struct engine_deferred {
+	struct engine_job *job;
+	struct dep_info *deps;
+	size_t n;
+	struct buf object, dwo, out, err;
+	bool has_dwo;
+};
+
+static void deferred_free(struct engine *e, struct engine_deferred *d)
+{
+	if (!d)
+		return;
+	engine_job_free(e, d->job);
+	inputs_free(d->deps, d->n);
+	buf_free(&d->object);
+	buf_free(&d->dwo);
+	buf_free(&d->out);
+	buf_free(&d->err);
+	free(d);
+}
+
+int engine_remote_store(struct engine *e, struct engine_job *job, struct dep_info **deps, size_t *n,
+			struct buf *object, struct buf *dwo, struct buf *out, struct buf *err, struct engine_result *ret)
 {
 	bool color = ret->color;
-	enum stat_counter refuse = STAT_N;
-	const struct buf *mem[2] = { object, dwo };
-	int r = results_store(e, job, deps, n, out, err, mem, &refuse);
-	if (r < 0 || refuse != STAT_N) {
-		log_warn("storing the remote result of %s: %s", job->args.source,
-			 r < 0 ? strerror(-r) : stats_name(refuse));
-		engine_count(e, r < 0 ? STAT_FALLBACK_STORE_ERROR : refuse);
-		/* The job stays: the caller compiles locally. */
-		return r < 0 ? r : -EINVAL;
-	}
-	/* Served from memory: what was just stored need not be read back. */
+	struct engine_deferred *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
 	*ret = (struct engine_result){ .color = color };
-	r = results_serve_memory(job, deps, n, object, dwo, out, err, ret);
+	int r = results_serve_memory(job, *deps, *n, object, dwo, out, err, ret);
 	if (r < 0) {
+		free(d);
 		engine_result_free(ret);
 		ret->color = color;
 		return r;
 	}
-	engine_job_free(e, job);
+	/* Everything the store needs moves into the deferred work. */
+	*d = (struct engine_deferred){ .job = job, .deps = *deps, .n = *n, .object = *object, .out = *out,
+				       .err = *err, .has_dwo = dwo != NULL };
+	if (dwo) {
+		d->dwo = *dwo;
+		*dwo = (struct buf){ 0 };
+	}
+	*object = *out = *err = (struct buf){ 0 };
+	*deps = NULL;
+	*n = 0;
+	ret->deferred = d;
 	return 0;
+}
+
+void engine_run_deferred(struct engine *e, struct engine_result *res)
+{
+	struct engine_deferred *d = TAKE_PTR(res->deferred);
+	if (!d)
+		return;
+	enum stat_counter refuse = STAT_N;
+	const struct buf *mem[2] = { &d->object, d->has_dwo ? &d->dwo : NULL };
+	int r = results_store(e, d->job, d->deps, d->n, &d->out, &d->err, mem, &refuse);
+	if (r < 0 || refuse != STAT_N) {
+		log_warn("storing the remote result of %s: %s", d->job->args.source,
+			 r < 0 ? strerror(-r) : stats_name(refuse));
+		engine_count(e, r < 0 ? STAT_FALLBACK_STORE_ERROR : refuse);
+	}
+	deferred_free(e, d);
 }

@@ -675,7 +675,7 @@ static void fall_back(struct remote_client *rc, struct engine *e, struct engine_
 
 /* Checks a result and stores it: 0 and a HIT in *res, or -EIO. */
 static int take_result(struct remote_client *rc, struct engine *e, struct engine_result *res,
-		       const Hpcc__V1__Action *a, struct dep_info *deps, size_t n, Hpcc__V1__ActionResult *ar,
+		       const Hpcc__V1__Action *a, struct dep_info **deps, size_t *n, Hpcc__V1__ActionResult *ar,
 		       struct call_failure *f)
 {
 	struct engine_job *job = res->job;
@@ -765,7 +765,7 @@ static int finish(struct remote_client *rc, struct engine *e, struct engine_resu
 		f->counter = STAT_FALLBACK_REMOTE_ERROR;
 		return -EIO;
 	}
-	if (take_result(rc, e, res, &b->action, *deps, *n, ar, f) < 0)
+	if (take_result(rc, e, res, &b->action, deps, n, ar, f) < 0)
 		return -EIO;
 	engine_count(e, hit ? STAT_REMOTE_HIT : STAT_REMOTE_EXECUTED);
 	if (hit)
@@ -775,6 +775,13 @@ static int finish(struct remote_client *rc, struct engine *e, struct engine_resu
 		atomic_fetch_add(&rc->n_executed, 1);
 	}
 	return 0;
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void remote_compile(void *ctx, struct engine *e, struct engine_result *res)
@@ -812,11 +819,15 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 		goto failed;
 	}
 	if (!rc->preprocessed) {
+		int64_t t0 = now_us();
 		if (try_direct(rc, e, job, &token, &b, &ar, &f) < 0)
 			goto failed;
+		int64_t t1 = now_us();
 		if (ar && ar->exit_code == 0) {
 			if (finish(rc, e, res, &b, &deps, &n, ar, true, &f) < 0)
 				goto failed;
+			log_debug("remote hit: direct probe %lld us, checks and serve %lld us", (long long)(t1 - t0),
+				  (long long)(now_us() - t1));
 			goto done;
 		}
 		if (ar) {

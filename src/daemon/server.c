@@ -196,6 +196,8 @@ static void handle_compile(struct daemon_state *d, int fd, const Hpcc__Local__Co
 	if (res.action == ENGINE_RUN && remote_mode && engine_job_is_remote(res.job))
 		remote_mode->compile(remote_mode->ctx, d->engine, &res);
 	int r = reply_compile(fd, &res);
+	/* The wrapper has its answer: now store what a worker sent. */
+	engine_run_deferred(d->engine, &res);
 	if (res.action != ENGINE_RUN || r < 0) {
 		if (res.job)
 			engine_abandon(d->engine, res.job);

@@ -11,6 +11,7 @@
 #include "service.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -35,8 +36,19 @@
 #define DIRECT_MAX_CANDIDATES 16
 #define DIRECT_MAX_SIZE ((size_t)16 << 20)
 
+#define VERIFIED_TOKENS 64
+
+struct verified_token {
+	bool used;
+	struct digest digest;
+	struct token_claims claims;
+};
+
 struct worker {
 	struct worker_config cfg;
+	pthread_mutex_t verified_lock;
+	struct verified_token verified[VERIFIED_TOKENS];
+	size_t verified_next;
 	struct cas *cas;
 	struct token_key *token_key;
 	const struct runtime_ops *rt;
@@ -49,19 +61,60 @@ struct worker {
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
 
+/* A client sends the same token with every call for its few minutes of
+ * life: tokens that verified are remembered by digest (a signature check
+ * costs more than the rest of a probe), and only their expiry is checked
+ * again. */
+static bool verified_lookup(struct worker *w, const struct digest *d, struct token_claims *claims)
+{
+	bool found = false;
+	pthread_mutex_lock(&w->verified_lock);
+	for (size_t i = 0; i < VERIFIED_TOKENS && !found; i++) {
+		if (w->verified[i].used && digest_equal(&w->verified[i].digest, d)) {
+			*claims = w->verified[i].claims;
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&w->verified_lock);
+	return found;
+}
+
+static void verified_add(struct worker *w, const struct digest *d, const struct token_claims *claims)
+{
+	pthread_mutex_lock(&w->verified_lock);
+	size_t slot = w->verified_next++ % VERIFIED_TOKENS;
+	w->verified[slot].used = true;
+	w->verified[slot].digest = *d;
+	w->verified[slot].claims = *claims;
+	pthread_mutex_unlock(&w->verified_lock);
+}
+
 /* Verifies a routing token for this worker; fills *claims. */
 static int authorize(struct worker *w, const ProtobufCBinaryData *tok, struct token_claims *claims, struct error *err)
 {
 	if (tok->len == 0)
 		return error_set(err, -ENOKEY, "no routing token");
+	if (tok->len > TOKEN_MAX_SIZE)
+		return error_set(err, -E2BIG, "the routing token is too large");
+	struct digest d;
+	int64_t now = now_s();
+	int r = digest_bytes(tok->data, tok->len, &d);
+	if (r < 0)
+		return error_set(err, r, "cannot digest the routing token");
+	if (verified_lookup(w, &d, claims)) {
+		if (claims->expires_at <= now)
+			return error_set(err, -EKEYEXPIRED, "token expired %lld s ago", (long long)(now - claims->expires_at));
+		return 0;
+	}
 	struct token_expect expect = { .worker_id = w->cfg.id };
-	int r = token_verify(w->token_key, tok->data, tok->len, &expect, now_s(), claims, err);
+	r = token_verify(w->token_key, tok->data, tok->len, &expect, now, claims, err);
 	if (r < 0)
 		return r;
 	if (!worker_config_serves(&w->cfg, claims->image_digest))
 		return error_set(err, -EACCES, "this worker does not serve image %s", claims->image_digest);
 	if (!cas_tenant_name_ok(claims->tenant))
 		return error_set(err, -EACCES, "bad tenant name in token");
+	verified_add(w, &d, claims);
 	return 0;
 }
 
@@ -107,9 +160,17 @@ static void append_field(struct buf *b, uint8_t tag, const void *data, size_t n)
 	buf_append(b, data, n);
 }
 
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void handle_probe(struct rpc_call *c, void *user)
 {
 	struct worker *w = user;
+	int64_t t_start = mono_us();
 	_cleanup_buf_ struct buf msg;
 	buf_init(&msg, 64 * 1024);
 	if (recv_one(c, &msg) < 0)
@@ -123,7 +184,9 @@ static void handle_probe(struct rpc_call *c, void *user)
 	}
 	struct error err = { 0 };
 	struct token_claims claims;
+	int64_t t_recv = mono_us();
 	int r = authorize(w, &req->token, &claims, &err);
+	int64_t t_auth = mono_us();
 	if (r < 0) {
 		finish_error(c, auth_status(r), &err, "probe refused");
 		hpcc__v1__probe_request__free_unpacked(req, NULL);
@@ -187,8 +250,12 @@ static void handle_probe(struct rpc_call *c, void *user)
 		rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "result too large");
 		return;
 	}
+	int64_t t_reply = mono_us();
 	rpc_call_send(c, reply.data, reply.len);
 	rpc_call_finish(c, GRPC_STATUS_OK, NULL);
+	log_debug("probe answered in %lld us (recv %lld, auth %lld), +%lld us to send, %zu bytes",
+		  (long long)(t_reply - t_start), (long long)(t_recv - t_start), (long long)(t_auth - t_recv),
+		  (long long)(mono_us() - t_reply), reply.len);
 }
 
 /* ---- FindMissing ------------------------------------------------------- */
@@ -763,6 +830,7 @@ int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err
 	}
 	w->cfg = *cfg;
 	*cfg = (struct worker_config){ 0 };
+	pthread_mutex_init(&w->verified_lock, NULL);
 	int r;
 	_cleanup_free_ char *cert = NULL, *key = NULL;
 	if (!(w->rt = runtime_find(w->cfg.runtime))) {
@@ -821,5 +889,6 @@ void worker_free(struct worker *w)
 	token_key_free(w->token_key);
 	free(w->staging_dir);
 	worker_config_free(&w->cfg);
+	pthread_mutex_destroy(&w->verified_lock);
 	free(w);
 }
