@@ -50,7 +50,8 @@ mkdir -p "$OBJ"
 
 # ---- the worker ---------------------------------------------------------------
 say "starting a worker on loopback (TLS, runtime unsafe-local)"
-"$HPCC" worker init "$W/worker" --id bench --listen 127.0.0.1:0 --allow-unsafe-local >"$W/worker.init"
+"$HPCC" worker init "$W/worker" --id bench --listen 127.0.0.1:0 --allow-unsafe-local \
+  --signing-key "$W/signing.pem" >"$W/worker.init"
 HPCC_LOG_FILE="$W/worker.log" HPCC_LOG_LEVEL=warn "$HPCC" worker --config "$W/worker/worker.ini" \
   --port-file "$W/worker/port" >"$W/worker.out" 2>&1 &
 pids+=($!)
@@ -58,7 +59,7 @@ for _ in $(seq 100); do [ -s "$W/worker/port" ] && break; sleep 0.05; done
 [ -s "$W/worker/port" ] || die "the worker did not start: $(cat "$W/worker.out")"
 IMAGE=$("$HPCCD" worker host-image)
 remote_env() { # TENANT → environment for a remote client of that tenant
-  "$HPCC" token issue --key "$W/worker/token-signing.pem" --tenant "$1" --image "$IMAGE" --worker bench \
+  "$HPCC" token issue --key "$W/signing.pem" --tenant "$1" --image "$IMAGE" --worker bench \
     --out "$W/$1.tok"
   echo "HPCC_REMOTE_WORKER=127.0.0.1:$(cat "$W/worker/port") HPCC_REMOTE_TENANT=$1 HPCC_REMOTE_IMAGE=$IMAGE" \
     "HPCC_REMOTE_TOKEN_FILE=$W/$1.tok HPCC_REMOTE_PIN=$(sed -n 's/^certificate pin *//p' "$W/worker.init")"

@@ -105,7 +105,8 @@ echo
 HPCCD="$(dirname "$HPCC")/hpccd"
 [[ -x $HPCCD ]] || die "$HPCCD not found: run 'make build' first"
 say "remote: a worker on loopback (TLS 1.3, pinned certificate, runtime unsafe-local)"
-"$HPCC" worker init "$W/worker" --id demo-worker --listen 127.0.0.1:0 --allow-unsafe-local >"$W/worker.init" ||
+"$HPCC" worker init "$W/worker" --id demo-worker --listen 127.0.0.1:0 --allow-unsafe-local \
+    --signing-key "$W/signing.pem" >"$W/worker.init" ||
     die "hpcc worker init failed"
 HPCC_LOG_FILE=$W/worker.log "$HPCC" worker --config "$W/worker/worker.ini" --port-file "$W/worker/port" \
     >"$W/worker.out" 2>&1 &
@@ -113,7 +114,7 @@ WORKER_PID=$!
 for _ in $(seq 100); do [[ -s $W/worker/port ]] && break; sleep 0.05; done
 [[ -s $W/worker/port ]] || die "the worker did not start: $(cat "$W/worker.out")"
 IMAGE=$("$HPCCD" worker host-image)
-"$HPCC" token issue --key "$W/worker/token-signing.pem" --tenant demo --image "$IMAGE" --worker demo-worker \
+"$HPCC" token issue --key "$W/signing.pem" --tenant demo --image "$IMAGE" --worker demo-worker \
     --out "$W/token" || die "hpcc token issue failed"
 export HPCC_REMOTE_WORKER=127.0.0.1:$(cat "$W/worker/port") HPCC_REMOTE_TENANT=demo HPCC_REMOTE_IMAGE=$IMAGE \
     HPCC_REMOTE_TOKEN_FILE=$W/token HPCC_REMOTE_PIN=$(sed -n 's/^certificate pin *//p' "$W/worker.init")

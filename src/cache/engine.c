@@ -537,6 +537,8 @@ int engine_complete(struct engine *e, struct engine_job *job, int wait_status, c
 	}
 	if (passed)
 		refuse = STAT_UNCACHEABLE_OUTPUT_TOO_LARGE;
+	if (job->no_store)
+		refuse = STAT_FALLBACK_INTERNAL;
 	if (refuse == STAT_N) {
 		r = results_store(e, job, deps, n, out, err, NULL, &refuse);
 		if (r < 0) {

@@ -57,6 +57,7 @@ struct engine_job {
 	bool allow_time_macros;       /* SOURCE_DATE_EPOCH is set */
 	bool inflight_registered;
 	bool remote;                  /* keyed by remote_image, may compile remotely */
+	bool no_store;                /* a local compile whose keys could not be made local */
 	struct digest remote_image;
 };
 

@@ -104,8 +104,11 @@ int engine_remote_fallback(struct engine *e, struct engine_job *job, struct engi
 		r = keys_build_base(e, job);
 	if (r == 0)
 		r = keys_derive(job, "direct", &sd.digest, &job->direct_key);
-	if (r < 0)
-		return 0;  /* compile locally without storing is still correct */
+	if (r < 0) {
+		/* The keys still name the image: compile locally, store nothing. */
+		job->no_store = true;
+		return 0;
+	}
 	struct engine_result hit = { 0 };
 	if (results_try_hit(e, job, &hit) == 0) {
 		hit.color = ret->color;

@@ -333,6 +333,10 @@ static int call_failed(struct call_failure *f, int local_error, const struct rpc
 		snprintf(f->msg, sizeof(f->msg), "%s: %s", what, strerror(-local_error));
 	else
 		snprintf(f->msg, sizeof(f->msg), "%s: status %d: %s", what, st->code, st->msg);
+	/* The worker's words go to our log: one line, printable. */
+	for (char *p = f->msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			*p = '?';
 	return -EIO;
 }
 
@@ -363,11 +367,14 @@ static int probe(struct remote_client *rc, const struct buf *token, const struct
 	return 0;
 }
 
-/* Takes the result out of a probe reply (NULL when not found). */
-static Hpcc__V1__ActionResult *take_probe_result(Hpcc__V1__ProbeReply *rep)
+/* Takes the result out of a probe reply (NULL when not found, or when it
+ * is not the result of the action asked for: a confused worker's answer
+ * is a miss, not a wrong object). */
+static Hpcc__V1__ActionResult *take_probe_result(Hpcc__V1__ProbeReply *rep, const uint8_t *action)
 {
 	Hpcc__V1__ActionResult *ar = NULL;
-	if (rep->found && rep->result) {
+	if (rep->found && rep->result && rep->result->action_digest.len == DIGEST_LEN &&
+	    memcmp(rep->result->action_digest.data, action, DIGEST_LEN) == 0) {
 		ar = rep->result;
 		rep->result = NULL;
 	}
@@ -739,7 +746,7 @@ static int try_direct(struct remote_client *rc, struct engine *e, struct engine_
 		if (!candidate_matches(e, job, c))
 			continue;
 		if (i == rep->n_candidates - 1 && rep->found) {
-			*ret = take_probe_result(rep);
+			*ret = take_probe_result(rep, c->action_digest.data);
 			break;
 		}
 		/* An older candidate: its result by action digest. */
@@ -747,7 +754,7 @@ static int try_direct(struct remote_client *rc, struct engine *e, struct engine_
 		memcpy(action.b, c->action_digest.data, DIGEST_LEN);
 		Hpcc__V1__ProbeReply *rep2 = NULL;
 		if ((r = probe(rc, token, &action, false, &rep2, f)) == 0) {
-			*ret = take_probe_result(rep2);
+			*ret = take_probe_result(rep2, action.b);
 			hpcc__v1__probe_reply__free_unpacked(rep2, NULL);
 		}
 		break;
@@ -852,7 +859,7 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 	Hpcc__V1__ProbeReply *rep = NULL;
 	if (probe(rc, &token, &action, false, &rep, &f) < 0)
 		goto failed;
-	ar = take_probe_result(rep);
+	ar = take_probe_result(rep, action.b);
 	hpcc__v1__probe_reply__free_unpacked(rep, NULL);
 	bool was_hit = ar != NULL;
 	for (int attempt = 0; !ar && attempt < 2; attempt++) {

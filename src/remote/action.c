@@ -168,8 +168,29 @@ static const char *const refused_prefixes[] = {
 	"-ftime-trace", "-fsave-optimization-record", "-foptimization-record", "-fsanitize-blacklist",
 	"-fsanitize-ignorelist", "-fsanitize-coverage-allow", "-fsanitize-coverage-ignore", "-fmodules",
 	"-fcrash-diagnostics", "--serialize-diagnostics", "-fdiagnostics-add-output", "-iplugindir",
-	"-M", "-o", "-c", "-E", "-S", "-x", "--param=ggc", "-frecord-gcc-switches=",
+	"-M", "-o", "-c", "-E", "-S", "-x", "--param=ggc", "-frecord-gcc-switches=", "-fpass-plugin",
+	"-fproc-stat-report", "--config", "--save-temps", "--gcc-toolchain", "-gcc-toolchain", "--gcc-install-dir",
+	"-ccc-", "--driver-mode", "-fdiagnostics-format=sarif", "-fstats-file", "-fprofile-list",
+	"-frandomize-layout-seed-file", "-fxray", "-fsanitize-system-ignorelist", "-no-integrated-cpp", "-###",
 };
+
+/* The options that may carry a path (PATH_* arguments): include paths and
+ * prefix maps, and "" for the source and the output. Any other option
+ * with a path would name a file the worker does not check. */
+static const char *const path_flags[] = {
+	"", "-I", "-isystem", "-isystem-after", "-iquote", "-idirafter", "-include", "-imacros", "-iprefix",
+	"-iwithprefix", "-iwithprefixbefore", "-iwithsysroot", "-isysroot", "--sysroot=", "-cxx-isystem",
+	"-ffile-prefix-map=", "-fdebug-prefix-map=", "-fmacro-prefix-map=", "-fprofile-prefix-map=",
+	"-fcoverage-prefix-map=",
+};
+
+static bool path_flag_ok(const char *flag)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(path_flags); i++)
+		if (strcmp(flag, path_flags[i]) == 0)
+			return true;
+	return false;
+}
 
 /* -Wa, and -Wp, pass anything to the assembler and the preprocessor, which
  * can write listings and dependency files anywhere: only items known to do
@@ -220,10 +241,20 @@ static int check_arg(const Hpcc__V1__Arg *a, const char *cwd, bool output, const
 		return error_set(err, -EINVAL, "%s is missing", what);
 	if (strlen(a->path) > ACTION_MAX_PATH || strlen(a->flag) > ACTION_MAX_PATH)
 		return error_set(err, -EINVAL, "%s is too long", what);
-	if (a->flag[0] == '@')
-		return error_set(err, -EINVAL, "%s: response files are expanded by the client", what);
+	if (strlen(a->suffix) > ACTION_MAX_PATH)
+		return error_set(err, -EINVAL, "%s is too long", what);
+	/* What the compiler sees is flag + path + suffix: a response file or
+	 * an option must not hide in the path of a source, and a path travels
+	 * only with an option that takes one (its suffix only with the "=NEW"
+	 * of a prefix map). */
+	if (a->flag[0] == '@' || (!a->flag[0] && (a->path[0] == '@' || a->path[0] == '-')))
+		return error_set(err, -EINVAL, "%s: response files and options hidden in paths are not accepted", what);
 	if (refused_flag(a->flag))
 		return error_set(err, -EINVAL, "%s: option '%.64s' is not accepted on a worker", what, a->flag);
+	if (a->kind != HPCC__V1__PATH_KIND__PATH_NONE && !path_flag_ok(a->flag))
+		return error_set(err, -EINVAL, "%s: option '%.64s' does not take a path on a worker", what, a->flag);
+	if (a->suffix[0] && (a->suffix[0] != '=' || strstr(a->flag, "prefix-map=") == NULL || strchr(a->suffix, ',')))
+		return error_set(err, -EINVAL, "%s: only a prefix map has a suffix", what);
 	switch (a->kind) {
 	case HPCC__V1__PATH_KIND__PATH_NONE:
 		if (a->path[0] || a->suffix[0])
@@ -257,6 +288,16 @@ static int check_command_line(const Hpcc__V1__Action *a, struct error *err)
 	/* Parsed as the source language (the parser has no preprocessed-input
 	 * language; the arguments are the same). */
 	int r = action_argv(a->command, false, "/hpcc-root", &argv);
+	/* The arguments as assembled (compiler, args..., -x LANG, -c, source,
+	 * -o, output): each must pass the same checks as its flag alone. */
+	size_t n_args = a->command->n_args;
+	for (size_t i = 1; r == 0 && i < argv.n; i++) {
+		bool is_arg = i <= n_args, is_file = i == n_args + 4 || i == n_args + 6;
+		const char *v = argv.v[i];
+		if ((is_arg || is_file) && (v[0] == '@' || (is_file && v[0] == '-') ||
+					    (is_arg && v[0] == '-' && refused_flag(v))))
+			return error_set(err, -EINVAL, "argument '%.64s' is not accepted on a worker", v);
+	}
 	if (r < 0)
 		return error_set(err, r, "out of memory");
 	struct compile_args parsed = { 0 };

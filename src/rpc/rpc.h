@@ -24,7 +24,9 @@
 #define RPC_MAX_MAX_CALLS 4096u
 #define RPC_MAX_MAX_MESSAGE ((size_t)1 << 30)      /* grpc takes the cap as an int */
 /* A handler's wait for one message from a client that set no deadline gives up after this long. */
-#define RPC_IDLE_MAX_MS (5 * 60 * 1000)
+/* The longest a handler waits for a client's next message: an idle client
+ * must not hold one of the max_calls handlers for long. */
+#define RPC_IDLE_MAX_MS (30 * 1000)
 /* A channel whose server went away tries again at least this often. */
 #define RPC_MAX_RECONNECT_BACKOFF_MS 10000
 

@@ -140,6 +140,10 @@ static void finish_error(struct rpc_call *c, int code, const struct error *err, 
 {
 	char msg[600];
 	snprintf(msg, sizeof(msg), "%s: %s", what, err->msg[0] ? err->msg : "failed");
+	/* Messages quote client strings: one line, printable, in the log too. */
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			*p = '?';
 	log_info("%s %s", rpc_call_peer(c), msg);
 	rpc_call_finish(c, code, msg);
 }
@@ -221,8 +225,10 @@ static void handle_probe(struct rpc_call *c, void *user)
 		else
 			memset(d.b, 0, DIGEST_LEN);
 	}
-	r = digest_is_zero(&d) ? -ENOENT :
-	    cas_get_action(w->cas, claims.tenant, &d, (size_t)w->cfg.max_message - DIRECT_MAX_SIZE - 64, &result);
+	/* Room in the reply for the candidates, however small max_message is. */
+	size_t room = (size_t)w->cfg.max_message > 2 * DIRECT_MAX_SIZE ? (size_t)w->cfg.max_message - DIRECT_MAX_SIZE - 64 :
+									   (size_t)w->cfg.max_message / 2;
+	r = digest_is_zero(&d) ? -ENOENT : cas_get_action(w->cas, claims.tenant, &d, room, &result);
 	if (r < 0 && r != -ENOENT) {
 		if (m)
 			hpcc__v1__direct_manifest__free_unpacked(m, NULL);
@@ -283,8 +289,9 @@ static void handle_find_missing(struct rpc_call *c, void *user)
 		return;
 	}
 	Hpcc__V1__FindMissingReply rep = HPCC__V1__FIND_MISSING_REPLY__INIT;
-	rep.missing = calloc(req->n_digests ? req->n_digests : 1, sizeof(*rep.missing));
-	if (!rep.missing || req->n_digests > MAX_FIND_MISSING) {
+	if (req->n_digests <= MAX_FIND_MISSING)
+		rep.missing = calloc(req->n_digests ? req->n_digests : 1, sizeof(*rep.missing));
+	if (!rep.missing) {
 		free(rep.missing);
 		hpcc__v1__find_missing_request__free_unpacked(req, NULL);
 		rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many digests");

@@ -82,8 +82,11 @@ static int handler(void *user, const char *section, const char *key, const char 
 		r = set_uint(st, name, value, UINT64_MAX, &c->max_size);
 	else if (strcmp(name, "limits.max_blob") == 0)
 		r = set_uint(st, name, value, (uint64_t)1 << 30, &c->max_blob);
-	else if (strcmp(name, "limits.max_message") == 0)
+	else if (strcmp(name, "limits.max_message") == 0) {
 		r = set_uint(st, name, value, (uint64_t)1 << 30, &c->max_message);
+		if (r == 0 && c->max_message < ((uint64_t)1 << 20))
+			r = error_set(st->err, -EINVAL, "%s: at least 1M", name);
+	}
 	else if (strcmp(name, "limits.exec_timeout") == 0) {
 		if ((r = set_uint(st, name, value, 86400, &u)) == 0)
 			c->exec_timeout = (unsigned)u;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -68,8 +69,11 @@ int worker_init_main(int argc, char **argv)
 		{ "name", required_argument, NULL, 'n' },
 		{ "allow-unsafe-local", no_argument, NULL, 'u' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "signing-key", required_argument, NULL, 's' },
+		{ "verify-key", required_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *signing_out = NULL, *verify_in = NULL;
 	char host[256] = "localhost";
 	gethostname(host, sizeof(host) - 1);
 	const char *id = host, *listen = "0.0.0.0:7070";
@@ -88,18 +92,28 @@ int worker_init_main(int argc, char **argv)
 			break;
 		case 'u': unsafe = true; break;
 		case 'f': force = true; break;
+		case 's': signing_out = optarg; break;
+		case 'v': verify_in = optarg; break;
 		default:
-			fprintf(stderr, "usage: hpcc worker init DIR [--id ID] [--listen ADDR] [--name DNS]... "
-					"[--allow-unsafe-local] [--force]\n");
+			fprintf(stderr, "usage: hpcc worker init DIR (--signing-key FILE | --verify-key FILE) [--id ID] "
+					"[--listen ADDR] [--name DNS]... [--allow-unsafe-local] [--force]\n");
 			return 2;
 		}
 	}
 	if (optind != argc - 1) {
-		fprintf(stderr, "usage: hpcc worker init DIR [--id ID] [--listen ADDR] [--name DNS]... "
-				"[--allow-unsafe-local] [--force]\n");
+		fprintf(stderr, "usage: hpcc worker init DIR (--signing-key FILE | --verify-key FILE) [--id ID] "
+				"[--listen ADDR] [--name DNS]... [--allow-unsafe-local] [--force]\n");
 		return 2;
 	}
 	const char *dir = argv[optind];
+	/* The signing key never goes into the worker's directory: whatever
+	 * the worker (and, under unsafe-local, a compile) can read must not be
+	 * able to mint tokens. */
+	if (!signing_out == !verify_in) {
+		fprintf(stderr, "hpcc: worker init: give --signing-key FILE (a new key pair; keep FILE away from the "
+				"worker) or --verify-key FILE (an existing public key)\n");
+		return 2;
+	}
 	_cleanup_free_ char *ini_path = path_join(dir, "worker.ini");
 	struct stat st;
 	if (!ini_path || (!force && stat(ini_path, &st) == 0)) {
@@ -124,9 +138,22 @@ int worker_init_main(int argc, char **argv)
 		return 1;
 	}
 	_cleanup_(token_key_freep) struct token_key *tk = NULL;
-	_cleanup_free_ char *signing = path_join(dir, "token-signing.pem");
 	_cleanup_free_ char *verify = path_join(dir, "token-verify.pem");
-	if (!signing || !verify || token_key_generate(&tk) < 0 || token_key_save_private(tk, signing, &err) < 0 ||
+	_cleanup_free_ char *abs_dir = realpath(dir, NULL);
+	_cleanup_free_ char *signing_dir = NULL;
+	if (signing_out) {
+		_cleanup_free_ char *copy = strdup(signing_out);
+		char *slash = copy ? strrchr(copy, '/') : NULL;
+		if (slash)
+			*slash = '\0';
+		signing_dir = realpath(slash ? (copy[0] ? copy : "/") : ".", NULL);
+		if (abs_dir && signing_dir && path_under(signing_dir, abs_dir)) {
+			fprintf(stderr, "hpcc: worker init: the signing key must not be inside the worker directory\n");
+			return 2;
+		}
+	}
+	if (!verify || (signing_out ? token_key_generate(&tk) < 0 || token_key_save_private(tk, signing_out, &err) < 0 :
+				      token_key_load_file(verify_in, false, &tk, &err) < 0) ||
 	    token_key_save_public(tk, verify, &err) < 0) {
 		fprintf(stderr, "hpcc: worker init: token key: %s\n", err.msg[0] ? err.msg : "cannot generate");
 		return 1;
@@ -141,8 +168,8 @@ int worker_init_main(int argc, char **argv)
 		     "dir = state\n"
 		     "cert = cert.pem\n"
 		     "key = key.pem\n"
-		     "# Verifies routing tokens. token-signing.pem signs them (hpcc token issue)\n"
-		     "# until a scheduler does; keep it off the worker in production.\n"
+		     "# Verifies routing tokens (signed by the scheduler, or by hpcc token issue\n"
+		     "# with the signing key, which must never be readable by this worker).\n"
 		     "token_key = token-verify.pem\n"
 		     "# The toolchain images this worker serves. For unsafe-local this names\n"
 		     "# the host's compilers (hpcc worker host-image).\n"
@@ -174,7 +201,8 @@ int worker_init_main(int argc, char **argv)
 	       "  tenant = <tenant>\n"
 	       "  image = %s\n"
 	       "  token_file = <file written by: hpcc token issue --key %s ...>\n",
-	       dir, fp, image, strrchr(listen, ':') ? strrchr(listen, ':') + 1 : listen, fp, image, signing);
+	       dir, fp, image, strrchr(listen, ':') ? strrchr(listen, ':') + 1 : listen, fp, image,
+	       signing_out ? signing_out : "<the signing key>");
 	return 0;
 }
 

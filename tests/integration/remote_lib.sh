@@ -11,7 +11,8 @@ start_worker() {
   if [ ! -f "$dir/worker.ini" ]; then
     local flag=--allow-unsafe-local
     [ "$allow" = true ] || flag=
-    "$HPCC" worker init "$dir" --id "$id" --listen 127.0.0.1:0 $flag >"$dir.init" 2>&1 || return 1
+    "$HPCC" worker init "$dir" --id "$id" --listen 127.0.0.1:0 --signing-key "$dir.signing.pem" $flag \
+      >"$dir.init" 2>&1 || return 1
   fi
   rm -f "$dir/port"
   HPCC_LOG_FILE="$dir/worker.log" HPCC_LOG_LEVEL=info "$HPCC" worker --config "$dir/worker.ini" \
@@ -30,7 +31,7 @@ stop_worker() {
 # issue DIR TENANT OUT [extra token-issue options]
 issue() {
   local dir=$1 tenant=$2 out=$3; shift 3
-  "$HPCC" token issue --key "$dir/token-signing.pem" --tenant "$tenant" --image "$IMAGE" \
+  "$HPCC" token issue --key "$dir.signing.pem" --tenant "$tenant" --image "$IMAGE" \
     --worker "$(sed -n 's/^id = //p' "$dir/worker.ini")" --out "$out" "$@"
 }
 

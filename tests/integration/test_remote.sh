@@ -134,9 +134,9 @@ cp "$WORK/alpha.tok" "$WORK/pin.tok"
 refused pin remote-unreachable "sha256:$(printf '%064d' 0)"
 issue "$W" alpha "$WORK/expired.tok" --issued-at $(( $(date +%s) - 400 ))
 refused expired remote-refused
-"$HPCC" token issue --key "$W/token-signing.pem" --tenant alpha --image "$IMAGE" --worker w2 --out "$WORK/worker.tok"
+"$HPCC" token issue --key "$W.signing.pem" --tenant alpha --image "$IMAGE" --worker w2 --out "$WORK/worker.tok"
 refused worker remote-refused
-"$HPCC" token issue --key "$W/token-signing.pem" --tenant alpha --image "sha256:$(printf '%064d' 7)" --worker w1 --out "$WORK/image.tok"
+"$HPCC" token issue --key "$W.signing.pem" --tenant alpha --image "sha256:$(printf '%064d' 7)" --worker w1 --out "$WORK/image.tok"
 HPCC_REMOTE_IMAGE_SAVED=$IMAGE
 IMAGE="sha256:$(printf '%064d' 7)"; refused image remote-refused; IMAGE=$HPCC_REMOTE_IMAGE_SAVED
 python3 - "$WORK/alpha.tok" "$WORK/tampered.tok" <<'PY'
@@ -149,8 +149,8 @@ PY
 chmod 600 "$WORK/tampered.tok"
 refused tampered remote-refused
 mkdir -p "$WORK/other"
-"$HPCC" worker init "$WORK/other" --id w1 >/dev/null
-"$HPCC" token issue --key "$WORK/other/token-signing.pem" --tenant alpha --image "$IMAGE" --worker w1 --out "$WORK/forged.tok"
+"$HPCC" worker init "$WORK/other" --id w1 --signing-key "$WORK/other.signing.pem" >/dev/null
+"$HPCC" token issue --key "$WORK/other.signing.pem" --tenant alpha --image "$IMAGE" --worker w1 --out "$WORK/forged.tok"
 refused forged remote-refused
 cp "$WORK/beta.tok" "$WORK/wrongtenant.tok"
 refused wrongtenant remote-token
@@ -197,7 +197,11 @@ unset HPCC_REMOTE_MODE
 
 # ---- unsafe-local must be allowed explicitly ------------------------------------
 mkdir -p "$WORK/strict"
-"$HPCC" worker init "$WORK/strict" --id w9 --listen 127.0.0.1:0 >/dev/null
+"$HPCC" worker init "$WORK/strict" --id w9 --listen 127.0.0.1:0 --signing-key "$WORK/strict.signing.pem" >/dev/null
+out=$("$HPCC" worker init "$WORK/nokey" --id w8 2>&1); s=$?
+check "worker init needs a signing or verification key (exit $s)" [ $s = 2 ]
+out=$("$HPCC" worker init "$WORK/inside" --id w8 --signing-key "$WORK/inside/k.pem" 2>&1); s=$?
+check "worker init refuses a signing key inside the worker directory (exit $s)" [ $s = 2 ]
 out=$("$HPCC" worker --config "$WORK/strict/worker.ini" 2>&1); s=$?
 check "a worker refuses unsafe-local unless allowed (exit $s)" [ $s != 0 ]
 check "and says how to allow it" grep -q allow_unsafe_local <<<"$out"

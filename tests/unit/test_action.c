@@ -631,6 +631,23 @@ static void test_check_refused_options(void **state)
 	REFUSED(fx.args[3].flag = S("-Wa,"));
 	REFUSED(fx.args[3].flag = S("-Wp,-MD,x.d"));
 	REFUSED(fx.args[3].flag = S("-Wp,-D_X,,-MD"));
+	/* Options and response files must not hide in paths or suffixes: what
+	 * the compiler sees is flag + path + suffix (found in review). */
+	REFUSED(fx.source.path = S("@opts"));
+	REFUSED(fx.source.path = S("-fplugin=./x.so"));
+	REFUSED(fx.output.path = S("-o"));
+	REFUSED((fx.args[0].flag = S("-Wp,-D"), fx.args[0].kind = HPCC__V1__PATH_KIND__PATH_RELATIVE,
+		 fx.args[0].path = S("XY,-fplugin=./evil.so")));
+	REFUSED((fx.args[0].flag = S(""), fx.args[0].kind = HPCC__V1__PATH_KIND__PATH_RELATIVE,
+		 fx.args[0].path = S("-fpass-plugin=./x.so")));
+	REFUSED((fx.args[0].flag = S("-fpass-plugin="), fx.args[0].kind = HPCC__V1__PATH_KIND__PATH_ROOTED,
+		 fx.args[0].path = S("x.so")));
+	REFUSED((fx.args[0].flag = S("-fproc-stat-report="), fx.args[0].kind = HPCC__V1__PATH_KIND__PATH_ABSOLUTE,
+		 fx.args[0].path = S("/tmp/x")));
+	REFUSED((fx.args[0].flag = S("--gcc-toolchain="), fx.args[0].kind = HPCC__V1__PATH_KIND__PATH_ABSOLUTE,
+		 fx.args[0].path = S("/opt/evil")));
+	REFUSED((fx.args[1].suffix = S(",-fplugin=x.so")));
+	REFUSED(fx.args[3].flag = S("-fproc-stat-report=/tmp/x"));
 }
 
 /* A relative path climbs out of the root even when, after climbing, its
