@@ -20,11 +20,17 @@ int error_set(struct error *err, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
-	/* Keep the message on one line whatever the inputs held. */
-	for (char *p = err->msg; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	/* Messages quote what came from outside (paths, a client's or a
+	 * worker's words): keep them one printable line. */
+	error_printable(err->msg);
 	return code;
+}
+
+void error_printable(char *text)
+{
+	for (char *p = text; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			*p = *p == '\n' || *p == '\r' || *p == '\t' ? ' ' : '?';
 }
 
 void error_clear(struct error *err)

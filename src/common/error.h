@@ -15,3 +15,6 @@ struct error {
 /* Records the first error only: the root cause is the useful one. Returns code. */
 int error_set(struct error *err, int code, const char *fmt, ...) _printf_(3, 4);
 void error_clear(struct error *err);
+/* Makes text one printable line in place: line breaks and tabs become
+ * spaces, other control bytes '?'. error_set does this to every message. */
+void error_printable(char *text);

@@ -333,11 +333,35 @@ static int call_failed(struct call_failure *f, int local_error, const struct rpc
 		snprintf(f->msg, sizeof(f->msg), "%s: %s", what, strerror(-local_error));
 	else
 		snprintf(f->msg, sizeof(f->msg), "%s: status %d: %s", what, st->code, st->msg);
-	/* The worker's words go to our log: one line, printable. */
-	for (char *p = f->msg; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
-			*p = '?';
+	error_printable(f->msg);  /* the worker's words go to our log */
 	return -EIO;
+}
+
+/* One unary call to the worker: packs req, decodes the reply (capped at
+ * max_reply) as reply_desc. ret_code (may be NULL) gets the status code, or
+ * -1 when the call did not complete. */
+static int call_worker(struct remote_client *rc, const char *method, const ProtobufCMessage *req,
+		       const ProtobufCMessageDescriptor *reply_desc, int timeout_ms, size_t max_reply,
+		       ProtobufCMessage **ret, int *ret_code, struct call_failure *f, const char *what)
+{
+	size_t len = protobuf_c_message_get_packed_size(req);
+	_cleanup_free_ uint8_t *packed = malloc(len ? len : 1);
+	if (!packed)
+		return call_failed(f, -ENOMEM, NULL, what);
+	protobuf_c_message_pack(req, packed);
+	_cleanup_buf_ struct buf reply;
+	buf_init(&reply, max_reply);
+	struct rpc_status st = { 0 };
+	int r = rpc_unary(rc->ch, method, packed, len, timeout_ms, &reply, &st);
+	if (ret_code)
+		*ret_code = r < 0 ? -1 : st.code;
+	if (r < 0 || st.code != GRPC_STATUS_OK)
+		return call_failed(f, r, &st, what);
+	ProtobufCMessage *m = protobuf_c_message_unpack(reply_desc, NULL, reply.len, (uint8_t *)reply.data);
+	if (!m)
+		return call_failed(f, -EBADMSG, &st, what);
+	*ret = m;
+	return 0;
 }
 
 /* A probe by action digest (direct = false) or by direct key: *ret_reply
@@ -351,20 +375,9 @@ static int probe(struct remote_client *rc, const struct buf *token, const struct
 	ProtobufCBinaryData *k = direct ? &req.direct_key : &req.action_digest;
 	k->data = (uint8_t *)key->b;
 	k->len = DIGEST_LEN;
-	uint8_t packed[TOKEN_MAX_SIZE + 64];
-	size_t len = hpcc__v1__probe_request__pack(&req, packed);
-	_cleanup_buf_ struct buf reply;
-	buf_init(&reply, MAX_REPLY);
-	struct rpc_status st = { 0 };
-	int r = rpc_unary(rc->ch, "/hpcc.v1.WorkerService/Probe", packed, len, PROBE_TIMEOUT_MS, &reply, &st);
 	atomic_fetch_add(&rc->n_probes, 1);
-	if (r < 0 || st.code != GRPC_STATUS_OK)
-		return call_failed(f, r, &st, "probe");
-	Hpcc__V1__ProbeReply *rep = hpcc__v1__probe_reply__unpack(NULL, reply.len, (uint8_t *)reply.data);
-	if (!rep)
-		return call_failed(f, -EBADMSG, &st, "probe reply");
-	*ret_reply = rep;
-	return 0;
+	return call_worker(rc, "/hpcc.v1.WorkerService/Probe", &req.base, &hpcc__v1__probe_reply__descriptor,
+			   PROBE_TIMEOUT_MS, MAX_REPLY, (ProtobufCMessage **)ret_reply, NULL, f, "probe");
 }
 
 /* Takes the result out of a probe reply (NULL when not found, or when it
@@ -438,30 +451,21 @@ static int find_missing(struct remote_client *rc, const struct buf *token, const
 		d[i] = a->inputs[i]->digest;
 	req.n_digests = a->n_inputs;
 	req.digests = d;
-	size_t len = hpcc__v1__find_missing_request__get_packed_size(&req);
-	_cleanup_free_ uint8_t *packed = malloc(len ? len : 1);
-	if (!packed)
-		return call_failed(f, -ENOMEM, NULL, "find-missing");
-	hpcc__v1__find_missing_request__pack(&req, packed);
-	_cleanup_buf_ struct buf reply;
-	buf_init(&reply, (size_t)64 << 20);
-	struct rpc_status st = { 0 };
-	int r = rpc_unary(rc->ch, "/hpcc.v1.WorkerService/FindMissing", packed, len, PROBE_TIMEOUT_MS, &reply, &st);
-	if (r < 0 || st.code != GRPC_STATUS_OK)
-		return call_failed(f, r, &st, "find-missing");
-	Hpcc__V1__FindMissingReply *rep = hpcc__v1__find_missing_reply__unpack(NULL, reply.len, (uint8_t *)reply.data);
-	if (!rep)
-		return call_failed(f, -EBADMSG, &st, "find-missing reply");
-	size_t n = 0;
+	Hpcc__V1__FindMissingReply *rep = NULL;
+	if (call_worker(rc, "/hpcc.v1.WorkerService/FindMissing", &req.base, &hpcc__v1__find_missing_reply__descriptor,
+			PROBE_TIMEOUT_MS, (size_t)64 << 20, (ProtobufCMessage **)&rep, NULL, f, "find-missing") < 0)
+		return -EIO;
+	/* The worker lists the missing digests in the order asked: one pass.
+	 * A reply in another order only marks fewer blobs, and Execute then
+	 * says which are missing (FAILED_PRECONDITION, one more round). */
+	size_t n = 0, k = 0;
 	for (size_t i = 0; i < a->n_inputs; i++) {
-		missing[i] = false;
-		for (size_t k = 0; k < rep->n_missing; k++)
-			if (rep->missing[k].len == DIGEST_LEN &&
-			    memcmp(rep->missing[k].data, a->inputs[i]->digest.data, DIGEST_LEN) == 0) {
-				missing[i] = true;
-				n++;
-				break;
-			}
+		missing[i] = k < rep->n_missing && rep->missing[k].len == DIGEST_LEN &&
+			     memcmp(rep->missing[k].data, a->inputs[i]->digest.data, DIGEST_LEN) == 0;
+		if (missing[i]) {
+			k++;
+			n++;
+		}
 	}
 	hpcc__v1__find_missing_reply__free_unpacked(rep, NULL);
 	*ret_n = n;
@@ -643,23 +647,13 @@ static int execute(struct remote_client *rc, struct engine *e, const struct buf 
 		delta.v[STAT_REMOTE_BYTES_UPLOADED] = (int64_t)blob.data.len;
 		engine_add(e, &delta);
 	}
-	size_t len = hpcc__v1__execute_request__get_packed_size(&req);
-	_cleanup_free_ uint8_t *packed = malloc(len ? len : 1);
-	if (!packed)
-		return call_failed(f, -ENOMEM, NULL, "execute");
-	hpcc__v1__execute_request__pack(&req, packed);
-	_cleanup_buf_ struct buf reply;
-	buf_init(&reply, MAX_REPLY);
-	struct rpc_status st = { 0 };
-	int r = rpc_unary(rc->ch, "/hpcc.v1.WorkerService/Execute", packed, len, rc->timeout_ms, &reply, &st);
-	*ret_code = r < 0 ? -1 : st.code;
-	if (r < 0 || st.code != GRPC_STATUS_OK)
-		return call_failed(f, r, &st, "execute");
-	Hpcc__V1__ExecuteReply *rep = hpcc__v1__execute_reply__unpack(NULL, reply.len, (uint8_t *)reply.data);
-	if (!rep || !rep->result) {
-		if (rep)
-			hpcc__v1__execute_reply__free_unpacked(rep, NULL);
-		return call_failed(f, -EBADMSG, &st, "execute reply");
+	Hpcc__V1__ExecuteReply *rep = NULL;
+	if (call_worker(rc, "/hpcc.v1.WorkerService/Execute", &req.base, &hpcc__v1__execute_reply__descriptor,
+			rc->timeout_ms, MAX_REPLY, (ProtobufCMessage **)&rep, ret_code, f, "execute") < 0)
+		return -EIO;
+	if (!rep->result) {
+		hpcc__v1__execute_reply__free_unpacked(rep, NULL);
+		return call_failed(f, -EBADMSG, NULL, "execute reply");
 	}
 	*ret = rep->result;
 	rep->result = NULL;
@@ -681,7 +675,7 @@ static void fall_back(struct remote_client *rc, struct engine *e, struct engine_
 }
 
 /* Checks a result and stores it: 0 and a HIT in *res, or -EIO. */
-static int take_result(struct remote_client *rc, struct engine *e, struct engine_result *res,
+static int take_result(struct engine *e, struct engine_result *res,
 		       const Hpcc__V1__Action *a, struct dep_info **deps, size_t *n, Hpcc__V1__ActionResult *ar,
 		       struct call_failure *f)
 {
@@ -722,7 +716,6 @@ static int take_result(struct remote_client *rc, struct engine *e, struct engine
 	res->job = NULL;
 	engine_result_free(res);
 	*res = hit;
-	(void)rc;
 	return 0;
 }
 
@@ -772,7 +765,7 @@ static int finish(struct remote_client *rc, struct engine *e, struct engine_resu
 		f->counter = STAT_FALLBACK_REMOTE_ERROR;
 		return -EIO;
 	}
-	if (take_result(rc, e, res, &b->action, deps, n, ar, f) < 0)
+	if (take_result(e, res, &b->action, deps, n, ar, f) < 0)
 		return -EIO;
 	engine_count(e, hit ? STAT_REMOTE_HIT : STAT_REMOTE_EXECUTED);
 	if (hit)
@@ -782,13 +775,6 @@ static int finish(struct remote_client *rc, struct engine *e, struct engine_resu
 		atomic_fetch_add(&rc->n_executed, 1);
 	}
 	return 0;
-}
-
-static int64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void remote_compile(void *ctx, struct engine *e, struct engine_result *res)
@@ -826,15 +812,11 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 		goto failed;
 	}
 	if (!rc->preprocessed) {
-		int64_t t0 = now_us();
 		if (try_direct(rc, e, job, &token, &b, &ar, &f) < 0)
 			goto failed;
-		int64_t t1 = now_us();
 		if (ar && ar->exit_code == 0) {
 			if (finish(rc, e, res, &b, &deps, &n, ar, true, &f) < 0)
 				goto failed;
-			log_debug("remote hit: direct probe %lld us, checks and serve %lld us", (long long)(t1 - t0),
-				  (long long)(now_us() - t1));
 			goto done;
 		}
 		if (ar) {

@@ -125,25 +125,51 @@ static int auth_status(int r)
 	return r == -ENOKEY || r == -E2BIG || r == -EBADMSG ? GRPC_STATUS_UNAUTHENTICATED : GRPC_STATUS_PERMISSION_DENIED;
 }
 
-/* Receives the one request message of a unary call. */
-static int recv_one(struct rpc_call *c, struct buf *msg)
+static void finish_error(struct rpc_call *c, int code, const struct error *err, const char *what);
+
+/* Receives, decodes (capped, canonical: see action_canonical) and
+ * authorizes the one request of a unary call. Returns the message, to free
+ * with protobuf_c_message_free_unpacked, or NULL when the call has already
+ * been answered with an error. Every request keeps its routing token in a
+ * field named "token". */
+static ProtobufCMessage *receive_request(struct worker *w, struct rpc_call *c, const ProtobufCMessageDescriptor *desc,
+					 size_t max, const char *what, struct token_claims *claims, size_t *ret_len)
 {
-	int r = rpc_call_recv(c, msg);
-	if (r <= 0) {
+	_cleanup_buf_ struct buf msg;
+	buf_init(&msg, max);
+	char text[160];
+	if (rpc_call_recv(c, &msg) <= 0) {
 		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "expected one request message");
-		return -EBADMSG;
+		return NULL;
 	}
-	return 0;
+	ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, msg.len, (uint8_t *)msg.data);
+	if (!m || !action_canonical(m, msg.len)) {
+		if (m)
+			protobuf_c_message_free_unpacked(m, NULL);
+		snprintf(text, sizeof(text), "malformed %s (not protobuf, a NUL in a string, or an unknown field)", what);
+		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, text);
+		return NULL;
+	}
+	const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(desc, "token");
+	const ProtobufCBinaryData *tok = (const ProtobufCBinaryData *)((const char *)m + f->offset);
+	struct error err = { 0 };
+	int r = authorize(w, tok, claims, &err);
+	if (r < 0) {
+		snprintf(text, sizeof(text), "%s refused", what);
+		finish_error(c, auth_status(r), &err, text);
+		protobuf_c_message_free_unpacked(m, NULL);
+		return NULL;
+	}
+	if (ret_len)
+		*ret_len = msg.len;
+	return m;
 }
 
 static void finish_error(struct rpc_call *c, int code, const struct error *err, const char *what)
 {
 	char msg[600];
+	/* err->msg is one printable line (error_set), whatever the client sent. */
 	snprintf(msg, sizeof(msg), "%s: %s", what, err->msg[0] ? err->msg : "failed");
-	/* Messages quote client strings: one line, printable, in the log too. */
-	for (char *p = msg; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
-			*p = '?';
 	log_info("%s %s", rpc_call_peer(c), msg);
 	rpc_call_finish(c, code, msg);
 }
@@ -164,38 +190,16 @@ static void append_field(struct buf *b, uint8_t tag, const void *data, size_t n)
 	buf_append(b, data, n);
 }
 
-static int64_t mono_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void handle_probe(struct rpc_call *c, void *user)
 {
 	struct worker *w = user;
-	int64_t t_start = mono_us();
-	_cleanup_buf_ struct buf msg;
-	buf_init(&msg, 64 * 1024);
-	if (recv_one(c, &msg) < 0)
-		return;
-	Hpcc__V1__ProbeRequest *req = hpcc__v1__probe_request__unpack(NULL, msg.len, (uint8_t *)msg.data);
-	if (!req || !action_canonical(&req->base, msg.len)) {
-		if (req)
-			hpcc__v1__probe_request__free_unpacked(req, NULL);
-		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed probe");
-		return;
-	}
-	struct error err = { 0 };
 	struct token_claims claims;
-	int64_t t_recv = mono_us();
-	int r = authorize(w, &req->token, &claims, &err);
-	int64_t t_auth = mono_us();
-	if (r < 0) {
-		finish_error(c, auth_status(r), &err, "probe refused");
-		hpcc__v1__probe_request__free_unpacked(req, NULL);
+	size_t received = 0;
+	Hpcc__V1__ProbeRequest *req = (Hpcc__V1__ProbeRequest *)receive_request(
+		w, c, &hpcc__v1__probe_request__descriptor, 64 * 1024, "probe", &claims, &received);
+	if (!req)
 		return;
-	}
+	int r;
 	bool direct = req->action_digest.len == 0;
 	const ProtobufCBinaryData *k = direct ? &req->direct_key : &req->action_digest;
 	if (k->len != DIGEST_LEN || (direct ? req->action_digest.len : req->direct_key.len) != 0) {
@@ -206,7 +210,7 @@ static void handle_probe(struct rpc_call *c, void *user)
 	struct digest d;
 	memcpy(d.b, k->data, DIGEST_LEN);
 	/* Measured here, where it arrives: tens of bytes plus the token. */
-	log_info("probe %s from tenant %s: request %zu bytes (token %zu)", rpc_call_peer(c), claims.tenant, msg.len,
+	log_info("probe %s from tenant %s: request %zu bytes (token %zu)", rpc_call_peer(c), claims.tenant, received,
 		 req->token.len);
 	hpcc__v1__probe_request__free_unpacked(req, NULL);
 
@@ -256,12 +260,8 @@ static void handle_probe(struct rpc_call *c, void *user)
 		rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "result too large");
 		return;
 	}
-	int64_t t_reply = mono_us();
 	rpc_call_send(c, reply.data, reply.len);
 	rpc_call_finish(c, GRPC_STATUS_OK, NULL);
-	log_debug("probe answered in %lld us (recv %lld, auth %lld), +%lld us to send, %zu bytes",
-		  (long long)(t_reply - t_start), (long long)(t_recv - t_start), (long long)(t_auth - t_recv),
-		  (long long)(mono_us() - t_reply), reply.len);
 }
 
 /* ---- FindMissing ------------------------------------------------------- */
@@ -269,25 +269,12 @@ static void handle_probe(struct rpc_call *c, void *user)
 static void handle_find_missing(struct rpc_call *c, void *user)
 {
 	struct worker *w = user;
-	_cleanup_buf_ struct buf msg;
-	buf_init(&msg, (size_t)MAX_FIND_MISSING * 40 + 4096);
-	if (recv_one(c, &msg) < 0)
-		return;
-	Hpcc__V1__FindMissingRequest *req = hpcc__v1__find_missing_request__unpack(NULL, msg.len, (uint8_t *)msg.data);
-	if (!req || !action_canonical(&req->base, msg.len)) {
-		if (req)
-			hpcc__v1__find_missing_request__free_unpacked(req, NULL);
-		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed find-missing request");
-		return;
-	}
-	struct error err = { 0 };
 	struct token_claims claims;
-	int r = authorize(w, &req->token, &claims, &err);
-	if (r < 0) {
-		finish_error(c, auth_status(r), &err, "find-missing refused");
-		hpcc__v1__find_missing_request__free_unpacked(req, NULL);
+	Hpcc__V1__FindMissingRequest *req = (Hpcc__V1__FindMissingRequest *)receive_request(
+		w, c, &hpcc__v1__find_missing_request__descriptor, (size_t)MAX_FIND_MISSING * 40 + 4096,
+		"find-missing", &claims, NULL);
+	if (!req)
 		return;
-	}
 	Hpcc__V1__FindMissingReply rep = HPCC__V1__FIND_MISSING_REPLY__INIT;
 	if (req->n_digests <= MAX_FIND_MISSING)
 		rep.missing = calloc(req->n_digests ? req->n_digests : 1, sizeof(*rep.missing));
@@ -717,24 +704,15 @@ static int execute(struct worker *w, const char *tenant, const Hpcc__V1__Execute
 static void handle_execute(struct rpc_call *c, void *user)
 {
 	struct worker *w = user;
-	_cleanup_buf_ struct buf msg;
-	buf_init(&msg, (size_t)w->cfg.max_message);
-	if (recv_one(c, &msg) < 0)
-		return;
-	Hpcc__V1__ExecuteRequest *req = hpcc__v1__execute_request__unpack(NULL, msg.len, (uint8_t *)msg.data);
-	if (!req || !action_canonical(&req->base, msg.len) || !req->action) {
-		if (req)
-			hpcc__v1__execute_request__free_unpacked(req, NULL);
-		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
-				"malformed execute request (a string with a NUL byte, or an unknown field)");
-		return;
-	}
-	buf_free(&msg);
-	struct error err = { 0 };
 	struct token_claims claims;
-	int r = authorize(w, &req->token, &claims, &err);
-	if (r < 0) {
-		finish_error(c, auth_status(r), &err, "execute refused");
+	Hpcc__V1__ExecuteRequest *req = (Hpcc__V1__ExecuteRequest *)receive_request(
+		w, c, &hpcc__v1__execute_request__descriptor, (size_t)w->cfg.max_message, "execute", &claims, NULL);
+	if (!req)
+		return;
+	struct error err = { 0 };
+	int r = 0;
+	if (!req->action) {
+		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "execute: the request has no action");
 		hpcc__v1__execute_request__free_unpacked(req, NULL);
 		return;
 	}

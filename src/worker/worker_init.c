@@ -87,8 +87,11 @@ int worker_init_main(int argc, char **argv)
 		case 'i': id = optarg; break;
 		case 'l': listen = optarg; break;
 		case 'n':
-			if (n_names < ARRAY_SIZE(names))
-				names[n_names++] = optarg;
+			if (n_names >= ARRAY_SIZE(names)) {
+				fprintf(stderr, "hpcc: worker init: at most %zu --name options\n", ARRAY_SIZE(names) - 1);
+				return 2;
+			}
+			names[n_names++] = optarg;
 			break;
 		case 'u': unsafe = true; break;
 		case 'f': force = true; break;
@@ -239,6 +242,8 @@ int token_issue_main(int argc, char **argv)
 		case 'a':
 			/* For tests of expired and future tokens. */
 			issued = strtoll(optarg, &end, 10);
+			if (*end || !*optarg)
+				ttl = -1;  /* reported with the usage below */
 			break;
 		default:
 			key = NULL;
