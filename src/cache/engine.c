@@ -132,6 +132,7 @@ int engine_new(const struct config *cfg, bool use_memo, struct engine **ret, str
 		return error_set(err, -ENOMEM, "out of memory");
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_mutex_init(&e->flush_lock, NULL);
+	pthread_rwlock_init(&e->store_lock, NULL);
 	pthread_cond_init(&e->inflight_done, NULL);
 	uint64_t level = 1;
 	config_get_u64(cfg, CONFIG_CACHE_MAX_SIZE, &e->max_size);
@@ -175,6 +176,7 @@ void engine_free(struct engine *e)
 	free(e->stats_path);
 	pthread_mutex_destroy(&e->lock);
 	pthread_mutex_destroy(&e->flush_lock);
+	pthread_rwlock_destroy(&e->store_lock);
 	pthread_cond_destroy(&e->inflight_done);
 	free(e);
 }
@@ -206,10 +208,25 @@ static int engine_flush_locked(struct engine *e)
 		return r;
 	}
 	if (e->max_size > 0 && size > (int64_t)e->max_size) {
+		/* No store runs during the scan, and the deltas of those that ran
+		 * since the counts above are written first: the absolute counts
+		 * the scan finds then replace everything before them. */
+		pthread_rwlock_wrlock(&e->store_lock);
+		pthread_mutex_lock(&e->lock);
+		delta = e->pending;
+		e->pending = (struct stats){ 0 };
+		pthread_mutex_unlock(&e->lock);
+		if ((r = stats_add_file(e->stats_path, &delta)) < 0) {
+			engine_add(e, &delta);
+			pthread_rwlock_unlock(&e->store_lock);
+			return r;
+		}
 		uint64_t left, files, evicted;
 		r = store_cleanup(&e->store, e->max_size / 10 * 9, &left, &files, &evicted);
-		if (r < 0)
+		if (r < 0) {
+			pthread_rwlock_unlock(&e->store_lock);
 			return r;
+		}
 		struct stats cur, fix = { 0 };
 		if (stats_read_file(e->stats_path, &cur) == 0) {
 			fix.v[STAT_CACHE_SIZE] = (int64_t)left - cur.v[STAT_CACHE_SIZE];
@@ -221,6 +238,7 @@ static int engine_flush_locked(struct engine *e)
 		pthread_mutex_lock(&e->lock);
 		e->known_size = (int64_t)left;
 		pthread_mutex_unlock(&e->lock);
+		pthread_rwlock_unlock(&e->store_lock);
 	}
 	return r;
 }

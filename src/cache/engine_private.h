@@ -33,6 +33,10 @@ struct engine {
 	uint64_t max_size;
 
 	pthread_mutex_t flush_lock;   /* one flush at a time, start to end */
+	/* Stores (with their counter deltas) hold it shared; an eviction scan
+	 * holds it exclusively, so that a file the scan counts never has its
+	 * delta counted again afterwards. */
+	pthread_rwlock_t store_lock;
 	pthread_mutex_t lock;         /* guards pending, known_size, inflight */
 	pthread_cond_t inflight_done;
 	struct stats pending;

@@ -355,10 +355,12 @@ int results_store(struct engine *e, struct engine_job *job, struct dep_info *dep
 			/* The result first, then the manifest that points at it: a
 			 * reader never finds a manifest whose result is missing
 			 * because of us. */
+			pthread_rwlock_rdlock(&e->store_lock);
 			r = store_put(&e->store, STORE_RESULT, &action, packed, len, &delta);
 			if (r == 0)
 				r = update_manifest(e, job, deps, n, &action, &delta);
 			engine_add(e, &delta);
+			pthread_rwlock_unlock(&e->store_lock);
 		}
 	}
 	free(packed);
