@@ -1,5 +1,5 @@
 /*
- * VMM drivers (DESIGN §6): how the worker starts one microVM and reaches
+ * VMM drivers (DESIGN §6, src/vmm/): how the worker starts one microVM and reaches
  * its agent. Each driver is one ops table; the VM pool (vm_pool.c) picks
  * one by name from worker.ini and never looks inside. A driver builds the
  * VMM's command line (and its config file, if it takes one), and connects
