@@ -100,6 +100,54 @@ static int handler(void *user, const char *section, const char *key, const char 
 	else if (strcmp(name, "runtime.max_parallel") == 0) {
 		if ((r = set_uint(st, name, value, 1024, &u)) == 0)
 			c->max_parallel = (int)u;
+	} else if (strcmp(name, "images.dir") == 0)
+		r = set_path(st, &c->images_dir, value);
+	else if (strcmp(name, "images.max_size") == 0)
+		r = set_uint(st, name, value, (uint64_t)1 << 40, &c->image_max_size);
+	else if (strcmp(name, "images.max_entries") == 0)
+		r = set_uint(st, name, value, 100000000, &c->image_max_entries);
+	else if (strcmp(name, "microvm.vmm") == 0) {
+		if (strcmp(value, "qemu") != 0 && strcmp(value, "firecracker") != 0)
+			r = error_set(st->err, -EINVAL, "%s: '%s' is not qemu or firecracker", name, value);
+		else
+			r = set_str(&c->vmm, value);
+	} else if (strcmp(name, "microvm.binary") == 0)
+		r = set_path(st, &c->vmm_binary, value);
+	else if (strcmp(name, "microvm.kernel") == 0)
+		r = set_path(st, &c->kernel, value);
+	else if (strcmp(name, "microvm.initrd") == 0)
+		r = set_path(st, &c->initrd, value);
+	else if (strcmp(name, "microvm.accel") == 0) {
+		if (strcmp(value, "auto") != 0 && strcmp(value, "kvm") != 0 && strcmp(value, "tcg") != 0)
+			r = error_set(st->err, -EINVAL, "%s: '%s' is not auto, kvm or tcg", name, value);
+		else
+			r = set_str(&c->accel, value);
+	} else if (strcmp(name, "microvm.allow_tcg") == 0 || strcmp(name, "microvm.sandbox") == 0) {
+		bool *dst = strcmp(key, "allow_tcg") == 0 ? &c->allow_tcg : &c->sandbox;
+		if (config_parse_bool(value, dst) < 0)
+			r = error_set(st->err, -EINVAL, "%s: '%s' is not a boolean", name, value);
+	} else if (strcmp(name, "microvm.user") == 0)
+		r = set_str(&c->vm_user, value);
+	else if (strcmp(name, "microvm.vcpus") == 0) {
+		if ((r = set_uint(st, name, value, 8, &u)) == 0 && u < 1)
+			r = error_set(st->err, -EINVAL, "%s: 1 to 8", name);
+		c->vcpus = (unsigned)u;
+	} else if (strcmp(name, "microvm.memory") == 0) {
+		/* A size ("1G", "512M"), stored in MiB. */
+		if ((r = set_uint(st, name, value, (uint64_t)64 << 30, &u)) == 0 && u < ((uint64_t)128 << 20))
+			r = error_set(st->err, -EINVAL, "%s: at least 128M", name);
+		c->memory_mib = (unsigned)(u >> 20);
+	} else if (strcmp(name, "microvm.max_vms") == 0 || strcmp(name, "microvm.max_vms_per_tenant") == 0) {
+		if ((r = set_uint(st, name, value, 1024, &u)) == 0 && u < 1)
+			r = error_set(st->err, -EINVAL, "%s: at least 1", name);
+		*(strcmp(key, "max_vms") == 0 ? &c->max_vms : &c->max_vms_per_tenant) = (unsigned)u;
+	} else if (strcmp(name, "microvm.idle_timeout") == 0 || strcmp(name, "microvm.max_age") == 0 ||
+		   strcmp(name, "microvm.boot_timeout") == 0) {
+		if ((r = set_uint(st, name, value, 7 * 86400, &u)) == 0 && u < 1)
+			r = error_set(st->err, -EINVAL, "%s: at least 1 second", name);
+		*(strcmp(key, "idle_timeout") == 0 ? &c->vm_idle_timeout :
+		  strcmp(key, "max_age") == 0      ? &c->vm_max_age :
+						     &c->boot_timeout) = (unsigned)u;
 	} else
 		r = error_set(st->err, -EINVAL, "unknown setting %s", name);
 	if (r == -ENOMEM)
@@ -116,6 +164,16 @@ int worker_config_load(const char *path, struct worker_config *c, struct error *
 		.max_message = (uint64_t)300 << 20,
 		.exec_timeout = 600,
 		.max_parallel = 0,
+		.image_max_size = (uint64_t)16 << 30,
+		.image_max_entries = 1000000,
+		.sandbox = true,
+		.vcpus = 2,
+		.memory_mib = 1024,
+		.max_vms = 8,
+		.max_vms_per_tenant = 2,
+		.vm_idle_timeout = 300,
+		.vm_max_age = 3600,
+		.boot_timeout = 60,
 	};
 	_cleanup_buf_ struct buf text;
 	buf_init(&text, WORKER_CONFIG_MAX + 1);
@@ -185,6 +243,23 @@ int worker_config_load(const char *path, struct worker_config *c, struct error *
 		return error_set(err, -ENOMEM, "out of memory");
 	if (!c->search_path && set_str(&c->search_path, "/usr/local/bin:/usr/bin:/bin") < 0)
 		return error_set(err, -ENOMEM, "out of memory");
+	bool fc = c->vmm && strcmp(c->vmm, "firecracker") == 0;
+	if ((!c->images_dir && !(c->images_dir = path_join(c->dir, "images"))) ||
+	    (!c->vmm && set_str(&c->vmm, "qemu") < 0) ||
+	    (!c->vmm_binary && set_str(&c->vmm_binary, fc ? "/usr/bin/firecracker" : "/usr/bin/qemu-system-x86_64") < 0) ||
+	    (!c->accel && set_str(&c->accel, "auto") < 0) || (!c->vm_user && set_str(&c->vm_user, "nobody") < 0)) {
+		worker_config_free(c);
+		return error_set(err, -ENOMEM, "out of memory");
+	}
+	if (c->max_vms_per_tenant > c->max_vms) {
+		worker_config_free(c);
+		return error_set(err, -EINVAL, "%s: [microvm] max_vms_per_tenant (%u) is above max_vms (%u)", path,
+				 c->max_vms_per_tenant, c->max_vms);
+	}
+	if (strcmp(c->runtime, "microvm") == 0 && (!c->kernel || !c->initrd)) {
+		worker_config_free(c);
+		return error_set(err, -EINVAL, "%s: the microvm runtime needs [microvm] kernel and initrd", path);
+	}
 	return 0;
 }
 
@@ -200,6 +275,13 @@ void worker_config_free(struct worker_config *c)
 	strv_free(&c->images);
 	free(c->runtime);
 	free(c->search_path);
+	free(c->images_dir);
+	free(c->vmm);
+	free(c->vmm_binary);
+	free(c->kernel);
+	free(c->initrd);
+	free(c->accel);
+	free(c->vm_user);
 	*c = (struct worker_config){ 0 };
 }
 

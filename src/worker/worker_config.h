@@ -25,10 +25,27 @@ struct worker_config {
 	uint64_t max_blob;       /* one file, uncompressed */
 	uint64_t max_message;    /* one gRPC message */
 	unsigned exec_timeout;   /* seconds */
-	char *runtime;           /* "unsafe-local" */
+	char *runtime;           /* "unsafe-local" or "microvm" */
 	bool allow_unsafe_local;
 	char *search_path;
 	int max_parallel;
+	/* [images]: imported toolchain images (hpcc image import) */
+	char *images_dir;        /* default <dir>/images */
+	uint64_t image_max_size; /* uncompressed bytes of one image */
+	uint64_t image_max_entries;
+	/* [microvm]: the microVM runtime and its pool (docs/microvm.md) */
+	char *vmm;               /* "qemu" (default) or "firecracker" */
+	char *vmm_binary;        /* default /usr/bin/qemu-system-x86_64 or /usr/bin/firecracker */
+	char *kernel, *initrd;   /* guest kernel (vmlinux) and initramfs (the agent) */
+	char *accel;             /* "auto" (default), "kvm" or "tcg" */
+	bool allow_tcg;          /* software emulation only when set */
+	bool sandbox;            /* QEMU -sandbox on (default true) */
+	char *vm_user;           /* the unprivileged user VMMs run as (default "nobody") */
+	unsigned vcpus, memory_mib;
+	unsigned max_vms, max_vms_per_tenant;
+	unsigned vm_idle_timeout; /* seconds before an idle VM is torn down */
+	unsigned vm_max_age;      /* seconds: a VM is retired after this (session limit) */
+	unsigned boot_timeout;    /* seconds to wait for the agent's hello */
 };
 
 int worker_config_load(const char *path, struct worker_config *ret, struct error *err);
