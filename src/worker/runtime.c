@@ -7,6 +7,7 @@
  */
 #include "runtime.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "fs.h"
@@ -136,4 +137,34 @@ bool runtime_env_entry_ok(const char *entry)
 		if (v[i] < '0' || v[i] > '9')
 			return false;
 	return true;
+}
+
+/* A refused name for a message: cut short, unprintable bytes replaced, as
+ * it comes from a client and may end up in a log. */
+static void printable_copy(char *dst, size_t size, const char *src)
+{
+	size_t i = 0;
+	for (; src[i] && i + 1 < size; i++)
+		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	dst[i] = '\0';
+}
+
+int runtime_check_exec(const struct runtime_exec *x, struct error *err)
+{
+	if (!x || !x->argv || !x->argv[0] || !x->staging)
+		return error_set(err, -EINVAL, "incomplete exec request");
+	if (!runtime_compiler_name_ok(x->argv[0])) {
+		char shown[81];
+		printable_copy(shown, sizeof(shown), x->argv[0]);
+		return error_set(err, -EINVAL, "\"%s\" is not an accepted compiler name", shown);
+	}
+	if (x->timeout_ms <= 0)
+		return error_set(err, -EINVAL, "an exec needs a positive timeout");
+	size_t n = 0;
+	for (; x->env && x->env[n]; n++) {
+		if (!runtime_env_entry_ok(x->env[n]) || n >= 1)
+			return error_set(err, -EINVAL, "environment entry %zu is refused: only one "
+					 "SOURCE_DATE_EPOCH=<digits> is accepted", n);
+	}
+	return 0;
 }

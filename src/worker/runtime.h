@@ -21,10 +21,18 @@
 #define RUNTIME_DEFAULT_SEARCH_PATH "/usr/local/bin:/usr/bin:/bin"
 #define RUNTIME_COMPILER_NAME_MAX 64
 
+struct worker_config;
+
 struct runtime_config {
+	const struct worker_config *worker; /* the whole worker.ini (the microVM runtime reads [microvm]) */
 	bool allow_unsafe_local;  /* worker.ini must say so explicitly */
 	const char *search_path;  /* absolute directories where compilers are looked up; NULL = the default */
 	int max_parallel;         /* execs at once (0 = number of CPUs) */
+};
+
+struct runtime_input {
+	const char *path;             /* relative to the staging root */
+	bool executable;
 };
 
 struct runtime_exec {
@@ -39,7 +47,19 @@ struct runtime_exec {
 	const char *cwd;              /* relative to the staging root, safe, must exist; "" or "." = the root */
 	int timeout_ms;               /* > 0; also bounds the wait for a free slot */
 	size_t max_stdout, max_stderr; /* caps on captured output (excess dropped, *_truncated set) */
+	/* For runtimes that run the compiler away from the host's staging
+	 * directory (a microVM): who asks, the image, which staged files to
+	 * ship (root-relative, already in staging) and which files to bring
+	 * back ("root/..." or "tmp/<name>", relative to staging_dir()); the
+	 * runtime writes those back into staging before it returns. */
+	const char *tenant;
+	const char *image;            /* "sha256:<hex>" */
+	const struct runtime_input *inputs;
+	size_t n_inputs;
+	const char *const *outputs;   /* NULL-terminated, or NULL */
+	size_t max_output_file;       /* cap per output file */
 };
+
 
 struct runtime_result {
 	int exit_code;  /* the compiler's exit code, or 128+signal */
@@ -47,6 +67,7 @@ struct runtime_result {
 	bool stdout_truncated, stderr_truncated;
 	struct buf out, err;
 	int64_t duration_us;
+	char vm[96];    /* the audit row's vm column: "unsafe-local", or "<vm id> (qemu, tcg)" */
 };
 
 void runtime_result_free(struct runtime_result *r);
@@ -77,4 +98,10 @@ bool runtime_search_path_ok(const char *search_path);
 /* True if entry is an accepted extra environment entry (see runtime_exec). */
 bool runtime_env_entry_ok(const char *entry);
 
+/* The checks every runtime makes on a request before running anything:
+ * argv present, an accepted compiler name, a positive timeout, at most one
+ * accepted environment entry. */
+int runtime_check_exec(const struct runtime_exec *x, struct error *err);
+
 extern const struct runtime_ops runtime_unsafe_local;
+extern const struct runtime_ops runtime_microvm;

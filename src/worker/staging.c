@@ -177,6 +177,27 @@ int staging_write_file(struct staging *s, const char *relpath, const void *data,
 	return 0;
 }
 
+int staging_write_tmp(struct staging *s, const char *name, const void *data, size_t n, struct error *err)
+{
+	size_t len = strlen(name);
+	if (len == 0 || len > STAGING_NAME_MAX || name[0] == '.' ||
+	    strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != len)
+		return error_set(err, -EINVAL, "bad staging tmp name \"%s\"", show(name).text);
+	_cleanup_close_ int dirfd = open(s->tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dirfd < 0)
+		return error_set(err, negative_errno(), "cannot open the staging tmp dir: %s", strerror(errno));
+	_cleanup_close_ int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return error_set(err, negative_errno(), "cannot create %s in the staging tmp dir: %s", name,
+				 strerror(errno));
+	int r = fs_write_all(fd, data, n);
+	if (r < 0) {
+		(void)unlinkat(dirfd, name, 0);
+		return error_set(err, r, "cannot write %s in the staging tmp dir: %s", name, strerror(-r));
+	}
+	return 0;
+}
+
 int staging_mkdir(struct staging *s, const char *relpath, struct error *err)
 {
 	if (relpath && is_root_spelling(relpath))
@@ -388,6 +409,11 @@ fail:
 const char *staging_root(const struct staging *s)
 {
 	return s->root;
+}
+
+const char *staging_dir(const struct staging *s)
+{
+	return s->dir;
 }
 
 const char *staging_tmp(const struct staging *s)

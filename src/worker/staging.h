@@ -28,6 +28,7 @@ struct staging;
 int staging_create(const char *base_dir, struct staging **ret, struct error *err);
 const char *staging_root(const struct staging *s);  /* absolute path of root/ */
 const char *staging_tmp(const struct staging *s);   /* absolute path of tmp/ (TMPDIR for the compiler) */
+const char *staging_dir(const struct staging *s);   /* absolute path of exec-XXXXXX/ (holds root/ and tmp/) */
 
 /* True when path (len bytes, which may hold a NUL) is acceptable below root/:
  * path_is_safe_relative, no "." component, at most STAGING_PATH_MAX bytes and
@@ -39,6 +40,10 @@ bool staging_relpath_ok(const char *path, size_t len);
  * path twice); the mode is exactly 0644, or 0755 when executable. */
 int staging_write_file(struct staging *s, const char *relpath, const void *data, size_t n, bool executable,
 		       struct error *err);
+/* Writes a file the worker itself named (one component of [A-Za-z0-9._-])
+ * in tmp/, refusing an existing entry; a runtime that ran the compiler
+ * elsewhere (a microVM) brings the dependency list back this way. */
+int staging_write_tmp(struct staging *s, const char *name, const void *data, size_t n, struct error *err);
 /* mkdir -p under root/ with the same checks; "" or "." is root/ itself. */
 int staging_mkdir(struct staging *s, const char *relpath, struct error *err);
 /* Opens an existing directory under root/ ("" or "." is root/ itself) with

@@ -1,0 +1,273 @@
+/*
+ * The "microvm" runtime: every compile runs in a microVM of the VM pool,
+ * pinned to the requesting tenant and image (DESIGN §6). The worker has
+ * already staged the inputs in its own staging directory and checked the
+ * command; this runtime ships the staged inputs to the guest's agent, waits
+ * for the result, and writes the files the guest sent back into the same
+ * staging directory, so the rest of the worker reads outputs exactly as
+ * after a local run. The guest sees the same absolute staging path as the
+ * host, so a prefix map built from staging_root() means the same inside.
+ *
+ * open() picks the accelerator: KVM where it can run guests; TCG (software
+ * emulation, ~30x slower) only when worker.ini sets allow_tcg. The audit
+ * row's vm column names the VM and the accelerator that ran each exec.
+ */
+#include "runtime.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "log.h"
+#include "macro.h"
+#include "vm_pool.h"
+#include "vmm.h"
+#include "worker_config.h"
+
+#define MICROVM_MAX_INPUTS 100000
+
+struct microvm {
+	struct vm_pool *pool;
+};
+
+/* Checks, as the VM user, that the VMM will be able to open what it needs:
+ * a worker directory that the user cannot traverse otherwise only shows up
+ * as a boot failure with a message in a console log. */
+static int check_access_as(uid_t uid, gid_t gid, const char *const *paths, const int *modes, size_t n,
+			   struct error *err)
+{
+	if (geteuid() != 0)
+		return 0;
+	int pipefd[2];
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return error_set(err, -errno, "pipe: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return error_set(err, -errno, "fork: %s", strerror(errno));
+	}
+	if (pid == 0) {
+		unsigned char bad = 0xff;
+		if (setgroups(0, NULL) == 0 && setgid(gid) == 0 && setuid(uid) == 0)
+			for (size_t i = 0; i < n; i++)
+				if (access(paths[i], modes[i]) < 0) {
+					bad = (unsigned char)i;
+					break;
+				}
+		if (write(pipefd[1], &bad, 1) != 1)
+			_exit(2);
+		_exit(0);
+	}
+	close(pipefd[1]);
+	unsigned char bad = 0xfe;
+	ssize_t got;
+	while ((got = read(pipefd[0], &bad, 1)) < 0 && errno == EINTR)
+		;
+	close(pipefd[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (got != 1 || bad == 0xfe)
+		return error_set(err, -EIO, "could not check file access as the VM user");
+	if (bad != 0xff)
+		return error_set(err, -EACCES, "the VM user (uid %u) cannot %s %s: make it and its parent directories "
+				 "reachable (see docs/microvm.md)", (unsigned)uid, modes[bad] & X_OK ? "enter" : "read",
+				 paths[bad]);
+	return 0;
+}
+
+static int mv_open(const struct runtime_config *cfg, void **ret_state, struct error *err)
+{
+	const struct worker_config *w = cfg->worker;
+	if (!w || !w->kernel || !w->initrd)
+		return error_set(err, -EINVAL, "the microvm runtime needs [microvm] kernel and initrd");
+	const struct vmm_ops *vmm = vmm_find(w->vmm);
+	if (!vmm)
+		return error_set(err, -EINVAL, "unknown VMM \"%s\"", w->vmm);
+	const char *accel = NULL;
+	int r = vmm_pick_accel(w->accel, w->allow_tcg, &accel, err);
+	if (r < 0)
+		return r;
+	uid_t uid = getuid();
+	gid_t gid = getgid();
+	if (geteuid() == 0) {
+		struct passwd pw, *found = NULL;
+		char pwbuf[4096];
+		if (getpwnam_r(w->vm_user, &pw, pwbuf, sizeof(pwbuf), &found) != 0 || !found)
+			return error_set(err, -ENOENT, "[microvm] user \"%s\" does not exist", w->vm_user);
+		if (pw.pw_uid == 0)
+			return error_set(err, -EPERM, "[microvm] user \"%s\" is root: VMMs run unprivileged", w->vm_user);
+		uid = pw.pw_uid;
+		gid = pw.pw_gid;
+	}
+	_cleanup_free_ char *run_base = path_join(w->dir, "vms");
+	if (!run_base)
+		return error_set(err, -ENOMEM, "out of memory");
+	if ((r = fs_mkdir_p(run_base, 0711)) < 0)
+		return error_set(err, r, "cannot create %s: %s", run_base, strerror(-r));
+	const char *paths[] = { w->vmm_binary, w->kernel, w->initrd, w->images_dir, run_base };
+	const int modes[] = { X_OK, R_OK, R_OK, X_OK, X_OK };
+	if ((r = check_access_as(uid, gid, paths, modes, ARRAY_SIZE(paths), err)) < 0)
+		return r;
+	struct vm_pool_config pc = {
+		.vmm = vmm,
+		.binary = w->vmm_binary,
+		.kernel = w->kernel,
+		.initrd = w->initrd,
+		.accel = accel,
+		.sandbox = w->sandbox,
+		.uid = uid,
+		.gid = gid,
+		.vcpus = w->vcpus,
+		.memory_mib = w->memory_mib,
+		.max_vms = w->max_vms,
+		.max_vms_per_tenant = w->max_vms_per_tenant,
+		.idle_timeout_s = w->vm_idle_timeout,
+		.max_age_s = w->vm_max_age,
+		.boot_timeout_s = w->boot_timeout,
+		.run_base = run_base,
+		.images_dir = w->images_dir,
+	};
+	struct microvm *m = calloc(1, sizeof(*m));
+	if (!m)
+		return error_set(err, -ENOMEM, "out of memory");
+	if ((r = vm_pool_new(&pc, &m->pool, err)) < 0) {
+		free(m);
+		return r;
+	}
+	if (strcmp(accel, "tcg") == 0)
+		log_warn("microvm: running guests under TCG software emulation (allow_tcg = true): about 30x slower "
+			 "than KVM; for tests and demos only");
+	log_info("microvm: %s with %s, %u vCPUs and %u MiB per VM, at most %u VMs (%u per tenant), VMs run as uid %u",
+		 vmm->name, accel, w->vcpus, w->memory_mib, w->max_vms, w->max_vms_per_tenant, (unsigned)uid);
+	*ret_state = m;
+	return 0;
+}
+
+/* Writes one file the guest sent back into the host's staging directory. */
+static int write_back(struct staging *s, const struct agent_output_file *f, struct error *err)
+{
+	if (strncmp(f->path, "root/", 5) == 0)
+		return staging_write_file(s, f->path + 5, f->data.data, f->data.len, false, err);
+	if (strncmp(f->path, "tmp/", 4) == 0)
+		return staging_write_tmp(s, f->path + 4, f->data.data, f->data.len, err);
+	return error_set(err, -EPROTO, "an output outside root/ and tmp/");
+}
+
+static int copy_capped(struct buf *dst, const struct buf *src, size_t max, bool *truncated)
+{
+	size_t n = src->len;
+	if (n > max) {
+		n = max;
+		*truncated = true;
+	}
+	buf_init(dst, max ? max : 1);
+	return n ? buf_append(dst, src->data, n) : 0;
+}
+
+static int mv_exec(void *state, const struct runtime_exec *x, struct runtime_result *ret, struct error *err)
+{
+	struct microvm *m = state;
+	int r = runtime_check_exec(x, err);
+	if (r < 0)
+		return r;
+	if (!x->tenant || !x->image || x->n_inputs > MICROVM_MAX_INPUTS)
+		return error_set(err, -EINVAL, "a microVM exec needs a tenant, an image and at most %d inputs",
+				 MICROVM_MAX_INPUTS);
+	size_t n_outputs = 0;
+	while (x->outputs && x->outputs[n_outputs])
+		n_outputs++;
+	/* The staged inputs go to the guest as they are in staging. */
+	struct buf *data = calloc(x->n_inputs ? x->n_inputs : 1, sizeof(*data));
+	struct agent_input *in = calloc(x->n_inputs ? x->n_inputs : 1, sizeof(*in));
+	char **paths = calloc(x->n_inputs ? x->n_inputs : 1, sizeof(*paths));
+	if (!data || !in || !paths)
+		r = error_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; r == 0 && i < x->n_inputs; i++) {
+		buf_init(&data[i], SIZE_MAX / 2);
+		if ((r = staging_read_file(x->staging, x->inputs[i].path, SIZE_MAX / 2, &data[i], err)) < 0)
+			break;
+		if (asprintf(&paths[i], "root/%s", x->inputs[i].path) < 0) {
+			paths[i] = NULL;
+			r = error_set(err, -ENOMEM, "out of memory");
+			break;
+		}
+		in[i] = (struct agent_input){ .path = paths[i], .data = data[i].data, .size = data[i].len,
+					      .executable = x->inputs[i].executable };
+	}
+	struct agent_exec_reply reply = { 0 };
+	char vm[VM_NAME_MAX] = "";
+	if (r == 0) {
+		struct agent_exec_request rq = {
+			.argv = x->argv,
+			.env = x->env,
+			.staging = staging_dir(x->staging),
+			.cwd = x->cwd ? x->cwd : "",
+			.timeout_ms = (unsigned)x->timeout_ms,
+			.max_output = x->max_stdout + x->max_stderr + n_outputs * x->max_output_file,
+			.outputs = x->outputs,
+			.inputs = in,
+			.n_inputs = x->n_inputs,
+		};
+		r = vm_pool_exec(m->pool, x->tenant, x->image, &rq, &reply, vm, err);
+	}
+	for (size_t i = 0; data && i < x->n_inputs; i++)
+		buf_free(&data[i]);
+	for (size_t i = 0; paths && i < x->n_inputs; i++)
+		free(paths[i]);
+	free(data);
+	free(in);
+	free(paths);
+	if (r < 0)
+		return r;
+	if (reply.error) {
+		r = error_set(err, -ENOEXEC, "%s could not run the command: %.300s", vm, reply.error);
+		agent_exec_reply_free(&reply);
+		return r;
+	}
+	struct runtime_result res = { .exit_code = reply.exit_code, .timed_out = reply.timed_out,
+				      .duration_us = reply.duration_us };
+	/* Outputs over the guest's budget were not sent: not a result to keep. */
+	res.stderr_truncated = reply.output_truncated;
+	if (copy_capped(&res.out, &reply.out, x->max_stdout, &res.stdout_truncated) < 0 ||
+	    copy_capped(&res.err, &reply.err, x->max_stderr, &res.stderr_truncated) < 0)
+		r = error_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; r == 0 && i < reply.n_files; i++) {
+		if (reply.files[i].data.len > x->max_output_file)
+			r = error_set(err, -EFBIG, "%s: output %s over the size cap", vm, reply.files[i].path);
+		else
+			r = write_back(x->staging, &reply.files[i], err);
+	}
+	snprintf(res.vm, sizeof(res.vm), "%s", vm);
+	agent_exec_reply_free(&reply);
+	if (r < 0) {
+		runtime_result_free(&res);
+		return r;
+	}
+	*ret = res;
+	return 0;
+}
+
+static void mv_close(void *state)
+{
+	struct microvm *m = state;
+	if (!m)
+		return;
+	vm_pool_free(m->pool);
+	free(m);
+}
+
+const struct runtime_ops runtime_microvm = {
+	.name = "microvm",
+	.open = mv_open,
+	.exec = mv_exec,
+	.close = mv_close,
+};

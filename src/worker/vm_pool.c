@@ -1,0 +1,544 @@
+/*
+ * The microVM pool (see vm_pool.h). One mutex guards the VM list; a VM is
+ * BOOTING (its VMM spawned or about to be, slots reserved by the execs that
+ * wait for it), READY (agent said hello) or DEAD (to be torn down). The
+ * manager thread spawns VMMs on request (so that their parent-death signal
+ * is tied to a thread that lives as long as the pool), retires idle and old
+ * VMs, notices VMMs that died, and tears DEAD VMs down once no exec uses
+ * them. Teardown (SIGKILL + reap, close the stream, remove the run dir)
+ * happens outside the lock.
+ */
+#include "vm_pool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "log.h"
+#include "macro.h"
+
+#define VM_ID_MAX 32
+#define CONSOLE_TAIL 600
+
+enum vm_state { VM_BOOTING, VM_READY, VM_DEAD };
+
+struct vm {
+	char id[VM_ID_MAX];
+	char *tenant, *image;
+	char *run_dir;
+	struct vmm_process proc;
+	struct agent_conn *conn;
+	enum vm_state state;
+	unsigned slots;      /* execs at once once ready */
+	unsigned active;     /* execs running or waiting for this VM */
+	bool spawn_requested, spawn_done;
+	int spawn_error;
+	char spawn_msg[256];
+	int64_t created_ms, last_used_ms;
+	struct vm *next;
+};
+
+struct vm_pool {
+	struct vm_pool_config cfg;
+	char *binary, *kernel, *initrd, *accel, *run_base, *images_dir; /* owned copies */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;         /* VM state changes, slots freed, spawn results */
+	pthread_cond_t manager_cond; /* spawn requests, shutdown */
+	pthread_t manager;
+	bool manager_started, stopping;
+	struct vm *vms;
+	unsigned long next_id;
+	struct vm_pool_stats stats;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void deadline_ts(int64_t ms, struct timespec *ts)
+{
+	ts->tv_sec = ms / 1000;
+	ts->tv_nsec = (ms % 1000) * 1000000;
+}
+
+/* The last bytes of a VM's console, for the log when it failed. */
+static void log_console_tail(const struct vm *vm)
+{
+	_cleanup_free_ char *path = path_join(vm->run_dir, "console.log");
+	_cleanup_close_ int fd = path ? open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return;
+	char tail[CONSOLE_TAIL + 1];
+	off_t off = st.st_size > CONSOLE_TAIL ? st.st_size - CONSOLE_TAIL : 0;
+	ssize_t n = pread(fd, tail, CONSOLE_TAIL, off);
+	if (n <= 0)
+		return;
+	tail[n] = '\0';
+	for (ssize_t i = 0; i < n; i++)
+		if (tail[i] == '\n' || tail[i] == '\r')
+			tail[i] = '|';
+	log_warn("%s console (last %zd bytes): %s", vm->id, n, tail);
+}
+
+static void remove_run_dir(const char *dir)
+{
+	/* Flat: the VMM makes only sockets, its config and the console log. */
+	DIR *d = opendir(dir);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d)))
+			if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+				(void)unlinkat(dirfd(d), e->d_name, 0);
+		closedir(d);
+	}
+	(void)rmdir(dir);
+}
+
+static void vm_destroy(struct vm *vm)
+{
+	agent_conn_close(vm->conn);
+	vmm_kill(&vm->proc);
+	if (vm->run_dir)
+		remove_run_dir(vm->run_dir);
+	free(vm->tenant);
+	free(vm->image);
+	free(vm->run_dir);
+	free(vm);
+}
+
+/* Moves every DEAD VM that no exec uses off the list into *ret. */
+static void collect_dead_locked(struct vm_pool *p, struct vm **ret)
+{
+	for (struct vm **pp = &p->vms; *pp;) {
+		struct vm *vm = *pp;
+		if (vm->state == VM_DEAD && vm->active == 0 && (!vm->spawn_requested || vm->spawn_done)) {
+			*pp = vm->next;
+			vm->next = *ret;
+			*ret = vm;
+		} else
+			pp = &vm->next;
+	}
+}
+
+static void destroy_list(struct vm *list)
+{
+	while (list) {
+		struct vm *next = list->next;
+		log_info("%s: torn down (tenant %s)", list->id, list->tenant);
+		vm_destroy(list);
+		list = next;
+	}
+}
+
+static void kill_vm_locked(struct vm_pool *p, struct vm *vm, const char *why)
+{
+	if (vm->state == VM_DEAD)
+		return;
+	if (why)
+		log_info("%s: %s", vm->id, why);
+	vm->state = VM_DEAD;
+	if (vm->conn)
+		agent_conn_shutdown(vm->conn);
+	pthread_cond_broadcast(&p->cond);
+	pthread_cond_signal(&p->manager_cond);
+}
+
+static void *manager_main(void *arg)
+{
+	struct vm_pool *p = arg;
+	pthread_mutex_lock(&p->lock);
+	while (!p->stopping) {
+		struct timespec ts;
+		deadline_ts(now_ms() + 1000, &ts);
+		pthread_cond_timedwait(&p->manager_cond, &p->lock, &ts);
+		int64_t now = now_ms();
+		for (struct vm *vm = p->vms; vm; vm = vm->next) {
+			if (vm->spawn_requested && !vm->spawn_done) {
+				/* vmm_spawn only forks and execs: quick enough to
+				 * hold the lock, and nothing else may spawn. */
+				struct error err = { 0 };
+				_cleanup_strv_ struct strv argv = { 0 };
+				_cleanup_free_ char *rootfs = NULL;
+				if (asprintf(&rootfs, "%s/%s.sqsh", p->images_dir, vm->image + 7) < 0)
+					rootfs = NULL;
+				struct vmm_config vc = {
+					.binary = p->binary, .kernel = p->kernel, .initrd = p->initrd, .rootfs = rootfs,
+					.run_dir = vm->run_dir, .accel = p->accel, .vcpus = p->cfg.vcpus,
+					.memory_mib = p->cfg.memory_mib, .vm_id = vm->id, .sandbox = p->cfg.sandbox,
+				};
+				int r = !rootfs ? error_set(&err, -ENOMEM, "out of memory") :
+							vmm_config_check(&vc, p->cfg.vmm, &err);
+				if (r == 0)
+					r = p->cfg.vmm->build(&vc, &argv, &err);
+				if (r == 0)
+					r = vmm_spawn(&argv, vm->run_dir, p->cfg.uid, p->cfg.gid, &vm->proc, &err);
+				vm->spawn_done = true;
+				vm->spawn_error = r;
+				snprintf(vm->spawn_msg, sizeof(vm->spawn_msg), "%.200s", r < 0 ? err.msg : "");
+				pthread_cond_broadcast(&p->cond);
+				continue;
+			}
+			if (vm->state == VM_DEAD)
+				continue;
+			int status = 0;
+			if (vm->proc.pid > 0 && vmm_exited(&vm->proc, &status)) {
+				p->stats.broken++;
+				log_warn("%s: the VMM exited (status 0x%x)", vm->id, status);
+				log_console_tail(vm);
+				kill_vm_locked(p, vm, NULL);
+				continue;
+			}
+			if (vm->state == VM_READY && vm->active == 0) {
+				if (now - vm->last_used_ms >= (int64_t)p->cfg.idle_timeout_s * 1000) {
+					p->stats.retired_idle++;
+					kill_vm_locked(p, vm, "idle: tearing it down");
+				} else if (now - vm->created_ms >= (int64_t)p->cfg.max_age_s * 1000)
+					kill_vm_locked(p, vm, "reached its maximum age: tearing it down");
+			}
+		}
+		struct vm *dead = NULL;
+		collect_dead_locked(p, &dead);
+		if (dead) {
+			pthread_mutex_unlock(&p->lock);
+			destroy_list(dead);
+			pthread_mutex_lock(&p->lock);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+int vm_pool_new(const struct vm_pool_config *cfg, struct vm_pool **ret, struct error *err)
+{
+	if (!cfg->vmm || !cfg->binary || !cfg->kernel || !cfg->initrd || !cfg->accel || !cfg->run_base ||
+	    !cfg->images_dir || cfg->max_vms < 1 || cfg->max_vms_per_tenant < 1 || cfg->vcpus < 1 ||
+	    cfg->boot_timeout_s < 1)
+		return error_set(err, -EINVAL, "incomplete VM pool configuration");
+	int r = fs_mkdir_p(cfg->run_base, 0711);
+	if (r < 0)
+		return error_set(err, r, "cannot create %s: %s", cfg->run_base, strerror(-r));
+	/* Leftover run dirs of a previous worker (its VMMs died with it). */
+	DIR *d = opendir(cfg->run_base);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d)))
+			if (strncmp(e->d_name, "vm-", 3) == 0) {
+				_cleanup_free_ char *sub = path_join(cfg->run_base, e->d_name);
+				if (sub)
+					remove_run_dir(sub);
+			}
+		closedir(d);
+	}
+	struct vm_pool *p = calloc(1, sizeof(*p));
+	if (!p)
+		return error_set(err, -ENOMEM, "out of memory");
+	p->cfg = *cfg;
+	p->binary = dup_or_null(cfg->binary);
+	p->kernel = dup_or_null(cfg->kernel);
+	p->initrd = dup_or_null(cfg->initrd);
+	p->accel = dup_or_null(cfg->accel);
+	p->run_base = dup_or_null(cfg->run_base);
+	p->images_dir = dup_or_null(cfg->images_dir);
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cond, &ca);
+	pthread_cond_init(&p->manager_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (!p->binary || !p->kernel || !p->initrd || !p->accel || !p->run_base || !p->images_dir) {
+		vm_pool_free(p);
+		return error_set(err, -ENOMEM, "out of memory");
+	}
+	if ((r = pthread_create(&p->manager, NULL, manager_main, p)) != 0) {
+		vm_pool_free(p);
+		return error_set(err, -r, "starting the VM pool thread: %s", strerror(r));
+	}
+	p->manager_started = true;
+	*ret = p;
+	return 0;
+}
+
+static unsigned count_tenant_locked(struct vm_pool *p, const char *tenant, unsigned *ret_total)
+{
+	unsigned n = 0, total = 0;
+	for (struct vm *vm = p->vms; vm; vm = vm->next) {
+		total++;
+		if (strcmp(vm->tenant, tenant) == 0)
+			n++;
+	}
+	*ret_total = total;
+	return n;
+}
+
+/* A VM with a free slot for (tenant, image): ready, or booting with room in
+ * what it will offer. */
+static struct vm *find_slot_locked(struct vm_pool *p, const char *tenant, const char *image)
+{
+	for (struct vm *vm = p->vms; vm; vm = vm->next) {
+		if (vm->state == VM_DEAD || strcmp(vm->tenant, tenant) != 0 || strcmp(vm->image, image) != 0)
+			continue;
+		unsigned room = vm->state == VM_READY ? vm->slots : p->cfg.vcpus;
+		if (vm->active < room)
+			return vm;
+	}
+	return NULL;
+}
+
+static struct vm *new_vm_locked(struct vm_pool *p, const char *tenant, const char *image, struct error *err)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	if (!vm) {
+		error_set(err, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	snprintf(vm->id, sizeof(vm->id), "vm-%06lu", ++p->next_id);
+	vm->tenant = strdup(tenant);
+	vm->image = strdup(image);
+	vm->run_dir = path_join(p->run_base, vm->id);
+	vm->state = VM_BOOTING;
+	vm->created_ms = vm->last_used_ms = now_ms();
+	if (!vm->tenant || !vm->image || !vm->run_dir) {
+		free(vm->tenant);
+		free(vm->image);
+		free(vm->run_dir);
+		free(vm);
+		error_set(err, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	vm->next = p->vms;
+	p->vms = vm;
+	return vm;
+}
+
+/* Boots vm (BOOTING, one slot reserved by the caller): run dir, spawn by
+ * the manager thread, connect, hello. Called without the lock. */
+static int boot_vm(struct vm_pool *p, struct vm *vm, struct error *err)
+{
+	int64_t start = now_ms();
+	int r = mkdir(vm->run_dir, 0700) < 0 ? -errno : 0;
+	if (r == 0 && geteuid() == 0 && chown(vm->run_dir, p->cfg.uid, p->cfg.gid) < 0)
+		r = -errno;
+	if (r < 0)
+		return error_set(err, r, "cannot create %s: %s", vm->run_dir, strerror(-r));
+	pthread_mutex_lock(&p->lock);
+	vm->spawn_requested = true;
+	pthread_cond_signal(&p->manager_cond);
+	while (!vm->spawn_done)
+		pthread_cond_wait(&p->cond, &p->lock);
+	r = vm->spawn_error;
+	if (r < 0)
+		error_set(err, r, "starting the VMM: %s", vm->spawn_msg);
+	pthread_mutex_unlock(&p->lock);
+	if (r < 0)
+		return r;
+	struct vmm_config vc = { .run_dir = vm->run_dir, .vm_id = vm->id };
+	int64_t deadline = start + (int64_t)p->cfg.boot_timeout_s * 1000;
+	int fd = -1;
+	for (;;) {
+		struct error cerr = { 0 };
+		r = p->cfg.vmm->connect(&vc, (int)(deadline - now_ms() > 0 ? deadline - now_ms() : 1), &fd, &cerr);
+		if (r == 0)
+			break;
+		int status;
+		if (r != -EAGAIN || now_ms() >= deadline || vmm_exited(&vm->proc, &status))
+			return error_set(err, r == -EAGAIN ? -ETIMEDOUT : r, "connecting to the VM: %s",
+					 cerr.code ? cerr.msg : "the VMM did not open its socket");
+		usleep(10000);
+	}
+	struct agent_hello_info hello;
+	int left = (int)(deadline - now_ms());
+	if ((r = agent_conn_open(fd, left > 0 ? left : 1, &vm->conn, &hello, err)) < 0)
+		return r;
+	pthread_mutex_lock(&p->lock);
+	vm->slots = hello.vcpus < p->cfg.vcpus ? hello.vcpus : p->cfg.vcpus;
+	if (vm->state == VM_BOOTING)
+		vm->state = VM_READY;
+	vm->last_used_ms = now_ms();
+	p->stats.boots++;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	log_info("%s: ready for tenant %s in %lld ms (agent %s, %u vCPUs, %s)", vm->id, vm->tenant,
+		 (long long)(now_ms() - start), hello.version, hello.vcpus, p->accel);
+	return 0;
+}
+
+/* Finds or starts a VM for (tenant, image) and reserves one slot in it. */
+static int acquire(struct vm_pool *p, const char *tenant, const char *image, int64_t deadline, struct vm **ret,
+		   struct error *err)
+{
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		if (p->stopping) {
+			pthread_mutex_unlock(&p->lock);
+			return error_set(err, -ESHUTDOWN, "the worker is stopping");
+		}
+		struct vm *vm = find_slot_locked(p, tenant, image);
+		if (vm) {
+			vm->active++;
+			while (vm->state == VM_BOOTING)
+				pthread_cond_wait(&p->cond, &p->lock);
+			if (vm->state == VM_READY) {
+				pthread_mutex_unlock(&p->lock);
+				*ret = vm;
+				return 0;
+			}
+			/* It died while booting: look again. */
+			vm->active--;
+			pthread_cond_signal(&p->manager_cond);
+			continue;
+		}
+		unsigned total = 0, mine = count_tenant_locked(p, tenant, &total);
+		if (mine < p->cfg.max_vms_per_tenant && total >= p->cfg.max_vms) {
+			/* Room for this tenant, none in total: retire an idle VM of
+			 * another pair. */
+			for (struct vm *v = p->vms; v; v = v->next)
+				if (v->state == VM_READY && v->active == 0) {
+					kill_vm_locked(p, v, "idle, retired to make room");
+					break;
+				}
+		}
+		if (mine < p->cfg.max_vms_per_tenant && total < p->cfg.max_vms) {
+			vm = new_vm_locked(p, tenant, image, err);
+			if (!vm) {
+				pthread_mutex_unlock(&p->lock);
+				return err->code;
+			}
+			vm->active = 1;
+			pthread_mutex_unlock(&p->lock);
+			int r = boot_vm(p, vm, err);
+			pthread_mutex_lock(&p->lock);
+			if (r < 0) {
+				p->stats.boot_failures++;
+				log_warn("%s: boot failed: %s", vm->id, err->msg);
+				log_console_tail(vm);
+				vm->active--;
+				kill_vm_locked(p, vm, NULL);
+				pthread_mutex_unlock(&p->lock);
+				return r;
+			}
+			pthread_mutex_unlock(&p->lock);
+			*ret = vm;
+			return 0;
+		}
+		struct timespec ts;
+		deadline_ts(deadline, &ts);
+		if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT) {
+			pthread_mutex_unlock(&p->lock);
+			return error_set(err, -EBUSY, "no VM slot for tenant %s within the exec's timeout", tenant);
+		}
+	}
+}
+
+static void release(struct vm_pool *p, struct vm *vm, bool broken, const char *why)
+{
+	pthread_mutex_lock(&p->lock);
+	vm->active--;
+	vm->last_used_ms = now_ms();
+	if (broken) {
+		p->stats.broken++;
+		log_warn("%s: %s; tearing it down", vm->id, why);
+		kill_vm_locked(p, vm, NULL);
+	}
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+int vm_pool_exec(struct vm_pool *p, const char *tenant, const char *image, const struct agent_exec_request *rq,
+		 struct agent_exec_reply *ret, char vm_name[VM_NAME_MAX], struct error *err)
+{
+	if (strncmp(image, "sha256:", 7) != 0 || strlen(image) != 71 || strspn(image + 7, "0123456789abcdef") != 64)
+		return error_set(err, -EINVAL, "bad image digest");
+	_cleanup_free_ char *rootfs = NULL;
+	if (asprintf(&rootfs, "%s/%s.sqsh", p->images_dir, image + 7) < 0)
+		return error_set(err, -ENOMEM, "out of memory");
+	if (access(rootfs, R_OK) < 0)
+		return error_set(err, -ENOENT, "image %s is not imported (hpcc image import)", image);
+	int64_t deadline = now_ms() + rq->timeout_ms;
+	int r = 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct error e = { 0 };
+		struct vm *vm = NULL;
+		if (attempt > 0) {
+			pthread_mutex_lock(&p->lock);
+			p->stats.retries++;
+			pthread_mutex_unlock(&p->lock);
+		}
+		r = acquire(p, tenant, image, deadline, &vm, &e);
+		if (r == 0) {
+			r = agent_conn_exec(vm->conn, rq, ret, &e);
+			if (r == 0)
+				snprintf(vm_name, VM_NAME_MAX, "%s@%s-%s", vm->id, p->cfg.vmm->name, p->accel);
+			release(p, vm, r < 0 && r != -EINVAL, e.msg);
+		}
+		if (r == 0)
+			return 0;
+		*err = e;
+		if (r == -EINVAL || r == -EBUSY || r == -ESHUTDOWN)
+			break;
+		if (attempt == 0)
+			log_warn("exec for tenant %s failed (%s); retrying once on a fresh VM", tenant, e.msg);
+	}
+	return r;
+}
+
+void vm_pool_get_stats(struct vm_pool *p, struct vm_pool_stats *ret)
+{
+	pthread_mutex_lock(&p->lock);
+	struct vm_pool_stats s = p->stats;
+	s.vms = s.ready = s.booting = s.busy_slots = 0;
+	for (struct vm *vm = p->vms; vm; vm = vm->next) {
+		s.vms++;
+		s.ready += vm->state == VM_READY;
+		s.booting += vm->state == VM_BOOTING;
+		s.busy_slots += vm->active;
+	}
+	pthread_mutex_unlock(&p->lock);
+	*ret = s;
+}
+
+void vm_pool_free(struct vm_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	for (struct vm *vm = p->vms; vm; vm = vm->next)
+		kill_vm_locked(p, vm, NULL);
+	pthread_cond_broadcast(&p->cond);
+	pthread_cond_broadcast(&p->manager_cond);
+	pthread_mutex_unlock(&p->lock);
+	if (p->manager_started)
+		pthread_join(p->manager, NULL);
+	/* No exec may run any more (the worker stopped its server first). */
+	struct vm *list = p->vms;
+	p->vms = NULL;
+	destroy_list(list);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	pthread_cond_destroy(&p->manager_cond);
+	free(p->binary);
+	free(p->kernel);
+	free(p->initrd);
+	free(p->accel);
+	free(p->run_base);
+	free(p->images_dir);
+	free(p);
+}

@@ -1,0 +1,58 @@
+/*
+ * The worker's microVM pool (DESIGN §6): VMs keyed by (tenant, image),
+ * reused warm across that tenant's compiles, several execs at once up to a
+ * VM's vCPUs, never shared between tenants. Caps: VMs in total and VMs per
+ * tenant. A VM idle for idle_timeout, or older than max_age when idle, is
+ * torn down; when the total cap is reached, an idle VM of another pair
+ * makes room. A VM whose VMM dies, whose agent breaks the protocol or stops
+ * answering is torn down, and the exec that saw it is retried once on a
+ * fresh VM; a second failure is reported (the client then compiles
+ * locally). Every VMM is spawned from the pool's own thread (its parent-
+ * death signal is tied to that thread) and killed when the pool is freed.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "agent_conn.h"
+#include "error.h"
+#include "vmm.h"
+
+#define VM_NAME_MAX 96
+
+struct vm_pool_config {
+	const struct vmm_ops *vmm;
+	const char *binary, *kernel, *initrd;
+	const char *accel;          /* already picked: "kvm" or "tcg" */
+	bool sandbox;
+	uid_t uid;                  /* the VMM's user (used when the worker runs as root) */
+	gid_t gid;
+	unsigned vcpus, memory_mib;
+	unsigned max_vms, max_vms_per_tenant;
+	unsigned idle_timeout_s, max_age_s, boot_timeout_s;
+	const char *run_base;       /* per-VM run directories go here */
+	const char *images_dir;     /* <hex>.sqsh files (hpcc image import) */
+};
+
+struct vm_pool_stats {
+	unsigned vms, ready, booting, busy_slots;
+	unsigned long boots, boot_failures, broken, retries, retired_idle;
+};
+
+struct vm_pool;
+
+int vm_pool_new(const struct vm_pool_config *cfg, struct vm_pool **ret, struct error *err);
+
+/* Runs one exec in a VM of (tenant, image), starting one if needed and
+ * waiting (until the exec's own timeout) for a free slot. 0 when the agent
+ * answered (see agent_conn_exec); vm_name then names the VM that ran it:
+ * "<vm id>@<vmm>-<accel>". -ENOENT: the image is not imported. */
+int vm_pool_exec(struct vm_pool *p, const char *tenant, const char *image, const struct agent_exec_request *rq,
+		 struct agent_exec_reply *ret, char vm_name[VM_NAME_MAX], struct error *err);
+
+void vm_pool_get_stats(struct vm_pool *p, struct vm_pool_stats *ret);
+
+/* Kills every VM and waits for them; accepts NULL. */
+void vm_pool_free(struct vm_pool *p);
