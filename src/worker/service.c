@@ -19,6 +19,7 @@
 #include <grpc/status.h>
 
 #include "action.h"
+#include "audit.h"
 #include "cas.h"
 #include "depfile.h"
 #include "fs.h"
@@ -54,6 +55,7 @@ struct worker {
 	const struct runtime_ops *rt;
 	void *rt_state;
 	char *staging_dir;
+	struct audit_log *audit;
 	struct rpc_server *server;
 };
 
@@ -428,6 +430,8 @@ static void handle_upload(struct rpc_call *c, void *user)
 
 struct exec_state {
 	struct staging *staging;
+	struct runtime_input *inputs; /* what a microVM runtime ships */
+	struct strv rt_outputs;       /* what it brings back: root/..., tmp/deps.d */
 	struct runtime_result rr;
 	struct strv out_paths;
 	struct buf files[2];
@@ -444,6 +448,8 @@ struct exec_state {
 
 static void exec_state_free(struct exec_state *x)
 {
+	free(x->inputs);
+	strv_free(&x->rt_outputs);
 	if (x->staging)
 		staging_destroy(x->staging);
 	runtime_result_free(&x->rr);
@@ -655,6 +661,17 @@ static int execute(struct worker *w, const char *tenant, const Hpcc__V1__Execute
 	_cleanup_strv_ struct strv env = { 0 };
 	if ((r = strv_extend(&env, cmd->env, cmd->n_env)) < 0)
 		return error_set(err, r, "out of memory");
+	/* A runtime that runs the compiler elsewhere ships the staged inputs
+	 * and brings back the outputs and the dependency list. */
+	if (!(x->inputs = calloc(a->n_inputs ? a->n_inputs : 1, sizeof(*x->inputs))))
+		return error_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < a->n_inputs; i++)
+		x->inputs[i] = (struct runtime_input){ .path = a->inputs[i]->path, .executable = a->inputs[i]->executable };
+	for (size_t i = 0; i < x->out_paths.n; i++)
+		if ((r = strv_pushf(&x->rt_outputs, "root/%s", x->out_paths.v[i])) < 0)
+			return error_set(err, r, "out of memory");
+	if (!preprocessed && (r = strv_push(&x->rt_outputs, "tmp/deps.d")) < 0)
+		return error_set(err, r, "out of memory");
 	struct runtime_exec rx = {
 		.argv = (const char *const *)argv.v,
 		.env = (const char *const *)env.v,
@@ -663,6 +680,12 @@ static int execute(struct worker *w, const char *tenant, const Hpcc__V1__Execute
 		.timeout_ms = (int)w->cfg.exec_timeout * 1000,
 		.max_stdout = MAX_CAPTURE,
 		.max_stderr = MAX_CAPTURE,
+		.tenant = tenant,
+		.image = a->image_digest,
+		.inputs = x->inputs,
+		.n_inputs = a->n_inputs,
+		.outputs = (const char *const *)x->rt_outputs.v,
+		.max_output_file = (size_t)w->cfg.max_blob,
 	};
 	if ((r = w->rt->exec(w->rt_state, &rx, &x->rr, err)) < 0) {
 		*ret_code = r == -EINVAL ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_UNAVAILABLE;
@@ -671,7 +694,7 @@ static int execute(struct worker *w, const char *tenant, const Hpcc__V1__Execute
 	*ret_code = GRPC_STATUS_INTERNAL;
 	res->exit_code = x->rr.exit_code;
 	res->worker_id = w->cfg.id;
-	res->runtime = (char *)w->rt->name;
+	res->runtime = x->rr.vm[0] ? x->rr.vm : (char *)w->rt->name;
 	res->duration_ms = x->rr.duration_us / 1000;
 	res->action_digest.data = (uint8_t *)action->b;
 	res->action_digest.len = DIGEST_LEN;
@@ -699,6 +722,63 @@ static int execute(struct worker *w, const char *tenant, const Hpcc__V1__Execute
 	if (!preprocessed && (r = collect_deps(x, root, cmd->cwd, depfile, res)) < 0)
 		return error_set(err, r, "the compiler's dependency list: %s", strerror(-r));
 	return 0;
+}
+
+/* The audit row of one Execute answer (DESIGN §5), durable before the
+ * answer goes out: a worker that cannot record a compile does not answer. */
+static int audit_execute(struct worker *w, const struct token_claims *claims, const Hpcc__V1__Action *a,
+			 const struct digest *action, const Hpcc__V1__ActionResult *res, const char *cache,
+			 struct error *err)
+{
+	const Hpcc__V1__Command *cmd = a->command;
+	bool preprocessed = a->mode == HPCC__V1__SOURCE_MODE__MODE_PREPROCESSED;
+	_cleanup_strv_ struct strv argv = { 0 };
+	_cleanup_buf_ struct buf flags;
+	buf_init(&flags, AUDIT_ROW_MAX / 2);
+	int r = action_argv(cmd, preprocessed, ".", &argv);
+	for (size_t i = 0; r == 0 && i < argv.n; i++)
+		if ((r = i ? buf_append_char(&flags, ' ') : 0) == 0)
+			r = buf_append_str(&flags, argv.v[i]);
+	if (r == 0)
+		r = buf_append_char(&flags, '\0');
+	if (r < 0)
+		return error_set(err, -E2BIG, "the command is too long for an audit row");
+	/* The source: the input at the source argument's root-relative path
+	 * (the only input in preprocessed mode). */
+	char source[DIGEST_STR_LEN + 1] = "-", output[DIGEST_STR_LEN + 1] = "-", act[DIGEST_STR_LEN + 1];
+	_cleanup_free_ char *src_path = NULL;
+	if (cmd->source && cmd->source->path)
+		src_path = cmd->source->kind == HPCC__V1__PATH_KIND__PATH_RELATIVE && cmd->cwd && cmd->cwd[0] ?
+				   path_join(cmd->cwd, cmd->source->path) : strdup(cmd->source->path);
+	for (size_t i = 0; i < a->n_inputs; i++) {
+		const Hpcc__V1__InputFile *f = a->inputs[i];
+		if ((preprocessed || (src_path && strcmp(f->path, src_path) == 0)) && f->digest.len == DIGEST_LEN) {
+			struct digest d;
+			memcpy(d.b, f->digest.data, DIGEST_LEN);
+			digest_to_string(&d, source);
+			break;
+		}
+	}
+	if (res->n_outputs > 0 && res->outputs[0]->blob && res->outputs[0]->blob->digest.len == DIGEST_LEN) {
+		struct digest d;
+		memcpy(d.b, res->outputs[0]->blob->digest.data, DIGEST_LEN);
+		digest_to_string(&d, output);
+	}
+	digest_to_string(action, act);
+	struct audit_row row = {
+		.image = a->image_digest,
+		.source_digest = source,
+		.flags = flags.data,
+		.output_digest = output,
+		.tenant = claims->tenant,
+		.worker = w->cfg.id,
+		.vm = res->runtime,
+		.duration_ms = res->duration_ms,
+		.exit_code = res->exit_code,
+		.action_digest = act,
+		.cache = cache,
+	};
+	return audit_append(w->audit, &row, err);
 }
 
 static void handle_execute(struct rpc_call *c, void *user)
@@ -755,7 +835,7 @@ static void handle_execute(struct rpc_call *c, void *user)
 		char hex[DIGEST_HEX_LEN + 1];
 		digest_to_hex(&action, hex);
 		log_info("executed %.16s for tenant %s: exit %d in %lld ms (%s)", hex, claims.tenant, res.exit_code,
-			 (long long)res.duration_ms, w->rt->name);
+			 (long long)res.duration_ms, res.runtime);
 	}
 	size_t len = hpcc__v1__execute_reply__get_packed_size(&rep);
 	_cleanup_free_ uint8_t *out = len <= w->cfg.max_message ? malloc(len ? len : 1) : NULL;
@@ -765,7 +845,8 @@ static void handle_execute(struct rpc_call *c, void *user)
 		hpcc__v1__execute_reply__pack(&rep, out);
 		/* Only a clean compile is cached; a probe can only ever read
 		 * results that this worker produced itself. */
-		if (!cached && !req->skip_cache && res.exit_code == 0 && res.n_outputs > 0) {
+		bool store = !cached && !req->skip_cache && res.exit_code == 0 && res.n_outputs > 0;
+		if (store) {
 			size_t rl = hpcc__v1__action_result__get_packed_size(&res);
 			_cleanup_free_ uint8_t *rb = malloc(rl ? rl : 1);
 			if (rb) {
@@ -776,8 +857,14 @@ static void handle_execute(struct rpc_call *c, void *user)
 					remember_direct(w, claims.tenant, req->action, &action, &x);
 			}
 		}
-		rpc_call_send(c, out, len);
-		rpc_call_finish(c, GRPC_STATUS_OK, NULL);
+		if ((r = audit_execute(w, &claims, req->action, &action, rep.result,
+				       cached ? "hit" : store ? "store" : "miss", &err)) < 0) {
+			log_error("%s", err.msg);
+			rpc_call_finish(c, GRPC_STATUS_UNAVAILABLE, "the worker cannot write its audit log");
+		} else {
+			rpc_call_send(c, out, len);
+			rpc_call_finish(c, GRPC_STATUS_OK, NULL);
+		}
 	}
 	if (cached)
 		hpcc__v1__action_result__free_unpacked(cached, NULL);
@@ -817,12 +904,13 @@ int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err
 	*cfg = (struct worker_config){ 0 };
 	pthread_mutex_init(&w->verified_lock, NULL);
 	int r;
-	_cleanup_free_ char *cert = NULL, *key = NULL;
+	_cleanup_free_ char *cert = NULL, *key = NULL, *audit_path = NULL;
 	if (!(w->rt = runtime_find(w->cfg.runtime))) {
 		r = error_set(err, -EINVAL, "unknown runtime '%s'", w->cfg.runtime);
 		goto fail;
 	}
 	struct runtime_config rc = {
+		.worker = &w->cfg,
 		.allow_unsafe_local = w->cfg.allow_unsafe_local,
 		.search_path = w->cfg.search_path,
 		.max_parallel = w->cfg.max_parallel,
@@ -838,6 +926,11 @@ int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err
 		goto fail;
 	}
 	staging_sweep(w->staging_dir);
+	audit_path = path_join(w->cfg.dir, "audit.tsv");
+	if (!audit_path || (r = audit_open(audit_path, &w->audit, err)) < 0) {
+		r = audit_path ? r : error_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
 	if (!(cert = read_text(w->cfg.cert_file, err)) || !(key = read_text(w->cfg.key_file, err))) {
 		r = err->code;
 		goto fail;
@@ -871,6 +964,7 @@ void worker_free(struct worker *w)
 	if (w->rt && w->rt_state)
 		w->rt->close(w->rt_state);
 	cas_close(w->cas);
+	audit_close(w->audit);
 	token_key_free(w->token_key);
 	free(w->staging_dir);
 	worker_config_free(&w->cfg);
