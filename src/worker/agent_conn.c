@@ -50,6 +50,7 @@ struct agent_conn {
 	pthread_mutex_t write_lock;    /* one writer at a time on the stream */
 	struct pending *pending;
 	uint64_t next_id;
+	unsigned margin_ms;
 	bool broken;
 	char why[256];
 };
@@ -355,6 +356,7 @@ int agent_conn_open(int fd, int hello_timeout_ms, struct agent_conn **ret, struc
 	}
 	c->fd = fd;
 	c->next_id = 1;
+	c->margin_ms = AGENT_MARGIN_MS;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->write_lock, NULL);
 	pthread_condattr_t ca;
@@ -459,12 +461,12 @@ int agent_conn_exec(struct agent_conn *c, const struct agent_exec_request *rq, s
 	pthread_mutex_lock(&c->lock);
 	if (r < 0)
 		mark_broken_locked(c, "sending exec %llu: %s", (unsigned long long)p.id, strerror(-r));
-	int64_t deadline = now_ms() + rq->timeout_ms + AGENT_MARGIN_MS;
+	int64_t deadline = now_ms() + rq->timeout_ms + c->margin_ms;
 	while (!p.done && !c->broken) {
 		struct timespec ts = { .tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000 };
 		if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT && !p.done) {
 			mark_broken_locked(c, "exec %llu: no answer within %u ms", (unsigned long long)p.id,
-					   rq->timeout_ms + AGENT_MARGIN_MS);
+					   rq->timeout_ms + c->margin_ms);
 			r = -ETIMEDOUT;
 		}
 	}
@@ -481,6 +483,13 @@ int agent_conn_exec(struct agent_conn *c, const struct agent_exec_request *rq, s
 	}
 	*ret = p.reply;
 	return 0;
+}
+
+void agent_conn_set_margin(struct agent_conn *c, unsigned margin_ms)
+{
+	pthread_mutex_lock(&c->lock);
+	c->margin_ms = margin_ms;
+	pthread_mutex_unlock(&c->lock);
 }
 
 bool agent_conn_broken(struct agent_conn *c, char *why, size_t why_len)

@@ -84,6 +84,10 @@ int agent_conn_open(int fd, int hello_timeout_ms, struct agent_conn **ret, struc
 int agent_conn_exec(struct agent_conn *c, const struct agent_exec_request *rq, struct agent_exec_reply *ret,
 		    struct error *err);
 
+/* Extra time, beyond an exec's own timeout, before a silent guest counts
+ * as hung (default 15 s; TCG guests are slower to report a timeout). */
+void agent_conn_set_margin(struct agent_conn *c, unsigned margin_ms);
+
 /* True once the connection broke; *why (if not NULL) says why. */
 bool agent_conn_broken(struct agent_conn *c, char *why, size_t why_len);
 
