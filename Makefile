@@ -40,6 +40,7 @@ bench:
 	@bench/run.sh
 	@bench/warm-zlib.sh
 	@bench/remote.sh
+	@bench/microvm.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

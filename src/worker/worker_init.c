@@ -71,9 +71,15 @@ int worker_init_main(int argc, char **argv)
 		{ "force", no_argument, NULL, 'f' },
 		{ "signing-key", required_argument, NULL, 's' },
 		{ "verify-key", required_argument, NULL, 'v' },
+		{ "image", required_argument, NULL, 'm' },
+		{ "microvm", no_argument, NULL, 'M' },
+		{ "kernel", required_argument, NULL, 'K' },
+		{ "initrd", required_argument, NULL, 'I' },
+		{ "allow-tcg", no_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *signing_out = NULL, *verify_in = NULL;
+	const char *signing_out = NULL, *verify_in = NULL, *image_arg = NULL, *kernel = NULL, *initrd = NULL;
+	bool microvm = false, allow_tcg = false;
 	char host[256] = "localhost";
 	gethostname(host, sizeof(host) - 1);
 	const char *id = host, *listen = "0.0.0.0:7070";
@@ -97,15 +103,22 @@ int worker_init_main(int argc, char **argv)
 		case 'f': force = true; break;
 		case 's': signing_out = optarg; break;
 		case 'v': verify_in = optarg; break;
+		case 'm': image_arg = optarg; break;
+		case 'M': microvm = true; break;
+		case 'K': kernel = optarg; break;
+		case 'I': initrd = optarg; break;
+		case 'T': allow_tcg = true; break;
 		default:
 			fprintf(stderr, "usage: hpcc worker init DIR (--signing-key FILE | --verify-key FILE) [--id ID] "
-					"[--listen ADDR] [--name DNS]... [--allow-unsafe-local] [--force]\n");
+					"[--listen ADDR] [--name DNS]... [--image DIGEST] [--allow-unsafe-local | --microvm --kernel FILE "
+					"--initrd FILE [--allow-tcg]] [--force]\n");
 			return 2;
 		}
 	}
 	if (optind != argc - 1) {
 		fprintf(stderr, "usage: hpcc worker init DIR (--signing-key FILE | --verify-key FILE) [--id ID] "
-				"[--listen ADDR] [--name DNS]... [--allow-unsafe-local] [--force]\n");
+				"[--listen ADDR] [--name DNS]... [--image DIGEST] [--allow-unsafe-local | --microvm --kernel FILE "
+					"--initrd FILE [--allow-tcg]] [--force]\n");
 		return 2;
 	}
 	const char *dir = argv[optind];
@@ -117,13 +130,45 @@ int worker_init_main(int argc, char **argv)
 				"worker) or --verify-key FILE (an existing public key)\n");
 		return 2;
 	}
+	if (microvm && (!kernel || !initrd || unsafe)) {
+		fprintf(stderr, "hpcc: worker init: --microvm needs --kernel and --initrd, and excludes "
+				"--allow-unsafe-local\n");
+		return 2;
+	}
+	if (!microvm && (kernel || initrd || allow_tcg)) {
+		fprintf(stderr, "hpcc: worker init: --kernel, --initrd and --allow-tcg go with --microvm\n");
+		return 2;
+	}
+	if (image_arg && (strlen(image_arg) != 71 || strncmp(image_arg, "sha256:", 7) != 0 ||
+			  strspn(image_arg + 7, "0123456789abcdef") != 64)) {
+		fprintf(stderr, "hpcc: worker init: --image takes sha256:<64 lowercase hex>\n");
+		return 2;
+	}
+	if (microvm && !image_arg) {
+		fprintf(stderr, "hpcc: worker init: --microvm needs --image (the digest hpcc image import printed)\n");
+		return 2;
+	}
+	_cleanup_free_ char *abs_kernel = kernel ? realpath(kernel, NULL) : NULL;
+	_cleanup_free_ char *abs_initrd = initrd ? realpath(initrd, NULL) : NULL;
+	if ((kernel && !abs_kernel) || (initrd && !abs_initrd)) {
+		fprintf(stderr, "hpcc: worker init: %s: %s\n", kernel && !abs_kernel ? kernel : initrd, strerror(errno));
+		return 1;
+	}
 	_cleanup_free_ char *ini_path = path_join(dir, "worker.ini");
 	struct stat st;
 	if (!ini_path || (!force && stat(ini_path, &st) == 0)) {
 		fprintf(stderr, "hpcc: worker init: %s exists (use --force to replace it)\n", ini_path ? ini_path : dir);
 		return 1;
 	}
-	int r = fs_mkdir_p(dir, 0700);
+	/* The VMMs run as an unprivileged user that must reach their run
+	 * directories under state/vms: the worker and state directories are
+	 * then traversable (0711) but not listable; the stores stay 0700. */
+	mode_t dir_mode = microvm ? 0711 : 0700;
+	_cleanup_free_ char *state_dir = path_join(dir, "state");
+	int r = state_dir ? fs_mkdir_p(dir, dir_mode) : -ENOMEM;
+	if (r == 0 && microvm && (chmod(dir, dir_mode) < 0 || (r = fs_mkdir_p(state_dir, 0711)) < 0 ||
+				  chmod(state_dir, 0711) < 0))
+		r = r < 0 ? r : -errno;
 	if (r < 0) {
 		fprintf(stderr, "hpcc: worker init: %s: %s\n", dir, strerror(-r));
 		return 1;
@@ -136,7 +181,9 @@ int worker_init_main(int argc, char **argv)
 		return 1;
 	}
 	char fp[DIGEST_STR_LEN + 1], image[80];
-	if (x509_fingerprint_pem(cert, fp) < 0 || worker_host_image("/usr/local/bin:/usr/bin:/bin", image) < 0) {
+	if (x509_fingerprint_pem(cert, fp) < 0 ||
+	    (image_arg ? snprintf(image, sizeof(image), "%s", image_arg) < 0 :
+			 worker_host_image("/usr/local/bin:/usr/bin:/bin", image) < 0)) {
 		fprintf(stderr, "hpcc: worker init: cannot compute the fingerprint or the host image\n");
 		return 1;
 	}
@@ -185,18 +232,43 @@ int worker_init_main(int argc, char **argv)
 		     "max_blob = 256M\n"
 		     "exec_timeout = 600\n"
 		     "\n[runtime]\n"
-		     "kind = unsafe-local\n"
+		     "kind = %s\n"
 		     "# unsafe-local runs compilers on this host without isolation: only for\n"
 		     "# trusted clients. The microVM runtime is the one to use otherwise.\n"
 		     "allow_unsafe_local = %s\n",
-		     id, listen, image, unsafe ? "true" : "false") < 0)
+		     id, listen, image, microvm ? "microvm" : "unsafe-local", unsafe ? "true" : "false") < 0)
 		return 1;
+	if (microvm) {
+		_cleanup_free_ char *more = NULL;
+		if (asprintf(&more,
+			     "%s"
+			     "\n[images]\n"
+			     "# imported with: hpcc image import --config <this file> <oci-dir | docker.tar>\n"
+			     "dir = state/images\n"
+			     "\n[microvm]\n"
+			     "vmm = qemu\n"
+			     "kernel = %s\n"
+			     "initrd = %s\n"
+			     "# KVM when the host can run guests; TCG (software, ~30x slower) only if allowed.\n"
+			     "accel = auto\n"
+			     "allow_tcg = %s\n"
+			     "user = nobody\n"
+			     "vcpus = 2\n"
+			     "memory = 1G\n"
+			     "max_vms = 8\n"
+			     "max_vms_per_tenant = 2\n"
+			     "idle_timeout = 300\n",
+			     ini, abs_kernel, abs_initrd, allow_tcg ? "true" : "false") < 0)
+			return 1;
+		free(ini);
+		ini = TAKE_PTR(more);
+	}
 	if (write_text(dir, "cert.pem", cert, 0644) < 0 || write_text(dir, "key.pem", key, 0600) < 0 ||
 	    write_text(dir, "worker.ini", ini, 0644) < 0)
 		return 1;
 	printf("worker directory   %s\n"
 	       "certificate pin    %s\n"
-	       "image (host)       %s\n"
+	       "image              %s\n"
 	       "client settings:\n"
 	       "  [remote]\n"
 	       "  worker = <this host>:%s\n"

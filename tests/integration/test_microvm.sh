@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Remote compiles in QEMU microVMs (TCG here: this host's /dev/kvm cannot
+# run guests), end to end through a real worker: the guest kernel, the agent
+# initramfs and the debootstrap toolchain image are built (or taken from the
+# cache) by the guest/ scripts, the image is imported with `hpcc image
+# import`, and then:
+#   - the worker refuses TCG unless worker.ini allows it;
+#   - `hpcc gcc -c` compiles in a microVM, byte-identical to plain gcc;
+#   - the audit row's vm column names the VM and its accelerator;
+#   - a second tenant runs the same action in its own VM, byte-identical;
+#     tenant A's VM never serves tenant B, and A's second compile reuses A's
+#     warm VM;
+#   - the VMM runs as nobody, with -nic none, -nodefaults and -sandbox on;
+#   - killing the VMM mid-exec still gives a passing build;
+#   - the worker's exit leaves no VMM process;
+#   - a fake guest that breaks the protocol in five ways is torn down and
+#     the build passes through a local compile.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/remote_lib.sh"
+trap 'stop_worker; cleanup' EXIT
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+CACHE_ROOT=${HPCC_CACHE_ROOT:-/var/cache/hpcc-dev}
+
+KERNEL=$("$REPO/guest/build-kernel.sh" 2>"$WORK/kernel.log" | tail -n 1)
+INITRD=$("$REPO/guest/build-initramfs.sh" "$(dirname "$HPCC")/hpcc-agent" 2>"$WORK/initrd.log" | tail -n 1)
+OCI=$("$REPO/guest/build-toolchain-image.sh" 2>"$WORK/toolchain.log" | tail -n 1)
+IMAGES="$CACHE_ROOT/guest/images"
+if [ ! -f "$KERNEL" ] || [ ! -f "$INITRD" ] || [ ! -d "$OCI" ]; then
+  not_ok "guest artefacts (kernel '$KERNEL', initrd '$INITRD', image '$OCI')"
+  tail -n 5 "$WORK"/kernel.log "$WORK"/initrd.log "$WORK"/toolchain.log
+  exit 1
+fi
+"$HPCC" image import --dir "$IMAGES" "$OCI" >"$WORK/import.out" 2>&1
+IMAGE=$(grep -o 'sha256:[0-9a-f]\{64\}' "$WORK/import.out" | head -n 1)
+check "the toolchain image is imported ($IMAGE)" test -f "$IMAGES/${IMAGE#sha256:}.sqsh"
+
+# The VMM runs as nobody: it must be able to reach the worker's run dirs.
+chmod 711 "$WORK"
+W="$WORK/worker"
+"$HPCC" worker init "$W" --id w1 --listen 127.0.0.1:0 --signing-key "$W.signing.pem" --microvm \
+  --kernel "$KERNEL" --initrd "$INITRD" --image "$IMAGE" >"$W.init" 2>&1
+check "worker init --microvm" grep -q '^kind = microvm' "$W/worker.ini"
+sed -i "s|^dir = state/images|dir = $IMAGES|; s|^idle_timeout = 300|idle_timeout = 600\nboot_timeout = 120|" \
+  "$W/worker.ini"
+
+# Without allow_tcg the worker must refuse to start on this host.
+HPCC_LOG_FILE="$W/refused.log" "$HPCC" worker --config "$W/worker.ini" >"$W/refused.out" 2>&1
+st=$?
+if [ $st != 0 ] && grep -q allow_tcg "$W/refused.out" "$W/refused.log" 2>/dev/null; then
+  ok "TCG is refused unless allow_tcg is set (exit $st)"
+else
+  not_ok "TCG refusal: exit $st, $(head -c 300 "$W/refused.out")"
+fi
+sed -i 's/^allow_tcg = false/allow_tcg = true/' "$W/worker.ini"
+check "the worker starts with allow_tcg = true" start_worker "$W"
+issue "$W" alpha "$WORK/alpha.tok"
+issue "$W" beta "$WORK/beta.tok"
+
+P="$WORK/project"
+mkdir -p "$P"
+(cd "$P" && "$HPCC" init >/dev/null)
+printf '#include <stdio.h>\nint main(void) { printf("%%d\\n", 6 * 7); return 0; }\n' >"$P/a.c"
+printf 'int b(int x) { return x * 3; }\n' >"$P/b.c"
+plain_obj() { # SRC OUT: plain gcc with the project's prefix map
+  (cd "$P" && gcc -O2 -ffile-prefix-map="$P"=. -c "$1" -o "$2")
+}
+plain_obj a.c "$WORK/a.plain.o"
+plain_obj b.c "$WORK/b.plain.o"
+audit() { cat "$W/state/audit.tsv" 2>/dev/null; }
+col() { cut -f"$1"; }   # audit columns: 6 tenant, 8 vm, 12 cache
+
+fresh_cache alpha1
+use_remote alpha "$WORK/alpha.tok"
+ms() { echo $(($(date +%s%N) / 1000000)); }
+t0=$(ms)
+(cd "$P" && "$HPCC" gcc -O2 -c a.c -o a.o) >"$WORK/a.out" 2>&1
+check "compile in a microVM (cold VM: $(($(ms) - t0)) ms)" test -f "$P/a.o"
+same "$P/a.o" "$WORK/a.plain.o" "the microVM object equals plain gcc's, byte for byte"
+expect_stat remote.executed 1 "executed remotely"
+row=$(audit | tail -n 1)
+VM_A=$(echo "$row" | col 8)
+if [[ "$VM_A" =~ ^vm-[0-9]{6}@qemu-tcg$ ]] && [ "$(echo "$row" | col 6)" = alpha ] &&
+  [ "$(echo "$row" | col 12)" = store ]; then
+  ok "audit row: tenant alpha, vm $VM_A, stored"
+else
+  not_ok "audit row: $row"
+fi
+
+qemu_pids() { pgrep -f -- "$W/state/vms/" || true; }
+pid=$(qemu_pids | head -n 1)
+if [ -n "$pid" ]; then
+  user=$(ps -o user= -p "$pid" | tr -d ' ')
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+  [ "$user" = nobody ] && ok "the VMM runs as nobody" || not_ok "the VMM runs as '$user'"
+  if [[ "$cmdline" == *"-nic none"* && "$cmdline" == *"-nodefaults"* && "$cmdline" == *"-sandbox on"* &&
+    "$cmdline" != *netdev* && "$cmdline" != *virtio-net* && "$cmdline" == *"-accel tcg"* ]]; then
+    ok "the VMM's command line: -accel tcg, -nic none, -nodefaults, -sandbox on, no netdev"
+  else
+    not_ok "VMM command line: $cmdline"
+  fi
+else
+  not_ok "no VMM process found after the first compile"
+fi
+
+# Warm reuse: the same tenant's next compile runs in the same VM.
+t0=$(ms)
+(cd "$P" && "$HPCC" gcc -O2 -c b.c -o b.o) >"$WORK/b.out" 2>&1
+same "$P/b.o" "$WORK/b.plain.o" "second compile (warm VM, $(($(ms) - t0)) ms) equals plain gcc's"
+[ "$(audit | tail -n 1 | col 8)" = "$VM_A" ] && ok "tenant alpha's VM is reused warm" ||
+  not_ok "alpha's second compile ran in $(audit | tail -n 1 | col 8), not $VM_A"
+
+# Tenant beta: the same action again, in beta's own VM.
+cp "$P/a.o" "$WORK/a.alpha.o"
+rm -f "$P/a.o"
+fresh_cache beta1
+use_remote beta "$WORK/beta.tok"
+(cd "$P" && "$HPCC" gcc -O2 -c a.c -o a.o) >"$WORK/a2.out" 2>&1
+same "$P/a.o" "$WORK/a.alpha.o" "two execs of one action (two tenants, two VMs) give byte-identical objects"
+row=$(audit | tail -n 1)
+VM_B=$(echo "$row" | col 8)
+if [ "$(echo "$row" | col 6)" = beta ] && [ -n "$VM_B" ] && [ "$VM_B" != "$VM_A" ]; then
+  ok "tenant beta ran in its own VM ($VM_B, not $VM_A)"
+else
+  not_ok "beta's row: $row"
+fi
+mixed=$(audit | awk -F'\t' '{ t[$8] = t[$8] " " $6 } END { for (v in t) { split(t[v], a, " "); for (i in a) if (a[i] != a[1]) print v } }')
+[ -z "$mixed" ] && ok "no VM ever served two tenants" || not_ok "VMs that served two tenants: $mixed"
+
+# Kill the VMM in the middle of an exec: the build still passes.
+{
+  echo '#include <string.h>'
+  for i in $(seq 60); do
+    printf 'int f%d(const char *s, int n) { int h = %d; for (int i = 0; i < n; i++) h = h * 31 + s[i] * %d; return h ^ (int)strlen(s); }\n' "$i" "$i" "$i"
+  done
+} >"$P/heavy.c"
+plain_obj heavy.c "$WORK/heavy.plain.o"
+fresh_cache alpha2
+use_remote alpha "$WORK/alpha.tok"
+(cd "$P" && "$HPCC" gcc -O2 -c heavy.c -o heavy.o) >"$WORK/heavy.out" 2>&1 &
+bpid=$!
+killed=
+for _ in $(seq 600); do
+  if compgen -G "$W/state/staging/exec-*" >/dev/null; then
+    sleep 0.3
+    for p in $(qemu_pids); do kill -9 "$p" && killed=1; done
+    break
+  fi
+  sleep 0.05
+done
+wait $bpid
+st=$?
+[ -n "$killed" ] && ok "killed the VMM mid-exec" || not_ok "could not catch an exec in flight"
+[ $st = 0 ] && same "$P/heavy.o" "$WORK/heavy.plain.o" "the build passes after the VMM was killed mid-exec" ||
+  not_ok "build after the VMM kill: exit $st"
+grep -q 'retrying once\|VMM exited\|tearing it down' "$W/worker.log" && ok "the worker noticed the dead VM" ||
+  not_ok "no sign of the dead VM in the worker log"
+
+# The worker's exit leaves no VMM behind.
+[ -n "$(qemu_pids)" ] && ok "VMs run before the worker stops" || not_ok "no VM runs before the stop"
+stop_worker
+sleep 0.5
+left=$(qemu_pids)
+[ -z "$left" ] && ok "the worker's exit leaves no VMM process" || not_ok "VMM processes left: $left"
+
+# A fake guest that breaks the protocol: torn down, the build passes.
+gcc -O2 -o "$WORK/fake_guest" "$(dirname "$0")/fake_guest.c" || not_ok "building fake_guest"
+sed -i "s|^vmm = qemu|vmm = qemu\nbinary = $WORK/fake_guest|" "$W/worker.ini"
+for mode in garbage oversize unknown-exec hello-twice network; do
+  HPCC_FAKE_GUEST=$mode start_worker "$W" || { not_ok "worker start for fake guest $mode"; continue; }
+  fresh_cache "fake-$mode"
+  use_remote alpha "$WORK/alpha.tok"
+  printf 'int fake_%s(void) { return %d; }\n' "${mode//-/_}" "${#mode}" >"$P/fake.c"
+  rm -f "$P/fake.o"
+  (cd "$P" && "$HPCC" gcc -O2 -c fake.c -o fake.o) >"$WORK/fake.out" 2>&1
+  st=$?
+  plain_obj fake.c "$WORK/fake.plain.o"
+  if [ $st = 0 ] && cmp -s "$P/fake.o" "$WORK/fake.plain.o" && [ "$(stat remote.executed)" = 0 ]; then
+    ok "fake guest '$mode': the build passes through a local compile"
+  else
+    not_ok "fake guest '$mode': exit $st, remote.executed $(stat remote.executed)"
+  fi
+  sleep 1.5
+  [ -z "$(pgrep -f "$WORK/fake_guest" || true)" ] && ok "fake guest '$mode': the VM is torn down" ||
+    not_ok "fake guest '$mode': still running"
+  stop_worker
+done
+grep -q 'the guest sent\|malformed frame\|network interface\|second hello' "$W/worker.log" &&
+  ok "the worker log names the protocol violations" || not_ok "no protocol violation in the worker log"
+exit 0
