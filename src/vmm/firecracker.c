@@ -213,13 +213,12 @@ int vmm_firecracker_handshake(int fd, int timeout_ms, struct error *err)
 	return 0;
 }
 
+/* Only run_dir is used (and checked): the caller may pass a config that
+ * holds nothing else. */
 static int fc_connect(const struct vmm_config *c, int timeout_ms, int *ret_fd, struct error *err)
 {
-	int r = vmm_config_check(c, &vmm_firecracker, err);
-	if (r < 0)
-		return r;
 	_cleanup_close_ int fd = -1;
-	r = vmm_unix_connect(c->run_dir, FC_VSOCK_SOCKET, &fd, err);
+	int r = vmm_unix_connect(c ? c->run_dir : NULL, FC_VSOCK_SOCKET, &fd, err);
 	if (r < 0)
 		return r;
 	struct error local = { 0 };

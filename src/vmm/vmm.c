@@ -479,6 +479,9 @@ bool vmm_exited(struct vmm_process *p, int *ret_status)
 
 int vmm_unix_connect(const char *run_dir, const char *name, int *ret_fd, struct error *err)
 {
+	int r = check_path("run_dir", run_dir, err);
+	if (r < 0)
+		return r;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", run_dir, name);
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))

@@ -14,7 +14,7 @@
 #define VMM_HANDSHAKE_LINE_MAX 32
 
 /* Connects a blocking, close-on-exec AF_UNIX stream socket to
- * <run_dir>/<name>. Returns -EAGAIN, with err left alone, while nothing
+ * <run_dir>/<name> (run_dir is checked like vmm_config_check does). Returns -EAGAIN, with err left alone, while nothing
  * listens there yet (the file is missing or refuses). Refuses a peer that
  * does not run as the owner of run_dir: the VMM runs as that user, so a
  * socket of anyone else (say, a symlink the VMM planted towards a root

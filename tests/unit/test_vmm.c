@@ -782,7 +782,9 @@ static void test_firecracker_connect(void **state)
 
 	error_clear(&e);
 	fake_start(&s, path, FAKE_OK_ECHO);
-	assert_int_equal(vmm_firecracker.connect(&f->c, 2000, &fd, &e), 0);
+	/* connect needs run_dir alone (the pool passes nothing else). */
+	struct vmm_config only_dir = { .run_dir = f->run_dir };
+	assert_int_equal(vmm_firecracker.connect(&only_dir, 2000, &fd, &e), 0);
 	assert_true(fd >= 0);
 	assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
 	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
@@ -802,6 +804,10 @@ static void test_qemu_connect(void **state)
 	struct error e = { 0 };
 	assert_int_equal(vmm_qemu.connect(&f->c, 500, &fd, &e), -EAGAIN);
 	assert_int_equal(e.code, 0);
+	struct vmm_config bad = { .run_dir = "run/relative" };
+	assert_int_equal(vmm_qemu.connect(&bad, 500, &fd, &e), -EINVAL);
+	assert_int_equal(vmm_firecracker.connect(&bad, 500, &fd, &e), -EINVAL);
+	error_clear(&e);
 
 	/* A socket file nobody listens on any more (QEMU has exited). */
 	int stale = listen_at(path);
@@ -811,7 +817,9 @@ static void test_qemu_connect(void **state)
 	unlink(path);
 
 	int lfd = listen_at(path);
-	assert_int_equal(vmm_qemu.connect(&f->c, 500, &fd, &e), 0);
+	/* connect needs run_dir alone (the pool passes nothing else). */
+	struct vmm_config only_dir = { .run_dir = f->run_dir };
+	assert_int_equal(vmm_qemu.connect(&only_dir, 500, &fd, &e), 0);
 	assert_true(fd >= 0);
 	assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
 	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
