@@ -15,6 +15,7 @@
 
 static const struct runtime_ops *const runtimes[] = {
 	&runtime_unsafe_local,
+	&runtime_microvm,
 };
 
 const struct runtime_ops *runtime_find(const char *name)

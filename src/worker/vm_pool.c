@@ -357,8 +357,12 @@ static int boot_vm(struct vm_pool *p, struct vm *vm, struct error *err)
 		r = p->cfg.vmm->connect(&vc, (int)(deadline - now_ms() > 0 ? deadline - now_ms() : 1), &fd, &cerr);
 		if (r == 0)
 			break;
+		/* The manager thread reaps VMMs too: look under the lock. */
 		int status;
-		if (r != -EAGAIN || now_ms() >= deadline || vmm_exited(&vm->proc, &status))
+		pthread_mutex_lock(&p->lock);
+		bool gone = vm->state == VM_DEAD || vmm_exited(&vm->proc, &status);
+		pthread_mutex_unlock(&p->lock);
+		if (r != -EAGAIN || now_ms() >= deadline || gone)
 			return error_set(err, r == -EAGAIN ? -ETIMEDOUT : r, "connecting to the VM: %s",
 					 cerr.code ? cerr.msg : "the VMM did not open its socket");
 		usleep(10000);
