@@ -214,6 +214,8 @@ static void *manager_main(void *arg)
 			pthread_mutex_unlock(&p->lock);
 			destroy_list(dead);
 			pthread_mutex_lock(&p->lock);
+			/* Room under the caps for whoever waits. */
+			pthread_cond_broadcast(&p->cond);
 		}
 	}
 	pthread_mutex_unlock(&p->lock);
