@@ -29,6 +29,8 @@ void command_usage(void)
 	      "       hpcc daemon run|start|status|stop\n"
 	      "       hpcc worker init DIR [--allow-unsafe-local] | hpcc worker [--config FILE]\n"
 	      "       hpcc token issue --key FILE --tenant T --image DIGEST --worker ID [--out FILE]\n"
+	      "       hpcc image import|list|rm [--dir DIR | --config FILE] ...\n"
+	      "                                         toolchain images for workers (OCI layout, docker save)\n"
 	      "       hpcc version\n"
 	      "Masquerade: a symlink named gcc, cc, g++, c++, clang or clang++ pointing at hpcc,\n"
 	      "placed first in PATH. Settings: ~/.config/hpcc/hpcc.ini or HPCC_* variables.\n",

@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "config.h"
 #include "fs.h"
+#include "image_cmd.h"
 #include "log.h"
 #include "remote.h"
 #include "rpc.h"
@@ -28,7 +29,8 @@ static void usage(void)
 	      "       hpccd worker init DIR [--id ID] [--listen ADDR] [--allow-unsafe-local]\n"
 	      "       hpccd worker host-image\n"
 	      "       hpccd token issue --key FILE --tenant T --image DIGEST --worker ID [--ttl S] [--out FILE]\n"
-	      "(normally run through hpcc: `hpcc worker ...`, `hpcc token ...`)\n",
+	      "       hpccd image import|list|rm [--dir DIR | --config FILE] ...\n"
+	      "(normally run through hpcc: `hpcc worker ...`, `hpcc token ...`, `hpcc image ...`)\n",
 	      stderr);
 }
 
@@ -168,6 +170,8 @@ int main(int argc, char **argv)
 		return worker_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "token") == 0 && argc > 2 && strcmp(argv[2], "issue") == 0)
 		return token_issue_main(argc - 2, argv + 2);
+	if (strcmp(cmd, "image") == 0)
+		return image_command(argc - 1, argv + 1);
 	usage();
 	return 2;
 }

@@ -1,0 +1,384 @@
+/*
+ * Unit tests for reading image sources (src/image/oci.c and
+ * docker_archive.c): an OCI layout with plain, gzip and zstd layers is
+ * named by its manifest digest; an index with several platforms or a
+ * nested index gives the linux/amd64 image; a docker archive holding the
+ * same layout gives the same digest; a classic docker archive is named by
+ * the digest of the canonical manifest that docs/images.md defines. Every
+ * tampered, mis-sized, oversized, unknown or foreign-platform input is
+ * refused with one line and leaves nothing in the images directory.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+#include "image_fixture.h"
+
+#include "error.h"
+#include "image_store.h"
+#include "oci.h"
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct fx_entry base[] = {
+	{ 'd', "usr", NULL, 0, 0, 0 },
+	{ 'd', "usr/bin", NULL, 0, 0, 0 },
+	{ 'f', "usr/bin/cc", "#!/bin/sh\necho cc\n", 0755, 0, 0 },
+};
+static const struct fx_entry extra[] = { { 'f', "etc/os-release", "ID=test\n", 0, 0, 0 } };
+static const struct fx_entry third[] = { { 'f', "usr/bin/.wh.cc", "", 0, 0, 0 }, { 'f', "usr/bin/c99", "c99", 0, 0, 0 } };
+
+/* Imports src into <tmp>/images; returns the result code. */
+static int import(const char *tmp, const char *src, struct image_import_result *res, struct error *err)
+{
+	char *images = fx_path(tmp, "images");
+	struct image_import_options o = {
+		.images_dir = images,
+		.limits = { .max_size = IMAGE_DEFAULT_MAX_SIZE, .max_entries = IMAGE_DEFAULT_MAX_ENTRIES },
+	};
+	memset(err, 0, sizeof(*err));
+	int r = image_import(src, &o, res, err);
+	free(images);
+	return r;
+}
+
+static void expect_refused(const char *tmp, const char *src, const char *word)
+{
+	struct image_import_result res;
+	struct error err;
+	int r = import(tmp, src, &res, &err);
+	if (r == 0)
+		fail_msg("%s was imported", src);
+	if (!strstr(err.msg, word))
+		fail_msg("message '%s' lacks '%s'", err.msg, word);
+	assert_null(strchr(err.msg, '\n'));
+	char *images = fx_path(tmp, "images");
+	assert_int_equal(fx_count_files(images), 0);
+	free(images);
+}
+
+static char *blob_path(const char *dir, const char *digest)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/blobs/sha256/%s", dir, digest + 7) < 0)
+		abort();
+	return p;
+}
+
+static void test_layout_three_compressions(void **state)
+{
+	char *src = fx_path(*state, "src");
+	const struct fx_layer_spec spec[] = { { base, N(base), FX_PLAIN }, { extra, N(extra), FX_GZIP },
+					      { third, N(third), FX_ZSTD } };
+	struct fx_desc m = fx_image(src, spec, 3);
+	struct image_import_result res;
+	struct error err;
+	if (import(*state, src, &res, &err) < 0)
+		fail_msg("import failed: %s", err.msg);
+	assert_string_equal(res.info.digest, m.digest);
+	assert_string_equal(res.info.source, "oci-layout");
+	assert_false(res.already);
+	assert_int_equal(res.info.layers, 3);
+	struct fx_listing l;
+	fx_list(res.path, &l);
+	assert_non_null(fx_find(&l, "etc/os-release"));
+	assert_non_null(fx_find(&l, "usr/bin/c99"));
+	assert_null(fx_find(&l, "usr/bin/cc"));
+	free(l.items);
+	image_import_result_free(&res);
+	free(src);
+}
+
+static void test_index_selects_amd64(void **state)
+{
+	char *src = fx_path(*state, "src");
+	const struct fx_layer_spec spec[] = { { base, N(base), FX_GZIP } };
+	struct fx_desc amd = fx_image(src, spec, 1);
+	/* An arm64 image beside it (its own config and manifest). */
+	struct fx_desc layer = fx_layer(src, extra, N(extra), FX_GZIP);
+	struct fx_desc arm_config = fx_config(src, &layer, 1, "arm64");
+	struct fx_desc arm = fx_manifest(src, &arm_config, &layer, 1);
+	const struct fx_desc both[] = { arm, amd };
+	const char *const arch[] = { "arm64", "amd64" };
+	fx_index(src, both, arch, 2);
+	struct image_import_result res;
+	struct error err;
+	if (import(*state, src, &res, &err) < 0)
+		fail_msg("import failed: %s", err.msg);
+	assert_string_equal(res.info.digest, amd.digest);
+	image_import_result_free(&res);
+	char *images = fx_path(*state, "images");
+	testutil_rm_rf(images);
+
+	/* The same through a nested index. */
+	struct buf nested;
+	buf_init(&nested, 0);
+	buf_printf(&nested,
+		   "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":["
+		   "{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":%llu,\"platform\":{\"architecture\":\"arm64\",\"os\":\"linux\"}},"
+		   "{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":%llu,\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"}},"
+		   "{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":%llu,\"platform\":{\"architecture\":\"unknown\",\"os\":\"unknown\"}}]}",
+		   arm.media_type, arm.digest, arm.size, amd.media_type, amd.digest, amd.size, arm.media_type, arm.digest,
+		   arm.size);
+	struct fx_desc idx = fx_blob(src, nested.data, nested.len, "application/vnd.oci.image.index.v1+json");
+	fx_index(src, &idx, NULL, 1);
+	if (import(*state, src, &res, &err) < 0)
+		fail_msg("nested import failed: %s", err.msg);
+	assert_string_equal(res.info.digest, amd.digest);
+	image_import_result_free(&res);
+	testutil_rm_rf(images);
+
+	/* Only arm64: refused. */
+	fx_index(src, &arm, NULL, 1);
+	expect_refused(*state, src, "linux/arm64");
+	fx_index(src, &arm, arch, 1);
+	expect_refused(*state, src, "no linux/amd64 image");
+	/* Two amd64 images: ambiguous. */
+	struct fx_desc amd_config2 = fx_config(src, &layer, 1, "amd64");
+	struct fx_desc amd2 = fx_manifest(src, &amd_config2, &layer, 1);
+	const struct fx_desc two[] = { amd, amd2 };
+	fx_index(src, two, NULL, 2);
+	expect_refused(*state, src, "2 linux/amd64 images");
+	/* The same image listed twice (two tags) is one image. */
+	const struct fx_desc same[] = { amd, amd };
+	fx_index(src, same, NULL, 2);
+	if (import(*state, src, &res, &err) < 0)
+		fail_msg("import of a twice-listed image failed: %s", err.msg);
+	image_import_result_free(&res);
+	buf_free(&nested);
+	free(images);
+	free(src);
+}
+
+/* Rewrites a blob in place with one byte changed. */
+static void tamper(const char *src, const char *digest, off_t at)
+{
+	char *p = blob_path(src, digest);
+	fx_flip(p, at);
+	free(p);
+}
+
+static void test_tampering_refused(void **state)
+{
+	const struct fx_layer_spec spec[] = { { base, N(base), FX_GZIP }, { extra, N(extra), FX_PLAIN } };
+	char *src = fx_path(*state, "src");
+	struct fx_desc layers[2];
+	struct fx_desc config, m;
+
+	/* A layer byte (inside a file's data, so the tar stays valid). */
+	layers[0] = fx_layer(src, base, N(base), FX_GZIP);
+	layers[1] = fx_layer(src, extra, N(extra), FX_PLAIN);
+	config = fx_config(src, layers, 2, "amd64");
+	m = fx_manifest(src, &config, layers, 2);
+	fx_index(src, &m, NULL, 1);
+	tamper(src, layers[1].digest, 512 + 3);
+	expect_refused(*state, src, "layer 2 sha256:");
+	expect_refused(*state, src, "digest mismatch");
+	testutil_rm_rf(src);
+
+	fx_image(src, spec, 2);
+	m = fx_image(src, spec, 2);
+	tamper(src, m.digest, 20);
+	expect_refused(*state, src, "manifest sha256:");
+	testutil_rm_rf(src);
+
+	layers[0] = fx_layer(src, base, N(base), FX_GZIP);
+	layers[1] = fx_layer(src, extra, N(extra), FX_PLAIN);
+	config = fx_config(src, layers, 2, "amd64");
+	m = fx_manifest(src, &config, layers, 2);
+	fx_index(src, &m, NULL, 1);
+	tamper(src, config.digest, 5);
+	expect_refused(*state, src, "config sha256:");
+	testutil_rm_rf(src);
+
+	/* Sizes that differ from the descriptor. */
+	layers[0] = fx_layer(src, base, N(base), FX_GZIP);
+	layers[1] = fx_layer(src, extra, N(extra), FX_PLAIN);
+	layers[1].size += 1;
+	config = fx_config(src, layers, 2, "amd64");
+	m = fx_manifest(src, &config, layers, 2);
+	fx_index(src, &m, NULL, 1);
+	expect_refused(*state, src, "the descriptor says");
+	m.size -= 1;
+	fx_index(src, &m, NULL, 1);
+	expect_refused(*state, src, "the descriptor says");
+	testutil_rm_rf(src);
+
+	/* A missing blob. */
+	m = fx_image(src, spec, 2);
+	char *p = blob_path(src, m.digest);
+	unlink(p);
+	free(p);
+	expect_refused(*state, src, "blob missing");
+	free(src);
+}
+
+static void test_bad_documents_refused(void **state)
+{
+	char *src = fx_path(*state, "src");
+	const struct fx_layer_spec spec[] = { { base, N(base), FX_GZIP } };
+
+	/* index.json over 4 MiB. */
+	fx_image(src, spec, 1);
+	char *big = calloc(1, ((size_t)4 << 20) + 16);
+	memset(big, ' ', ((size_t)4 << 20) + 8);
+	big[0] = '{';
+	big[((size_t)4 << 20) + 8] = '}';
+	fx_write(src, "index.json", big, ((size_t)4 << 20) + 9);
+	expect_refused(*state, src, "larger than");
+	/* A manifest descriptor claiming more than 4 MiB. */
+	struct fx_desc m = fx_image(src, spec, 1);
+	m.size = ((size_t)4 << 20) + 1;
+	fx_index(src, &m, NULL, 1);
+	expect_refused(*state, src, "more than the 4194304 allowed");
+	free(big);
+
+	/* Not JSON; duplicate keys; a non-sha256 digest. */
+	fx_write(src, "index.json", "{\"schemaVersion\":2,", 19);
+	expect_refused(*state, src, "not valid JSON");
+	fx_write(src, "index.json", "{\"a\":1,\"a\":2}", 15);
+	expect_refused(*state, src, "not valid JSON");
+	m = fx_image(src, spec, 1);
+	memcpy(m.digest, "sha512", 6);
+	fx_index(src, &m, NULL, 1);
+	expect_refused(*state, src, "is not sha256");
+	testutil_rm_rf(src);
+
+	/* An unknown layer media type. */
+	struct fx_desc layer = fx_layer(src, base, N(base), FX_GZIP);
+	layer.media_type = "application/vnd.example.layer.v1.squashfs";
+	struct fx_desc config = fx_config(src, &layer, 1, "amd64");
+	m = fx_manifest(src, &config, &layer, 1);
+	fx_index(src, &m, NULL, 1);
+	expect_refused(*state, src, "unknown media type");
+	testutil_rm_rf(src);
+
+	/* A gzip media type on a plain tar. */
+	layer = fx_layer(src, base, N(base), FX_PLAIN);
+	layer.media_type = fx_layer_type(FX_GZIP);
+	config = fx_config(src, &layer, 1, "amd64");
+	m = fx_manifest(src, &config, &layer, 1);
+	fx_index(src, &m, NULL, 1);
+	expect_refused(*state, src, "compression is not what the media type says");
+	testutil_rm_rf(src);
+
+	/* No oci-layout. */
+	fx_image(src, spec, 1);
+	char *ol = fx_path(src, "oci-layout");
+	unlink(ol);
+	free(ol);
+	expect_refused(*state, src, "oci-layout");
+	free(src);
+}
+
+/* The canonical manifest of a classic docker archive (docs/images.md). */
+static void canonical_digest(const char *config, unsigned long long config_size, const char *src_layers_dir,
+			     const struct fx_layer_spec *spec, size_t n, char out[DIGEST_STR_LEN + 1])
+{
+	(void)src_layers_dir;
+	struct buf b;
+	buf_init(&b, 0);
+	buf_printf(&b,
+		   "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+		   "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\",\"size\":%llu},"
+		   "\"layers\":[",
+		   config, config_size);
+	for (size_t i = 0; i < n; i++) {
+		struct buf tar;
+		buf_init(&tar, 0);
+		fx_tar(spec[i].entries, spec[i].n, FX_PLAIN, &tar);
+		char d[DIGEST_STR_LEN + 1];
+		fx_digest_str(tar.data, tar.len, d);
+		buf_printf(&b, "%s{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"%s\",\"size\":%zu}",
+			   i ? "," : "", d, tar.len);
+		buf_free(&tar);
+	}
+	buf_append_str(&b, "]}");
+	fx_digest_str(b.data, b.len, out);
+	buf_free(&b);
+}
+
+static void test_docker_archive(void **state)
+{
+	char *tar = fx_path(*state, "image.tar");
+	const struct fx_layer_spec spec[] = { { base, N(base), FX_PLAIN }, { third, N(third), FX_PLAIN } };
+	char config[DIGEST_STR_LEN + 1];
+	unsigned long long config_size;
+	fx_docker_archive(tar, spec, 2, config, &config_size);
+	struct image_import_result res;
+	struct error err;
+	if (import(*state, tar, &res, &err) < 0)
+		fail_msg("import failed: %s", err.msg);
+	char want[DIGEST_STR_LEN + 1];
+	canonical_digest(config, config_size, NULL, spec, 2, want);
+	assert_string_equal(res.info.digest, want);
+	assert_string_equal(res.info.source, "docker-archive");
+	struct fx_listing l;
+	fx_list(res.path, &l);
+	assert_non_null(fx_find(&l, "usr/bin/c99"));
+	assert_null(fx_find(&l, "usr/bin/cc"));
+	free(l.items);
+	image_import_result_free(&res);
+	/* Staging leaves nothing behind: only the image's two files. */
+	char *images = fx_path(*state, "images");
+	assert_int_equal(fx_count_files(images), 2);
+	testutil_rm_rf(images);
+
+	/* A layer that is not what the config's diff_ids say. */
+	const struct fx_layer_spec other[] = { { base, N(base), FX_PLAIN }, { extra, N(extra), FX_PLAIN } };
+	struct buf evil;
+	buf_init(&evil, 0);
+	fx_docker_archive(tar, other, 2, NULL, NULL);
+	/* Flip a byte inside the second layer's file data in the outer tar:
+	 * find "ID=test" and change it. */
+	buf_reset(&evil);
+	assert_int_equal(fs_read_file(tar, 1 << 24, &evil), 0);
+	char *at = memmem(evil.data, evil.len, "ID=test", 7);
+	assert_non_null(at);
+	at[3] = 'X';
+	fx_write(*state, "image.tar", evil.data, evil.len);
+	expect_refused(*state, tar, "is not the config's diff_id");
+	buf_free(&evil);
+
+	/* Not an archive at all. */
+	fx_write(*state, "image.tar", "hello", 5);
+	expect_refused(*state, tar, "not a readable tar");
+	free(images);
+	free(tar);
+}
+
+static void test_oci_archive_same_digest(void **state)
+{
+	char *src = fx_path(*state, "src");
+	char *tar = fx_path(*state, "oci.tar");
+	const struct fx_layer_spec spec[] = { { base, N(base), FX_GZIP }, { extra, N(extra), FX_ZSTD } };
+	struct fx_desc m = fx_image(src, spec, 2);
+	fx_tar_dir(src, tar);
+	struct image_import_result res;
+	struct error err;
+	if (import(*state, tar, &res, &err) < 0)
+		fail_msg("import failed: %s", err.msg);
+	assert_string_equal(res.info.digest, m.digest);
+	assert_string_equal(res.info.source, "oci-archive");
+	image_import_result_free(&res);
+	/* The directory form is then already there. */
+	if (import(*state, src, &res, &err) < 0)
+		fail_msg("import failed: %s", err.msg);
+	assert_true(res.already);
+	image_import_result_free(&res);
+	free(tar);
+	free(src);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, testutil_setup_tmpdir, testutil_teardown_tmpdir)
+	const struct CMUnitTest tests[] = {
+		T(test_layout_three_compressions), T(test_index_selects_amd64), T(test_tampering_refused),
+		T(test_bad_documents_refused),     T(test_docker_archive),     T(test_oci_archive_same_digest),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
