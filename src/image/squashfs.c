@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -33,6 +34,7 @@ struct writer {
 	int sock;
 	const struct image_limits *lim;
 	struct error *err;
+	int send_errno;  /* EPIPE or ECONNRESET: tar2sqfs went away */
 };
 
 static la_ssize_t sock_write(struct archive *a, void *userdata, const void *data, size_t n)
@@ -48,6 +50,7 @@ static la_ssize_t sock_write(struct archive *a, void *userdata, const void *data
 		if (s < 0 && errno == EINTR)
 			continue;
 		if (s < 0) {
+			w->send_errno = errno;
 			archive_set_error(a, errno, "tar2sqfs stopped reading (%s)",
 					  errno == EAGAIN ? "timed out" : strerror(errno));
 			return -1;
@@ -339,10 +342,13 @@ out:
 	/* The end of the stream: tar2sqfs finishes; after an error it is
 	 * stopped, since a truncated stream may still make an image. */
 	close(c.sock);
-	if (r < 0)
+	/* When tar2sqfs went away by itself, its own message says why. */
+	bool child_gone = w.send_errno == EPIPE || w.send_errno == ECONNRESET;
+	if (r < 0 && !child_gone)
 		kill(c.pid, SIGKILL);
 	int status = reap(c.pid, r < 0 ? 10 : FINISH_TIMEOUT_SECONDS);
-	if (r >= 0 && (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+	if ((r >= 0 || child_gone) && (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+		error_clear(err);
 		char msg[512];
 		child_message(c.errfd, msg, sizeof(msg));
 		if (status < 0)

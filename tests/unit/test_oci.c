@@ -237,9 +237,9 @@ static void test_bad_documents_refused(void **state)
 	free(big);
 
 	/* Not JSON; duplicate keys; a non-sha256 digest. */
-	fx_write(src, "index.json", "{\"schemaVersion\":2,", 19);
+	fx_write(src, "index.json", "{\"schemaVersion\":2,", strlen("{\"schemaVersion\":2,"));
 	expect_refused(*state, src, "not valid JSON");
-	fx_write(src, "index.json", "{\"a\":1,\"a\":2}", 15);
+	fx_write(src, "index.json", "{\"a\":1,\"a\":2}", strlen("{\"a\":1,\"a\":2}"));
 	expect_refused(*state, src, "not valid JSON");
 	m = fx_image(src, spec, 1);
 	memcpy(m.digest, "sha512", 6);
@@ -350,6 +350,79 @@ static void test_docker_archive(void **state)
 	free(tar);
 }
 
+/* A classic archive whose second layer is a symlink to the first (docker
+ * links a layer that appears twice), or to somewhere outside. */
+static void linked_archive(const char *path, const char *link_target)
+{
+	struct buf layer, config, manifest;
+	buf_init(&layer, 0);
+	buf_init(&config, 0);
+	buf_init(&manifest, 0);
+	fx_tar(extra, N(extra), FX_PLAIN, &layer);
+	char diff[DIGEST_STR_LEN + 1], cd[DIGEST_STR_LEN + 1];
+	fx_digest_str(layer.data, layer.len, diff);
+	buf_printf(&config, "{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"%s\",\"%s\"]}}",
+		   diff, diff);
+	fx_digest_str(config.data, config.len, cd);
+	buf_printf(&manifest, "[{\"Config\":\"%s.json\",\"Layers\":[\"a/layer.tar\",\"b/layer.tar\"]}]", cd + 7);
+	struct archive *a = archive_write_new();
+	archive_write_set_format_pax_restricted(a);
+	assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
+	char config_name[80];
+	snprintf(config_name, sizeof(config_name), "%.64s.json", cd + 7);
+	const struct {
+		const char *name;
+		const struct buf *data;
+		const char *symlink;
+	} members[] = {
+		{ "a/layer.tar", &layer, NULL },
+		{ "b/layer.tar", NULL, link_target },
+		{ config_name, &config, NULL },
+		{ "manifest.json", &manifest, NULL },
+	};
+	for (size_t i = 0; i < N(members); i++) {
+		struct archive_entry *ae = archive_entry_new();
+		archive_entry_set_pathname(ae, members[i].name);
+		archive_entry_set_perm(ae, 0644);
+		if (members[i].symlink) {
+			archive_entry_set_filetype(ae, AE_IFLNK);
+			archive_entry_set_symlink(ae, members[i].symlink);
+		} else {
+			archive_entry_set_filetype(ae, AE_IFREG);
+			archive_entry_set_size(ae, (la_int64_t)members[i].data->len);
+		}
+		archive_write_header(a, ae);
+		if (!members[i].symlink)
+			archive_write_data(a, members[i].data->data, members[i].data->len);
+		archive_entry_free(ae);
+	}
+	archive_write_close(a);
+	archive_write_free(a);
+	buf_free(&layer);
+	buf_free(&config);
+	buf_free(&manifest);
+}
+
+static void test_docker_archive_links(void **state)
+{
+	char *tar = fx_path(*state, "linked.tar");
+	linked_archive(tar, "../a/layer.tar");
+	struct image_import_result res;
+	struct error err;
+	if (import(*state, tar, &res, &err) < 0)
+		fail_msg("import failed: %s", err.msg);
+	assert_int_equal(res.info.layers, 2);
+	image_import_result_free(&res);
+	char *images = fx_path(*state, "images");
+	testutil_rm_rf(images);
+	linked_archive(tar, "../../outside/layer.tar");
+	expect_refused(*state, tar, "link leaves the archive");
+	linked_archive(tar, "/etc/passwd");
+	expect_refused(*state, tar, "link leaves the archive");
+	free(images);
+	free(tar);
+}
+
 static void test_oci_archive_same_digest(void **state)
 {
 	char *src = fx_path(*state, "src");
@@ -378,7 +451,8 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, testutil_setup_tmpdir, testutil_teardown_tmpdir)
 	const struct CMUnitTest tests[] = {
 		T(test_layout_three_compressions), T(test_index_selects_amd64), T(test_tampering_refused),
-		T(test_bad_documents_refused),     T(test_docker_archive),     T(test_oci_archive_same_digest),
+		T(test_bad_documents_refused),     T(test_docker_archive),     T(test_docker_archive_links),
+		T(test_oci_archive_same_digest),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
