@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "image_store.h"
 #include "log.h"
 #include "macro.h"
 
@@ -33,6 +34,7 @@ enum vm_state { VM_BOOTING, VM_READY, VM_DEAD };
 struct vm {
 	char id[VM_ID_MAX];
 	char *tenant, *image;
+	char *rootfs;        /* the image's squashfs */
 	char *run_dir;
 	struct vmm_process proc;
 	struct agent_conn *conn;
@@ -114,6 +116,7 @@ static void vm_destroy(struct vm *vm)
 		remove_run_dir(vm->run_dir);
 	free(vm->tenant);
 	free(vm->image);
+	free(vm->rootfs);
 	free(vm->run_dir);
 	free(vm);
 }
@@ -170,16 +173,12 @@ static void *manager_main(void *arg)
 				 * hold the lock, and nothing else may spawn. */
 				struct error err = { 0 };
 				_cleanup_strv_ struct strv argv = { 0 };
-				_cleanup_free_ char *rootfs = NULL;
-				if (asprintf(&rootfs, "%s/%s.sqsh", p->images_dir, vm->image + 7) < 0)
-					rootfs = NULL;
 				struct vmm_config vc = {
-					.binary = p->binary, .kernel = p->kernel, .initrd = p->initrd, .rootfs = rootfs,
+					.binary = p->binary, .kernel = p->kernel, .initrd = p->initrd, .rootfs = vm->rootfs,
 					.run_dir = vm->run_dir, .accel = p->accel, .vcpus = p->cfg.vcpus,
 					.memory_mib = p->cfg.memory_mib, .vm_id = vm->id, .sandbox = p->cfg.sandbox,
 				};
-				int r = !rootfs ? error_set(&err, -ENOMEM, "out of memory") :
-							vmm_config_check(&vc, p->cfg.vmm, &err);
+				int r = vmm_config_check(&vc, p->cfg.vmm, &err);
 				if (r == 0)
 					r = p->cfg.vmm->build(&vc, &argv, &err);
 				if (r == 0)
@@ -304,7 +303,8 @@ static struct vm *find_slot_locked(struct vm_pool *p, const char *tenant, const 
 	return NULL;
 }
 
-static struct vm *new_vm_locked(struct vm_pool *p, const char *tenant, const char *image, struct error *err)
+static struct vm *new_vm_locked(struct vm_pool *p, const char *tenant, const char *image, const char *rootfs,
+				struct error *err)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
 	if (!vm) {
@@ -314,12 +314,14 @@ static struct vm *new_vm_locked(struct vm_pool *p, const char *tenant, const cha
 	snprintf(vm->id, sizeof(vm->id), "vm-%06lu", ++p->next_id);
 	vm->tenant = strdup(tenant);
 	vm->image = strdup(image);
+	vm->rootfs = strdup(rootfs);
 	vm->run_dir = path_join(p->run_base, vm->id);
 	vm->state = VM_BOOTING;
 	vm->created_ms = vm->last_used_ms = now_ms();
-	if (!vm->tenant || !vm->image || !vm->run_dir) {
+	if (!vm->tenant || !vm->image || !vm->rootfs || !vm->run_dir) {
 		free(vm->tenant);
 		free(vm->image);
+		free(vm->rootfs);
 		free(vm->run_dir);
 		free(vm);
 		error_set(err, -ENOMEM, "out of memory");
@@ -387,8 +389,8 @@ static int boot_vm(struct vm_pool *p, struct vm *vm, struct error *err)
 }
 
 /* Finds or starts a VM for (tenant, image) and reserves one slot in it. */
-static int acquire(struct vm_pool *p, const char *tenant, const char *image, int64_t deadline, struct vm **ret,
-		   struct error *err)
+static int acquire(struct vm_pool *p, const char *tenant, const char *image, const char *rootfs, int64_t deadline,
+		   struct vm **ret, struct error *err)
 {
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
@@ -422,7 +424,7 @@ static int acquire(struct vm_pool *p, const char *tenant, const char *image, int
 				}
 		}
 		if (mine < p->cfg.max_vms_per_tenant && total < p->cfg.max_vms) {
-			vm = new_vm_locked(p, tenant, image, err);
+			vm = new_vm_locked(p, tenant, image, rootfs, err);
 			if (!vm) {
 				pthread_mutex_unlock(&p->lock);
 				return err->code;
@@ -470,15 +472,11 @@ static void release(struct vm_pool *p, struct vm *vm, bool broken, const char *w
 int vm_pool_exec(struct vm_pool *p, const char *tenant, const char *image, const struct agent_exec_request *rq,
 		 struct agent_exec_reply *ret, char vm_name[VM_NAME_MAX], struct error *err)
 {
-	if (strncmp(image, "sha256:", 7) != 0 || strlen(image) != 71 || strspn(image + 7, "0123456789abcdef") != 64)
-		return error_set(err, -EINVAL, "bad image digest");
 	_cleanup_free_ char *rootfs = NULL;
-	if (asprintf(&rootfs, "%s/%s.sqsh", p->images_dir, image + 7) < 0)
-		return error_set(err, -ENOMEM, "out of memory");
-	if (access(rootfs, R_OK) < 0)
-		return error_set(err, -ENOENT, "image %s is not imported (hpcc image import)", image);
+	int r = image_store_path(p->images_dir, image, &rootfs, err);
+	if (r < 0)
+		return r;
 	int64_t deadline = now_ms() + rq->timeout_ms;
-	int r = 0;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct error e = { 0 };
 		struct vm *vm = NULL;
@@ -487,7 +485,7 @@ int vm_pool_exec(struct vm_pool *p, const char *tenant, const char *image, const
 			p->stats.retries++;
 			pthread_mutex_unlock(&p->lock);
 		}
-		r = acquire(p, tenant, image, deadline, &vm, &e);
+		r = acquire(p, tenant, image, rootfs, deadline, &vm, &e);
 		if (r == 0) {
 			r = agent_conn_exec(vm->conn, rq, ret, &e);
 			if (r == 0)

@@ -157,6 +157,9 @@ static int setup(void **state)
 	snprintf(img, sizeof(img), "%s/%s.sqsh", f->images, IMAGE + 7);
 	int fd = open(img, O_WRONLY | O_CREAT, 0644);
 	close(fd);
+	snprintf(img, sizeof(img), "%s/%s.json", f->images, IMAGE + 7);
+	fd = open(img, O_WRONLY | O_CREAT, 0644);
+	close(fd);
 	f->cfg = (struct vm_pool_config){
 		.vmm = &fake_vmm, .binary = "/bin/true", .kernel = "/boot/vmlinux", .initrd = "/boot/initrd",
 		.accel = "kvm", .sandbox = true, .uid = 65534, .gid = 65534, .vcpus = 1, .memory_mib = 256,
