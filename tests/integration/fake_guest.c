@@ -2,7 +2,9 @@
  * A fake VMM for test_microvm.sh: the worker starts it in place of QEMU
  * (worker.ini [microvm] binary), with QEMU's command line. It listens on the
  * agent socket named by -chardev, says a valid hello, reads the first exec
- * header, then breaks the protocol the way HPCC_FAKE_GUEST says:
+ * header, then breaks the protocol the way the file <this binary>.mode says
+ * (the worker gives VMMs a fixed environment, so the mode cannot travel in
+ * a variable):
  *   garbage      a frame whose flag byte is not 0
  *   oversize     a frame header announcing 4 GiB
  *   unknown-exec a result for an exec the host never started
@@ -35,8 +37,19 @@ static void hello(int fd, int network_ok)
 
 int main(int argc, char **argv)
 {
-	const char *mode = getenv("HPCC_FAKE_GUEST");
-	const char *path = NULL;
+	static char mode_buf[64], self[4096];
+	const char *mode = NULL, *path = NULL;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 8);
+	if (n > 0) {
+		memcpy(self + n, ".mode", 6);
+		FILE *m = fopen(self, "r");
+		if (m && fgets(mode_buf, sizeof(mode_buf), m)) {
+			mode_buf[strcspn(mode_buf, "\n")] = '\0';
+			mode = mode_buf;
+		}
+		if (m)
+			fclose(m);
+	}
 	for (int i = 1; i < argc; i++) {
 		const char *p = strstr(argv[i], "path=");
 		if (strncmp(argv[i], "socket,", 7) == 0 && p) {
