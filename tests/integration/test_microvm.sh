@@ -22,7 +22,12 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE_ROOT=${HPCC_CACHE_ROOT:-/var/cache/hpcc-dev}
 
 KERNEL=$("$REPO/guest/build-kernel.sh" 2>"$WORK/kernel.log" | tail -n 1)
-INITRD=$("$REPO/guest/build-initramfs.sh" "$(dirname "$HPCC")/hpcc-agent" 2>"$WORK/initrd.log" | tail -n 1)
+# The agent goes into the guest alone, so it must be static; a sanitizer
+# build links it dynamically (the host side is what that build checks), and
+# then the normal build's agent is used.
+AGENT="$(dirname "$HPCC")/hpcc-agent"
+readelf -l "$AGENT" 2>/dev/null | grep -q INTERP && AGENT="$REPO/build/hpcc-agent"
+INITRD=$("$REPO/guest/build-initramfs.sh" "$AGENT" 2>"$WORK/initrd.log" | tail -n 1)
 OCI=$("$REPO/guest/build-toolchain-image.sh" 2>"$WORK/toolchain.log" | tail -n 1)
 IMAGES="$CACHE_ROOT/guest/images"
 if [ ! -f "$KERNEL" ] || [ ! -f "$INITRD" ] || [ ! -d "$OCI" ]; then
@@ -152,6 +157,7 @@ st=$?
 [ -n "$killed" ] && ok "killed the VMM mid-exec" || not_ok "could not catch an exec in flight"
 [ $st = 0 ] && same "$P/heavy.o" "$WORK/heavy.plain.o" "the build passes after the VMM was killed mid-exec" ||
   not_ok "build after the VMM kill: exit $st"
+expect_stat remote.executed 1 "the exec was retried on a fresh VM (no local fallback)"
 grep -q 'retrying once\|VMM exited\|tearing it down' "$W/worker.log" && ok "the worker noticed the dead VM" ||
   not_ok "no sign of the dead VM in the worker log"
 
