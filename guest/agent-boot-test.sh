@@ -75,10 +75,11 @@ int main(int argc, char **argv)
     ssize_t n = -1;
     struct statfs sf;
     struct timespec t0, t1;
-    int fd, ok;
+    int ok;
 
     /* Before this program opens anything: only 0-2 may be open. */
     int fds_closed = fcntl(3, F_GETFD) < 0 && fcntl(4, F_GETFD) < 0 && fcntl(5, F_GETFD) < 0;
+    int fd;
 
     if (argc == 2 && strcmp(argv[1], "--sleep") == 0) {
         sleep(60);
@@ -86,6 +87,27 @@ int main(int argc, char **argv)
     }
     if (argc == 2 && strcmp(argv[1], "--true") == 0)
         return 0;
+    if (argc == 2 && strcmp(argv[1], "--daemon") == 0) {
+        /* Leaves a process in a session of its own that keeps writing
+         * /tmp/straggler (the image's /tmp, shared by all execs). */
+        if (fork() == 0) {
+            setsid();
+            for (;;) {
+                fd = open("/tmp/straggler", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+                if (fd >= 0)
+                    close(fd);
+                usleep(10000);
+            }
+        }
+        usleep(100000);
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[1], "--check-straggler") == 0) {
+        unlink("/tmp/straggler");
+        usleep(300000);
+        puts(access("/tmp/straggler", F_OK) == 0 ? "straggler-alive" : "straggler-gone");
+        return 0;
+    }
     if (argc != 2)
         return 2;
     if (fds_closed)
@@ -196,7 +218,7 @@ trivial_line=$(sed -n 's/^# trivial exec: //p' "$tmp/driver.log" | tr '\n' ';' |
 urandom_ms=$(sed -n 's/^urandom-ms=//p' "$tmp/driver.log" | head -n1)
 
 if [ "$drc" -eq 0 ] && grep -q 'PASSED.*1 test' "$tmp/driver.log"; then
-    ok "hello, exec with input and output, timeout, symlinked staging refused, second exec in the same staging"
+    ok "hello, exec with input and output, timeout, symlinked staging refused, same staging reused, straggler killed"
 else
     not_ok "the guest driver failed (status $drc)"
 fi

@@ -78,6 +78,15 @@ static void send_error(struct agent *a, uint64_t id, const char *msg)
 	send_result(a, id, &res);
 }
 
+/* In the guest, once no run is left, every process but the agent is a
+ * straggler that left its process group (setsid, daemon()): it could
+ * still write into later execs' files as the same compile user. */
+static void sweep_stragglers(struct agent *a)
+{
+	if (a->boot && a->n_running == 0 && getpid() == 1)
+		kill(-1, SIGKILL);
+}
+
 /* SIGKILLs a run: its process group, and the child itself in case it has
  * not reached setsid() yet (then it has no group, and no children). */
 static void kill_run(pid_t pid)
@@ -108,6 +117,7 @@ static void exec_destroy(struct agent *a, struct exec *e)
 		while (waitpid(e->pid, NULL, 0) < 0 && errno == EINTR)
 			;
 		a->n_running--;
+		sweep_stragglers(a);
 	}
 	close_fd(&e->in_fd);
 	close_fd(&e->out_fd);
@@ -168,6 +178,17 @@ static bool env_entry_ok(const char *s)
 		if (*s < '0' || *s > '9')
 			return false;
 	return true;
+}
+
+/* True if one staging directory is the other or lies inside it: two
+ * live execs must never see (or remove) each other's files. */
+static bool staging_overlaps(const char *x, const char *y)
+{
+	size_t nx = strlen(x), ny = strlen(y), n = nx < ny ? nx : ny;
+
+	if (strncmp(x, y, n) != 0)
+		return false;
+	return nx == ny || (nx < ny ? y[n] : x[n]) == '/';
 }
 
 static int header_check(const Hpcc__V1__ExecHeader *h, char *why, size_t why_len)
@@ -255,9 +276,9 @@ void exec_handle_header(struct agent *a, uint64_t id, Hpcc__V1__ExecHeader *h)
 		goto refused;
 	}
 	for (e = a->execs; e; e = e->next)
-		if (strcmp(e->h->staging, h->staging) == 0) {
-			snprintf(why, sizeof(why), "staging directory %s is in use by exec %llu", h->staging,
-				 (unsigned long long)e->id);
+		if (staging_overlaps(e->h->staging, h->staging)) {
+			snprintf(why, sizeof(why), "staging directory %s is in use by exec %llu (%s)", h->staging,
+				 (unsigned long long)e->id, e->h->staging);
 			refuse_id(a, id, why);
 			goto refused;
 		}
@@ -505,6 +526,7 @@ static void exec_finish(struct agent *a, struct exec *e, int status)
 	kill(-e->pid, SIGKILL);
 	e->pid = 0;
 	a->n_running--;
+	sweep_stragglers(a);
 	for (int i = 0; i < DRAIN_READS && stdio_read_once(a, e, 1); i++)
 		;
 	for (int i = 0; i < DRAIN_READS && stdio_read_once(a, e, 2); i++)

@@ -1075,6 +1075,20 @@ static void test_unknown_and_duplicate_ids(void **state)
 		send_header(p.fd, 7, &s);
 		send_header(p.fd, 8, &s);
 		expect_error(p.fd, 8, "in use");
+		/* ... nor nest one inside the other, either way round. */
+		{
+			char *inner = NULL, *outer = strdup(p.stage);
+			struct header_spec in = { .argv = argv, .n_inputs = 1 }, out = in;
+			assert_true(asprintf(&inner, "%s/inner", stg2) > 0);
+			in.staging = inner;
+			out.staging = outer;
+			send_header(p.fd, 9, &in);
+			expect_error(p.fd, 9, "in use");
+			send_header(p.fd, 10, &out);
+			expect_error(p.fd, 10, "in use");
+			free(inner);
+			free(outer);
+		}
 		send_cancel(p.fd, 7);
 		expect_error(p.fd, 7, "cancelled");
 	}
@@ -1286,6 +1300,25 @@ static void test_guest(void **state)
 		assert_null(r.error);
 		assert_non_null(strstr(r.out, "input=again"));
 		printf("# second exec: %lld us in the guest\n", (long long)r.duration_us);
+		reply_free(&r);
+	}
+	/* A process that leaves its session behind does not survive its
+	 * exec: once no run is left, the agent kills every straggler. */
+	{
+		const char *argv6[] = { "hpcc-test-prog", "--daemon", NULL };
+		const char *argv7[] = { "hpcc-test-prog", "--check-straggler", NULL };
+		struct header_spec s6 = { .argv = argv6, .staging = "/tmp/exec-6" };
+		struct header_spec s7 = { .argv = argv7, .staging = "/tmp/exec-7" };
+		send_header(fd, 60, &s6);
+		r = wait_reply(fd, 60);
+		assert_null(r.error);
+		assert_int_equal(r.exit_code, 0);
+		reply_free(&r);
+		send_header(fd, 61, &s7);
+		r = wait_reply(fd, 61);
+		assert_null(r.error);
+		assert_non_null(r.out);
+		assert_string_equal(r.out, "straggler-gone\n");
 		reply_free(&r);
 	}
 	/* The smallest exec: fork, chroot, exec, exit, reap, result. */
