@@ -156,18 +156,36 @@ size_t outq_pending(const struct outq *q);
 int outq_flush(struct outq *q, int fd);
 void outq_free(struct outq *q);
 
-/* exec.c: one exec from header to last output */
+#define AGENT_ERROR_MAX 512 /* error strings in results (the host refuses > 1 KiB) */
+
+static inline void close_fdp(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* exec.c: one exec from its header until it is queued, and its end */
 void exec_handle_header(struct agent *a, uint64_t id, Hpcc__V1__ExecHeader *h);
 void exec_handle_input(struct agent *a, uint64_t id, const Hpcc__V1__FileChunk *c);
 void exec_handle_cancel(struct agent *a, uint64_t id);
 void exec_handle_unexpected(struct agent *a, uint64_t id, const char *what);
+void exec_send_result(struct agent *a, uint64_t id, Hpcc__V1__ExecResult *res);
+/* Ends an exec: an error result unless the result went out already, then
+ * exec_destroy(): kill, staging removal, id remembered, freed. */
+void exec_fail(struct agent *a, struct exec *e, const char *fmt, ...) _printf_(3, 4);
+void exec_destroy(struct agent *a, struct exec *e);
+void exec_destroy_all(struct agent *a);
+void exec_kill_run(pid_t pid);
+void exec_sweep_stragglers(struct agent *a);
+
+/* run.c: from a free vCPU to the last output file */
 void exec_start_queued(struct agent *a);
 void exec_reap(struct agent *a);
 void exec_read_stdio(struct agent *a, struct exec *e, int which);
 void exec_check_deadlines(struct agent *a, int64_t now_us);
 int64_t exec_next_deadline(const struct agent *a); /* -1: none */
 bool exec_produce(struct agent *a);
-void exec_destroy_all(struct agent *a);
 
 /* spawn.c: the child side of a compiler run */
 int exec_spawn(struct agent *a, struct exec *e, char *why, size_t why_len);

@@ -1,9 +1,8 @@
 /*
- * One exec, from its header to its last output file: checks the header,
- * stages inputs in the order the protocol allows, queues the run until a
- * vCPU is free, forwards stdout/stderr within the output budget, enforces
- * the timeout, and after the child is reaped sends one ExecResult and the
- * requested outputs that are regular files. Anything the host does wrong
+ * One exec, from its header until its inputs are staged, and its end: the
+ * header is checked whole, inputs are accepted only in the order the
+ * protocol allows, and cancel, duplicate and unknown ids are handled here
+ * (run.c takes over once the exec is queued). Anything the host does wrong
  * for one exec ends that exec alone, with an ExecResult whose error says
  * why; its id is then remembered for a while so that the rest of its
  * frames are dropped quietly instead of each earning another error.
@@ -18,12 +17,6 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#define ERROR_MAX 512 /* the host refuses error strings over 1 KiB */
-/* Reads of a pipe after its child is gone: enough for a full pipe buffer
- * (1 MiB at most for an unprivileged writer), bounded against a writer
- * that escaped the process group and never stops. */
-#define DRAIN_READS 17
 
 static void tomb_add(struct agent *a, uint64_t id)
 {
@@ -54,7 +47,7 @@ static struct exec *exec_find(struct agent *a, uint64_t id)
 	return NULL;
 }
 
-static void send_result(struct agent *a, uint64_t id, Hpcc__V1__ExecResult *res)
+void exec_send_result(struct agent *a, uint64_t id, Hpcc__V1__ExecResult *res)
 {
 	Hpcc__V1__AgentFrame f = HPCC__V1__AGENT_FRAME__INIT;
 
@@ -69,19 +62,19 @@ static void send_result(struct agent *a, uint64_t id, Hpcc__V1__ExecResult *res)
 static void send_error(struct agent *a, uint64_t id, const char *msg)
 {
 	Hpcc__V1__ExecResult res = HPCC__V1__EXEC_RESULT__INIT;
-	char buf[ERROR_MAX];
+	char buf[AGENT_ERROR_MAX];
 
 	snprintf(buf, sizeof(buf), "%s", msg);
 	res.exit_code = 127;
 	res.error = buf;
 	agent_log("exec %llu: %s", (unsigned long long)id, buf);
-	send_result(a, id, &res);
+	exec_send_result(a, id, &res);
 }
 
 /* In the guest, once no run is left, every process but the agent is a
  * straggler that left its process group (setsid, daemon()): it could
  * still write into later execs' files as the same compile user. */
-static void sweep_stragglers(struct agent *a)
+void exec_sweep_stragglers(struct agent *a)
 {
 	if (a->boot && a->n_running == 0 && getpid() == 1)
 		kill(-1, SIGKILL);
@@ -89,20 +82,13 @@ static void sweep_stragglers(struct agent *a)
 
 /* SIGKILLs a run: its process group, and the child itself in case it has
  * not reached setsid() yet (then it has no group, and no children). */
-static void kill_run(pid_t pid)
+void exec_kill_run(pid_t pid)
 {
 	kill(-pid, SIGKILL);
 	kill(pid, SIGKILL);
 }
 
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
-static void exec_destroy(struct agent *a, struct exec *e)
+void exec_destroy(struct agent *a, struct exec *e)
 {
 	for (struct exec **pp = &a->execs; *pp; pp = &(*pp)->next)
 		if (*pp == e) {
@@ -113,18 +99,18 @@ static void exec_destroy(struct agent *a, struct exec *e)
 		/* Wait for the killed child, so that it cannot write into the
 		 * staging directory while it is removed. What else ran in its
 		 * group got the same SIGKILL; the loop reaps those. */
-		kill_run(e->pid);
+		exec_kill_run(e->pid);
 		while (waitpid(e->pid, NULL, 0) < 0 && errno == EINTR)
 			;
 		a->n_running--;
-		sweep_stragglers(a);
+		exec_sweep_stragglers(a);
 	}
-	close_fd(&e->in_fd);
-	close_fd(&e->out_fd);
-	close_fd(&e->err_fd);
-	close_fd(&e->status_fd);
+	close_fdp(&e->in_fd);
+	close_fdp(&e->out_fd);
+	close_fdp(&e->err_fd);
+	close_fdp(&e->status_fd);
 	for (size_t i = 0; i < e->n_outs; i++)
-		close_fd(&e->outs[i].fd);
+		close_fdp(&e->outs[i].fd);
 	staging_destroy(a, e);
 	tomb_add(a, e->id);
 	a->n_live--;
@@ -137,10 +123,9 @@ static void exec_destroy(struct agent *a, struct exec *e)
 
 /* Ends an exec because of the host, the agent or the command's set-up:
  * one error result (unless the result went out already), then cleanup. */
-static void exec_fail(struct agent *a, struct exec *e, const char *fmt, ...) _printf_(3, 4);
-static void exec_fail(struct agent *a, struct exec *e, const char *fmt, ...)
+void exec_fail(struct agent *a, struct exec *e, const char *fmt, ...)
 {
-	char msg[ERROR_MAX];
+	char msg[AGENT_ERROR_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -253,7 +238,7 @@ static int header_check(const Hpcc__V1__ExecHeader *h, char *why, size_t why_len
 
 void exec_handle_header(struct agent *a, uint64_t id, Hpcc__V1__ExecHeader *h)
 {
-	char why[ERROR_MAX];
+	char why[AGENT_ERROR_MAX];
 	struct exec *e, **tail;
 
 	if (id == 0) {
@@ -355,7 +340,7 @@ static int input_begin(struct agent *a, struct exec *e, const Hpcc__V1__FileChun
 void exec_handle_input(struct agent *a, uint64_t id, const Hpcc__V1__FileChunk *c)
 {
 	struct exec *e = exec_find(a, id);
-	char why[ERROR_MAX];
+	char why[AGENT_ERROR_MAX];
 	int r;
 
 	if (!e) {
@@ -397,7 +382,7 @@ void exec_handle_input(struct agent *a, uint64_t id, const Hpcc__V1__FileChunk *
 			  (unsigned long long)e->in_have, (unsigned long long)e->in_size);
 		return;
 	}
-	close_fd(&e->in_fd);
+	close_fdp(&e->in_fd);
 	free(e->in_path);
 	e->in_path = NULL;
 	if (++e->inputs_done == e->h->n_inputs)
@@ -422,245 +407,13 @@ void exec_handle_cancel(struct agent *a, uint64_t id)
 void exec_handle_unexpected(struct agent *a, uint64_t id, const char *what)
 {
 	struct exec *e = exec_find(a, id);
-	char why[ERROR_MAX];
+	char why[AGENT_ERROR_MAX];
 
 	snprintf(why, sizeof(why), "unexpected frame from the host: %s", what);
 	if (e)
 		exec_fail(a, e, "%s", why);
 	else
 		refuse_id(a, id, why);
-}
-
-void exec_start_queued(struct agent *a)
-{
-	char why[ERROR_MAX];
-	struct exec *e, *next;
-
-	for (e = a->execs; e && a->n_running < a->vcpus; e = next) {
-		next = e->next;
-		if (e->state == EXEC_QUEUED && exec_spawn(a, e, why, sizeof(why)) < 0)
-			exec_fail(a, e, "%s", why);
-	}
-}
-
-static void stdio_forward(struct agent *a, struct exec *e, int fd, const uint8_t *p, size_t n)
-{
-	Hpcc__V1__AgentFrame f = HPCC__V1__AGENT_FRAME__INIT;
-	Hpcc__V1__StdioChunk s = HPCC__V1__STDIO_CHUNK__INIT;
-	uint64_t room = e->max_output - e->stdio_sent;
-
-	if (n > room) {
-		e->truncated = true;
-		n = (size_t)room;
-	}
-	if (n == 0)
-		return;
-	s.fd = (uint32_t)fd;
-	s.data.data = (uint8_t *)p;
-	s.data.len = n;
-	f.exec_id = e->id;
-	f.kind_case = HPCC__V1__AGENT_FRAME__KIND_STDIO;
-	f.stdio = &s;
-	if (agent_send(a, &f) == 0)
-		e->stdio_sent += n;
-}
-
-/* One read of a child's pipe; false when nothing more is there now. */
-static bool stdio_read_once(struct agent *a, struct exec *e, int which)
-{
-	int *fdp = which == 1 ? &e->out_fd : &e->err_fd;
-	uint8_t buf[AGENT_STDIO_READ];
-	ssize_t n;
-
-	if (*fdp < 0)
-		return false;
-	n = read(*fdp, buf, sizeof(buf));
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return false;
-	if (n <= 0) {
-		close_fd(fdp);
-		return false;
-	}
-	stdio_forward(a, e, which, buf, (size_t)n);
-	return true;
-}
-
-void exec_read_stdio(struct agent *a, struct exec *e, int which)
-{
-	stdio_read_once(a, e, which);
-}
-
-/* Opens the requested outputs that are regular files, within what is
- * left of the output budget; all or none. */
-static void outputs_collect(struct exec *e)
-{
-	uint64_t budget = e->max_output - e->stdio_sent, total = 0;
-
-	e->outs = calloc(e->h->n_outputs ? e->h->n_outputs : 1, sizeof(*e->outs));
-	if (!e->outs)
-		return;
-	for (size_t i = 0; i < e->h->n_outputs; i++) {
-		struct exec_output *o = &e->outs[e->n_outs];
-		if (output_open(e->staging_fd, e->h->outputs[i], &o->fd, &o->size, &o->executable) < 0)
-			continue; /* missing, or not a regular file: does not exist */
-		o->path = e->h->outputs[i];
-		total += o->size;
-		e->n_outs++;
-	}
-	if (total > budget) {
-		for (size_t i = 0; i < e->n_outs; i++)
-			close_fd(&e->outs[i].fd);
-		e->n_outs = 0;
-		e->truncated = true;
-	}
-}
-
-static void exec_finish(struct agent *a, struct exec *e, int status)
-{
-	Hpcc__V1__ExecResult res = HPCC__V1__EXEC_RESULT__INIT;
-	int64_t duration = agent_now_us() - e->start_us;
-	char why[ERROR_MAX];
-
-	/* Whatever the command left running in its process group goes now:
-	 * nothing may write into the staging directory while it is read. */
-	kill(-e->pid, SIGKILL);
-	e->pid = 0;
-	a->n_running--;
-	sweep_stragglers(a);
-	for (int i = 0; i < DRAIN_READS && stdio_read_once(a, e, 1); i++)
-		;
-	for (int i = 0; i < DRAIN_READS && stdio_read_once(a, e, 2); i++)
-		;
-	close_fd(&e->out_fd);
-	close_fd(&e->err_fd);
-	if (exec_spawn_failure(e->status_fd, why, sizeof(why)) == 1) {
-		exec_fail(a, e, "%s", why);
-		return;
-	}
-	close_fd(&e->status_fd);
-	if (WIFEXITED(status))
-		res.exit_code = WEXITSTATUS(status);
-	else if (WIFSIGNALED(status))
-		res.exit_code = 128 + WTERMSIG(status);
-	else
-		res.exit_code = 127;
-	outputs_collect(e);
-	res.timed_out = e->timed_out;
-	res.output_truncated = e->truncated;
-	res.duration_us = duration;
-	res.n_outputs = (uint32_t)e->n_outs;
-	send_result(a, e->id, &res);
-	e->state = EXEC_SENDING;
-	if (e->n_outs == 0)
-		exec_destroy(a, e);
-}
-
-void exec_reap(struct agent *a)
-{
-	for (;;) {
-		int status = 0;
-		pid_t pid = waitpid(-1, &status, WNOHANG);
-
-		if (pid <= 0)
-			return;
-		/* As PID 1 this also collects orphans; they match no exec. */
-		for (struct exec *e = a->execs; e; e = e->next)
-			if (e->state == EXEC_RUNNING && e->pid == pid) {
-				exec_finish(a, e, status);
-				break;
-			}
-	}
-}
-
-void exec_check_deadlines(struct agent *a, int64_t now_us)
-{
-	struct exec *e, *next;
-
-	for (e = a->execs; e; e = next) {
-		next = e->next;
-		if (e->state == EXEC_STAGING && now_us >= e->deadline_us)
-			exec_fail(a, e, "only %u of %u inputs arrived within the timeout of %llu ms", e->inputs_done,
-				  e->h->n_inputs, (unsigned long long)e->timeout_ms);
-		else if (e->state == EXEC_RUNNING && !e->timed_out && now_us >= e->deadline_us) {
-			agent_log("exec %llu: timed out after %llu ms, killing it", (unsigned long long)e->id,
-				  (unsigned long long)e->timeout_ms);
-			kill_run(e->pid);
-			e->timed_out = true;
-		}
-	}
-}
-
-int64_t exec_next_deadline(const struct agent *a)
-{
-	int64_t next = -1;
-
-	for (const struct exec *e = a->execs; e; e = e->next) {
-		bool waits = e->state == EXEC_STAGING || (e->state == EXEC_RUNNING && !e->timed_out);
-		if (waits && (next < 0 || e->deadline_us < next))
-			next = e->deadline_us;
-	}
-	return next;
-}
-
-/* Reads up to n bytes at off; fewer only at EOF or on an error. */
-static size_t pread_full(int fd, uint8_t *p, size_t n, uint64_t off)
-{
-	size_t have = 0;
-
-	while (have < n) {
-		ssize_t r = pread(fd, p + have, n - have, (off_t)(off + have));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		have += (size_t)r;
-	}
-	return have;
-}
-
-static void output_chunk(struct agent *a, struct exec *e)
-{
-	struct exec_output *o = &e->outs[e->cur_out];
-	Hpcc__V1__AgentFrame f = HPCC__V1__AGENT_FRAME__INIT;
-	Hpcc__V1__FileChunk c = HPCC__V1__FILE_CHUNK__INIT;
-	uint64_t left = o->size - o->sent;
-	size_t want = left < AGENT_CHUNK_MAX ? (size_t)left : AGENT_CHUNK_MAX;
-	size_t got = pread_full(o->fd, a->chunk_buf, want, o->sent);
-
-	if (!o->started) {
-		c.path = (char *)o->path;
-		c.size = o->size;
-		c.executable = o->executable;
-	}
-	c.data.data = a->chunk_buf;
-	c.data.len = got;
-	/* A file that shrank since it was measured ends early: the host
-	 * sees a file shorter than announced, which it refuses. */
-	c.last = got < want || o->sent + got == o->size;
-	if (got < want)
-		agent_log("exec %llu: output %s shrank while being sent", (unsigned long long)e->id, o->path);
-	f.exec_id = e->id;
-	f.kind_case = HPCC__V1__AGENT_FRAME__KIND_OUTPUT;
-	f.output = &c;
-	agent_send(a, &f);
-	o->started = true;
-	o->sent += got;
-	if (c.last) {
-		close_fd(&o->fd);
-		e->cur_out++;
-	}
-	if (e->cur_out == e->n_outs)
-		exec_destroy(a, e);
-}
-
-bool exec_produce(struct agent *a)
-{
-	for (struct exec *e = a->execs; e; e = e->next)
-		if (e->state == EXEC_SENDING) {
-			output_chunk(a, e);
-			return true;
-		}
-	return false;
 }
 
 void exec_destroy_all(struct agent *a)

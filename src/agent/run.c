@@ -1,0 +1,254 @@
+/*
+ * One run, from a free vCPU to the last output file: starts queued execs
+ * in arrival order (spawn.c forks the child), forwards stdout/stderr within
+ * the output budget, enforces the timeout, and once the child is reaped
+ * sends one ExecResult and then the requested outputs that are regular
+ * files, one chunk at a time as the send queue drains.
+ */
+#include "agent.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Reads of a pipe after its child is gone: enough for a full pipe buffer
+ * (1 MiB at most for an unprivileged writer), bounded against a writer
+ * that escaped the process group and never stops. */
+#define DRAIN_READS 17
+
+void exec_start_queued(struct agent *a)
+{
+	char why[AGENT_ERROR_MAX];
+	struct exec *e, *next;
+
+	for (e = a->execs; e && a->n_running < a->vcpus; e = next) {
+		next = e->next;
+		if (e->state == EXEC_QUEUED && exec_spawn(a, e, why, sizeof(why)) < 0)
+			exec_fail(a, e, "%s", why);
+	}
+}
+
+static void stdio_forward(struct agent *a, struct exec *e, int fd, const uint8_t *p, size_t n)
+{
+	Hpcc__V1__AgentFrame f = HPCC__V1__AGENT_FRAME__INIT;
+	Hpcc__V1__StdioChunk s = HPCC__V1__STDIO_CHUNK__INIT;
+	uint64_t room = e->max_output - e->stdio_sent;
+
+	if (n > room) {
+		e->truncated = true;
+		n = (size_t)room;
+	}
+	if (n == 0)
+		return;
+	s.fd = (uint32_t)fd;
+	s.data.data = (uint8_t *)p;
+	s.data.len = n;
+	f.exec_id = e->id;
+	f.kind_case = HPCC__V1__AGENT_FRAME__KIND_STDIO;
+	f.stdio = &s;
+	if (agent_send(a, &f) == 0)
+		e->stdio_sent += n;
+}
+
+/* One read of a child's pipe; false when nothing more is there now. */
+static bool stdio_read_once(struct agent *a, struct exec *e, int which)
+{
+	int *fdp = which == 1 ? &e->out_fd : &e->err_fd;
+	uint8_t buf[AGENT_STDIO_READ];
+	ssize_t n;
+
+	if (*fdp < 0)
+		return false;
+	n = read(*fdp, buf, sizeof(buf));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return false;
+	if (n <= 0) {
+		close_fdp(fdp);
+		return false;
+	}
+	stdio_forward(a, e, which, buf, (size_t)n);
+	return true;
+}
+
+void exec_read_stdio(struct agent *a, struct exec *e, int which)
+{
+	stdio_read_once(a, e, which);
+}
+
+/* Opens the requested outputs that are regular files, within what is
+ * left of the output budget; all or none. */
+static void outputs_collect(struct exec *e)
+{
+	uint64_t budget = e->max_output - e->stdio_sent, total = 0;
+
+	e->outs = calloc(e->h->n_outputs ? e->h->n_outputs : 1, sizeof(*e->outs));
+	if (!e->outs)
+		return;
+	for (size_t i = 0; i < e->h->n_outputs; i++) {
+		struct exec_output *o = &e->outs[e->n_outs];
+		o->fd = -1;
+		if (output_open(e->staging_fd, e->h->outputs[i], &o->fd, &o->size, &o->executable) < 0)
+			continue; /* missing, or not a regular file: does not exist */
+		o->path = e->h->outputs[i];
+		total += o->size;
+		e->n_outs++;
+	}
+	if (total > budget) {
+		for (size_t i = 0; i < e->n_outs; i++)
+			close_fdp(&e->outs[i].fd);
+		e->n_outs = 0;
+		e->truncated = true;
+	}
+}
+
+static void exec_finish(struct agent *a, struct exec *e, int status)
+{
+	Hpcc__V1__ExecResult res = HPCC__V1__EXEC_RESULT__INIT;
+	int64_t duration = agent_now_us() - e->start_us;
+	char why[AGENT_ERROR_MAX];
+
+	/* Whatever the command left running in its process group goes now:
+	 * nothing may write into the staging directory while it is read. */
+	kill(-e->pid, SIGKILL);
+	e->pid = 0;
+	a->n_running--;
+	exec_sweep_stragglers(a);
+	for (int i = 0; i < DRAIN_READS && stdio_read_once(a, e, 1); i++)
+		;
+	for (int i = 0; i < DRAIN_READS && stdio_read_once(a, e, 2); i++)
+		;
+	close_fdp(&e->out_fd);
+	close_fdp(&e->err_fd);
+	if (exec_spawn_failure(e->status_fd, why, sizeof(why)) == 1) {
+		exec_fail(a, e, "%s", why);
+		return;
+	}
+	close_fdp(&e->status_fd);
+	if (WIFEXITED(status))
+		res.exit_code = WEXITSTATUS(status);
+	else if (WIFSIGNALED(status))
+		res.exit_code = 128 + WTERMSIG(status);
+	else
+		res.exit_code = 127;
+	outputs_collect(e);
+	res.timed_out = e->timed_out;
+	res.output_truncated = e->truncated;
+	res.duration_us = duration;
+	res.n_outputs = (uint32_t)e->n_outs;
+	exec_send_result(a, e->id, &res);
+	e->state = EXEC_SENDING;
+	if (e->n_outs == 0)
+		exec_destroy(a, e);
+}
+
+void exec_reap(struct agent *a)
+{
+	for (;;) {
+		int status = 0;
+		pid_t pid = waitpid(-1, &status, WNOHANG);
+
+		if (pid <= 0)
+			return;
+		/* As PID 1 this also collects orphans; they match no exec. */
+		for (struct exec *e = a->execs; e; e = e->next)
+			if (e->state == EXEC_RUNNING && e->pid == pid) {
+				exec_finish(a, e, status);
+				break;
+			}
+	}
+}
+
+void exec_check_deadlines(struct agent *a, int64_t now_us)
+{
+	struct exec *e, *next;
+
+	for (e = a->execs; e; e = next) {
+		next = e->next;
+		if (e->state == EXEC_STAGING && now_us >= e->deadline_us)
+			exec_fail(a, e, "only %u of %u inputs arrived within the timeout of %llu ms", e->inputs_done,
+				  e->h->n_inputs, (unsigned long long)e->timeout_ms);
+		else if (e->state == EXEC_RUNNING && !e->timed_out && now_us >= e->deadline_us) {
+			agent_log("exec %llu: timed out after %llu ms, killing it", (unsigned long long)e->id,
+				  (unsigned long long)e->timeout_ms);
+			exec_kill_run(e->pid);
+			e->timed_out = true;
+		}
+	}
+}
+
+int64_t exec_next_deadline(const struct agent *a)
+{
+	int64_t next = -1;
+
+	for (const struct exec *e = a->execs; e; e = e->next) {
+		bool waits = e->state == EXEC_STAGING || (e->state == EXEC_RUNNING && !e->timed_out);
+		if (waits && (next < 0 || e->deadline_us < next))
+			next = e->deadline_us;
+	}
+	return next;
+}
+
+/* Reads up to n bytes at off; fewer only at EOF or on an error. */
+static size_t pread_full(int fd, uint8_t *p, size_t n, uint64_t off)
+{
+	size_t have = 0;
+
+	while (have < n) {
+		ssize_t r = pread(fd, p + have, n - have, (off_t)(off + have));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+	}
+	return have;
+}
+
+static void output_chunk(struct agent *a, struct exec *e)
+{
+	struct exec_output *o = &e->outs[e->cur_out];
+	Hpcc__V1__AgentFrame f = HPCC__V1__AGENT_FRAME__INIT;
+	Hpcc__V1__FileChunk c = HPCC__V1__FILE_CHUNK__INIT;
+	uint64_t left = o->size - o->sent;
+	size_t want = left < AGENT_CHUNK_MAX ? (size_t)left : AGENT_CHUNK_MAX;
+	size_t got = pread_full(o->fd, a->chunk_buf, want, o->sent);
+
+	if (!o->started) {
+		c.path = (char *)o->path;
+		c.size = o->size;
+		c.executable = o->executable;
+	}
+	c.data.data = a->chunk_buf;
+	c.data.len = got;
+	/* A file that shrank since it was measured ends early: the host
+	 * sees a file shorter than announced, which it refuses. */
+	c.last = got < want || o->sent + got == o->size;
+	if (got < want)
+		agent_log("exec %llu: output %s shrank while being sent", (unsigned long long)e->id, o->path);
+	f.exec_id = e->id;
+	f.kind_case = HPCC__V1__AGENT_FRAME__KIND_OUTPUT;
+	f.output = &c;
+	agent_send(a, &f);
+	o->started = true;
+	o->sent += got;
+	if (c.last) {
+		close_fdp(&o->fd);
+		e->cur_out++;
+	}
+	if (e->cur_out == e->n_outs)
+		exec_destroy(a, e);
+}
+
+bool exec_produce(struct agent *a)
+{
+	for (struct exec *e = a->execs; e; e = e->next)
+		if (e->state == EXEC_SENDING) {
+			output_chunk(a, e);
+			return true;
+		}
+	return false;
+}
