@@ -16,6 +16,8 @@
 # Environment: HPCC_AGENT, HPCC_AGENT_DRIVER (override those two paths),
 #   HPCC_VMLINUX (default: the path guest/build-kernel.sh prints),
 #   HPCC_BOOT_TEST_TIMEOUT (seconds for the whole run, default 180),
+#   HPCC_BOOT_TEST_CONNECT_DELAY (seconds before the driver connects, default
+#   0: the agent must wait for a host that connects late),
 #   KEEP_WORK=1 keeps the work directory.
 #
 # Not part of `make check`: the end-to-end microVM test owns that.
@@ -193,6 +195,7 @@ timeout "$timeout_s" qemu-system-x86_64 \
     </dev/null >"$tmp/console.raw" 2>"$tmp/qemu.err" &
 qpid=$!
 
+sleep "${HPCC_BOOT_TEST_CONNECT_DELAY:-0}"
 HPCC_TEST_AGENT_SOCKET="$tmp/ch.sock" timeout "$timeout_s" "$driver" >"$tmp/driver.log" 2>&1
 drc=$?
 # The stream is closed: the agent powers the VM off on its own.
