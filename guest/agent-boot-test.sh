@@ -18,6 +18,8 @@
 #   HPCC_BOOT_TEST_TIMEOUT (seconds for the whole run, default 180),
 #   HPCC_BOOT_TEST_CONNECT_DELAY (seconds before the driver connects, default
 #   0: the agent must wait for a host that connects late),
+#   HPCC_BOOT_TEST_IMAGE (a squashfs toolchain image with gcc: a second boot
+#   compiles a C file with it and compares the object with a plain gcc -c),
 #   KEEP_WORK=1 keeps the work directory.
 #
 # Not part of `make check`: the end-to-end microVM test owns that.
@@ -181,46 +183,71 @@ slink /evil 0777 0 0 /etc
 EOF
 gensquashfs -q -c gzip -F "$tmp/pack" -D "$tmp/img" "$tmp/root.sqsh" >/dev/null || die "gensquashfs failed"
 
-log "booting $vmlinux with $initrd, -smp $smp (TCG)"
-start_ms=$(date +%s%3N)
-timeout "$timeout_s" qemu-system-x86_64 \
-    -M microvm,acpi=off -accel tcg -cpu max -m 512 -smp "$smp" \
-    -nodefaults -no-user-config -nographic -serial stdio -nic none -no-reboot \
-    -drive if=none,id=rd,file="$tmp/root.sqsh",format=raw,readonly=on -device virtio-blk-device,drive=rd \
-    -device virtio-serial-device \
-    -chardev socket,id=c0,path="$tmp/ch.sock",server=on,wait=off \
-    -device virtserialport,chardev=c0,name=hpcc.0 \
-    -kernel "$vmlinux" -initrd "$initrd" \
-    -append "console=ttyS0 reboot=t panic=-1 quiet hpcc.channel=virtio:hpcc.0" \
-    </dev/null >"$tmp/console.raw" 2>"$tmp/qemu.err" &
-qpid=$!
+# boot NAME IMAGE [DRIVER_ENV...]: boots IMAGE, runs the driver against the
+# VM's channel with DRIVER_ENV, waits for the power-off. Leaves
+# $tmp/NAME.console.log and $tmp/NAME.driver.log, and sets drc (driver
+# status), qrc (QEMU status), off (the VM stopped by itself), start_ms and
+# end_ms.
+boot() {
+    local name=$1 image=$2 sock="$tmp/$1.sock"
+    shift 2
+    log "$name: booting $vmlinux with $initrd and $image, -smp $smp (TCG)"
+    start_ms=$(date +%s%3N)
+    timeout "$timeout_s" qemu-system-x86_64 \
+        -M microvm,acpi=off -accel tcg -cpu max -m 512 -smp "$smp" \
+        -nodefaults -no-user-config -nographic -serial stdio -nic none -no-reboot \
+        -drive if=none,id=rd,file="$image",format=raw,readonly=on -device virtio-blk-device,drive=rd \
+        -device virtio-serial-device \
+        -chardev socket,id=c0,path="$sock",server=on,wait=off \
+        -device virtserialport,chardev=c0,name=hpcc.0 \
+        -kernel "$vmlinux" -initrd "$initrd" \
+        -append "console=ttyS0 reboot=t panic=-1 quiet hpcc.channel=virtio:hpcc.0 hpcc.vm=agent-boot-test" \
+        </dev/null >"$tmp/$name.console.raw" 2>"$tmp/$name.qemu.err" &
+    qpid=$!
+    sleep "${HPCC_BOOT_TEST_CONNECT_DELAY:-0}"
+    env HPCC_TEST_AGENT_SOCKET="$sock" "$@" timeout "$timeout_s" "$driver" >"$tmp/$name.driver.log" 2>&1
+    drc=$?
+    # The stream is closed: the agent powers the VM off on its own.
+    off=false
+    for _ in $(seq 1 300); do
+        if ! kill -0 "$qpid" 2>/dev/null; then off=true; break; fi
+        sleep 0.1
+    done
+    end_ms=$(date +%s%3N)
+    if ! $off; then kill "$qpid" 2>/dev/null; fi
+    wait "$qpid" 2>/dev/null
+    qrc=$?
+    qpid=
+    tr -d '\r' <"$tmp/$name.console.raw" >"$tmp/$name.console.log"
+    sed "s/^/# $name console: /" "$tmp/$name.console.log"
+    sed "s/^/# $name driver: /" "$tmp/$name.driver.log"
+    [ -s "$tmp/$name.qemu.err" ] && sed "s/^/# $name qemu: /" "$tmp/$name.qemu.err"
+    return 0
+}
 
-sleep "${HPCC_BOOT_TEST_CONNECT_DELAY:-0}"
-HPCC_TEST_AGENT_SOCKET="$tmp/ch.sock" timeout "$timeout_s" "$driver" >"$tmp/driver.log" 2>&1
-drc=$?
-# The stream is closed: the agent powers the VM off on its own.
-off=false
-for _ in $(seq 1 300); do
-    if ! kill -0 "$qpid" 2>/dev/null; then off=true; break; fi
-    sleep 0.1
-done
-end_ms=$(date +%s%3N)
-if ! $off; then kill "$qpid" 2>/dev/null; fi
-wait "$qpid" 2>/dev/null
-qrc=$?
-qpid=
-tr -d '\r' <"$tmp/console.raw" >"$tmp/console.log"
-sed 's/^/# console: /' "$tmp/console.log"
-sed 's/^/# driver: /' "$tmp/driver.log"
-[ -s "$tmp/qemu.err" ] && sed 's/^/# qemu: /' "$tmp/qemu.err"
+# check_shutdown NAME: the VM powered itself off and cleaned up after itself.
+check_shutdown() {
+    local name=$1
+    if $off && [ "$qrc" -eq 0 ] && grep -q 'the host closed the channel; powering off' "$tmp/$name.console.log"; then
+        ok "$name: the VM powered off after the host closed the stream (QEMU exited 0, $((end_ms - start_ms)) ms in all)"
+    else
+        not_ok "$name: the VM did not power off cleanly (QEMU status $qrc)"
+    fi
+    if grep -qE 'cannot (unmount|remove) staging' "$tmp/$name.console.log"; then
+        not_ok "$name: the agent could not clean up a staging directory"
+    else
+        ok "$name: every staging directory unmounted and removed"
+    fi
+}
 
-hello_ms=$(sed -n 's/^# hello-realtime-ms //p' "$tmp/driver.log")
-hello_uptime=$(sed -n 's/.*hello at uptime \([0-9.]*\) s.*/\1/p' "$tmp/console.log")
-exec_line=$(sed -n 's/^# exec: //p' "$tmp/driver.log")
-trivial_line=$(sed -n 's/^# trivial exec: //p' "$tmp/driver.log" | tr '\n' ';' | sed 's/;$//; s/;/; /g')
-urandom_ms=$(sed -n 's/^urandom-ms=//p' "$tmp/driver.log" | head -n1)
-
-if [ "$drc" -eq 0 ] && grep -q 'PASSED.*1 test' "$tmp/driver.log"; then
+boot guest "$tmp/root.sqsh"
+log=$tmp/guest.driver.log
+hello_ms=$(sed -n 's/^# hello-realtime-ms //p' "$log")
+hello_uptime=$(sed -n 's/.*hello at uptime \([0-9.]*\) s.*/\1/p' "$tmp/guest.console.log")
+exec_line=$(sed -n 's/^# exec: //p' "$log")
+trivial_line=$(sed -n 's/^# trivial exec: //p' "$log" | tr '\n' ';' | sed 's/;$//; s/;/; /g')
+urandom_ms=$(sed -n 's/^urandom-ms=//p' "$log" | head -n1)
+if [ "$drc" -eq 0 ] && grep -q 'PASSED.*1 test' "$log"; then
     ok "hello, exec with input and output, timeout, symlinked staging refused, same staging reused, straggler killed"
 else
     not_ok "the guest driver failed (status $drc)"
@@ -232,14 +259,19 @@ else
 fi
 [ -n "$exec_line" ] && ok "first exec: $exec_line (of which ${urandom_ms:-?} ms reading /dev/urandom)"
 [ -n "$trivial_line" ] && ok "trivial exec (program exits at once): $trivial_line"
-if $off && [ "$qrc" -eq 0 ] && grep -q 'the host closed the channel; powering off' "$tmp/console.log"; then
-    ok "the VM powered off after the host closed the stream (QEMU exited 0, $((end_ms - start_ms)) ms in all)"
-else
-    not_ok "the VM did not power off cleanly (QEMU status $qrc)"
-fi
-if grep -qE 'cannot (unmount|remove) staging' "$tmp/console.log"; then
-    not_ok "the agent could not clean up a staging directory"
-else
-    ok "every staging directory unmounted and removed"
+check_shutdown guest
+
+# With a real toolchain image (a squashfs holding gcc, e.g. one that
+# `hpcc image import` wrote): gcc in the guest equals a plain gcc here.
+if [ -n "${HPCC_BOOT_TEST_IMAGE:-}" ]; then
+    [ -f "$HPCC_BOOT_TEST_IMAGE" ] || die "image not found: $HPCC_BOOT_TEST_IMAGE"
+    boot gcc "$HPCC_BOOT_TEST_IMAGE" HPCC_TEST_AGENT_GCC=1
+    log=$tmp/gcc.driver.log
+    if [ "$drc" -eq 0 ] && grep -q 'PASSED.*1 test' "$log"; then
+        ok "gcc: $(sed -n 's/^# gcc -O2 -g -c in the guest: //p' "$log"); the object equals a plain gcc -c here"
+    else
+        not_ok "gcc: the guest compile failed (status $drc)"
+    fi
+    check_shutdown gcc
 fi
 [ "$fails" -eq 0 ]

@@ -219,35 +219,49 @@ static bool port_name_ok(const char *s)
 	return true;
 }
 
-/* hpcc.channel=virtio:<port name> | vsock:<port>; the last one wins. */
-static int parse_channel(struct channel_spec *c, char *why, size_t why_len)
+/* Reads the value of key=<value> from the kernel command line into buf
+ * (the last one wins): 1 if found, 0 if not, -1 if /proc/cmdline cannot
+ * be read. */
+static int cmdline_value(const char *key, char *buf, size_t buf_len)
 {
-	char line[4096], *p, *value = NULL;
-	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+	char line[4096], *p;
+	size_t klen = strlen(key);
+	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC), found = 0;
 	ssize_t n;
 
-	*c = (struct channel_spec){ .vsock = false };
-	snprintf(c->port_name, sizeof(c->port_name), "%s", CHANNEL_DEFAULT_VIRTIO);
-	if (fd < 0) {
-		snprintf(why, why_len, "cannot read /proc/cmdline: %s", strerror(errno));
+	if (fd < 0)
 		return -1;
-	}
 	n = read(fd, line, sizeof(line) - 1);
 	close(fd);
 	line[n > 0 ? n : 0] = '\0';
 	for (p = line; *p;) {
 		size_t len = strcspn(p, " \t\n");
-		if (len >= 13 && strncmp(p, "hpcc.channel=", 13) == 0)
-			value = p + 13; /* terminated below */
+		if (len > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
+			snprintf(buf, buf_len, "%.*s", (int)(len - klen - 1), p + klen + 1);
+			found = 1;
+		}
 		p += len;
-		if (*p)
-			*p++ = '\0';
 		p += strspn(p, " \t\n");
 	}
-	if (!value)
+	return found;
+}
+
+/* hpcc.channel=virtio:<port name> | vsock:<port> */
+static int parse_channel(struct channel_spec *c, char *why, size_t why_len)
+{
+	char value[128];
+	int r = cmdline_value("hpcc.channel", value, sizeof(value));
+
+	*c = (struct channel_spec){ .vsock = false };
+	snprintf(c->port_name, sizeof(c->port_name), "%s", CHANNEL_DEFAULT_VIRTIO);
+	if (r < 0) {
+		snprintf(why, why_len, "cannot read /proc/cmdline: %s", strerror(errno));
+		return -1;
+	}
+	if (r == 0)
 		return 0;
 	if (strncmp(value, "virtio:", 7) == 0 && port_name_ok(value + 7)) {
-		snprintf(c->port_name, sizeof(c->port_name), "%s", value + 7);
+		snprintf(c->port_name, sizeof(c->port_name), "%.64s", value + 7); /* <= 64: checked */
 		return 0;
 	}
 	if (strncmp(value, "vsock:", 6) == 0) {
@@ -283,7 +297,11 @@ _Noreturn void boot_main(void)
 	if (mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, why, sizeof(why)) < 0 ||
 	    mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, why, sizeof(why)) < 0)
 		power_off(why);
-	agent_log("%s starting at uptime %.3f s", HPCC_VERSION, uptime_s());
+	/* hpcc.vm=<id> names the VM in the worker's logs and audit rows; the
+	 * console says it too, so the two can be matched. */
+	if (cmdline_value("hpcc.vm", names, sizeof(names)) <= 0 || !port_name_ok(names))
+		snprintf(names, sizeof(names), "?");
+	agent_log("%s starting in vm %s at uptime %.3f s", HPCC_VERSION, names, uptime_s());
 
 	r = netcheck_run("/sys", names, sizeof(names));
 	if (r != 0) {

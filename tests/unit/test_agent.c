@@ -13,7 +13,8 @@
  *
  * With HPCC_TEST_AGENT_SOCKET set, one more test drives an agent that
  * already runs behind that socket instead of spawning one: the boot test
- * (guest/agent-boot-test.sh) points it at QEMU's chardev socket.
+ * (guest/agent-boot-test.sh) points it at QEMU's chardev socket; with
+ * HPCC_TEST_AGENT_GCC also set, that test compiles with the image's gcc.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -1337,10 +1338,80 @@ static void test_guest(void **state)
 	close(fd);
 }
 
+/* The boot test with a real toolchain image: gcc in the guest (no /proc,
+ * uid 65534, tmpfs staging) gives the object a plain gcc -c gives here,
+ * when both use the same prefix map for their own project directory. */
+static void test_guest_gcc(void **state)
+{
+	const char *sock = getenv("HPCC_TEST_AGENT_SOCKET");
+	const char *stg = "/var/lib/hpcc/worker/staging/exec-Gcc001";
+	const char *outputs[] = { "root/sub/a.o", NULL };
+	char *map = NULL, dir[] = "/tmp/hpcc-agent-gcc-XXXXXX", *sub = NULL, *path = NULL;
+	struct reply r;
+	uint8_t *want;
+	size_t want_len;
+	int64_t t;
+	FILE *f;
+	int fd;
+
+	if (!sock)
+		skip();
+	fd = connect_unix(sock, 30000);
+	assert_true(fd >= 0);
+	expect_hello(fd, 0);
+	assert_true(asprintf(&map, "-ffile-prefix-map=%s/root=.", stg) > 0);
+	{
+		const char *argv[] = { "gcc", "-O2", "-g", map, "-c", "a.c", "-o", "a.o", NULL };
+		struct header_spec s = { .argv = argv, .outputs = outputs, .cwd = "sub", .staging = stg, .n_inputs = 1,
+					 .timeout_ms = 300000 };
+		t = now_ms();
+		send_header(fd, 1, &s);
+		send_file(fd, 1, "root/sub/a.c", tiny_c);
+	}
+	r = wait_reply(fd, 1);
+	printf("# gcc -O2 -g -c in the guest: %lld ms round trip, %lld us in the guest\n", (long long)(now_ms() - t),
+	       (long long)r.duration_us);
+	if (r.error || r.exit_code != 0)
+		fail_msg("gcc in the guest: %s, exit %d, stderr %s", r.error ? r.error : "ran", r.exit_code,
+			 r.err ? r.err : "");
+	assert_int_equal(r.n_outputs, 1);
+
+	assert_non_null(mkdtemp(dir));
+	assert_true(asprintf(&sub, "%s/sub", dir) > 0);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	assert_true(asprintf(&path, "%s/a.c", sub) > 0);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(tiny_c, f);
+	fclose(f);
+	free(map);
+	assert_true(asprintf(&map, "-ffile-prefix-map=%s=.", dir) > 0);
+	{
+		const char *args[] = { "gcc", "-O2", "-g", map, "-c", "a.c", "-o", "a.o", NULL };
+		plain_gcc(sub, args);
+	}
+	free(path);
+	assert_true(asprintf(&path, "%s/a.o", sub) > 0);
+	want = slurp(path, &want_len);
+	assert_int_equal(r.files[0].len, want_len);
+	assert_memory_equal(r.files[0].data, want, want_len);
+	printf("# the guest's object equals the host's plain gcc -c (%zu bytes)\n", want_len);
+	free(want);
+	reply_free(&r);
+	testutil_rm_rf(dir);
+	free(map);
+	free(sub);
+	free(path);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest guest[] = {
 		cmocka_unit_test(test_guest),
+	};
+	const struct CMUnitTest guest_gcc[] = {
+		cmocka_unit_test(test_guest_gcc),
 	};
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hello),
@@ -1364,6 +1435,8 @@ int main(void)
 	};
 
 	signal(SIGPIPE, SIG_IGN);
+	if (getenv("HPCC_TEST_AGENT_SOCKET") && getenv("HPCC_TEST_AGENT_GCC"))
+		return cmocka_run_group_tests(guest_gcc, NULL, NULL);
 	if (getenv("HPCC_TEST_AGENT_SOCKET"))
 		return cmocka_run_group_tests(guest, NULL, NULL);
 	return cmocka_run_group_tests(tests, NULL, NULL);
