@@ -44,7 +44,7 @@ static char *path_in(const char *dir, const char *name)
 static char *fc_config_json(const struct vmm_config *c, const char *vsock_path)
 {
 	_cleanup_free_ char *boot_args = NULL;
-	if (asprintf(&boot_args, "console=ttyS0 reboot=k panic=1 pci=off quiet hpcc.channel=vsock:%u hpcc.vm=%s",
+	if (asprintf(&boot_args, "console=ttyS0 reboot=k panic=1 pci=off quiet random.trust_cpu=on hpcc.channel=vsock:%u hpcc.vm=%s",
 		     VMM_AGENT_VSOCK_PORT, c->vm_id) < 0)
 		return NULL;
 	json_auto_t *root = json_pack(

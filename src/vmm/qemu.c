@@ -59,7 +59,7 @@ static int qemu_build(const struct vmm_config *c, struct strv *ret_argv, struct 
 	_cleanup_free_ char *chardev =
 		format("socket,id=agent,path=%s/" QEMU_AGENT_SOCKET ",server=on,wait=off", c->run_dir);
 	_cleanup_free_ char *port = format("virtserialport,chardev=agent,name=%s", VMM_AGENT_PORT_NAME);
-	_cleanup_free_ char *append = format("console=ttyS0 reboot=t panic=-1 quiet hpcc.channel=virtio:%s hpcc.vm=%s",
+	_cleanup_free_ char *append = format("console=ttyS0 reboot=t panic=-1 quiet random.trust_cpu=on hpcc.channel=virtio:%s hpcc.vm=%s",
 					     VMM_AGENT_PORT_NAME, c->vm_id);
 	if (!smp || !memory || !drive || !chardev || !port || !append)
 		return error_set(err, -ENOMEM, "out of memory");

@@ -233,7 +233,7 @@ static void test_qemu_argv_exact(void **state)
 		"stdio", "-drive", drive, "-device", "virtio-blk-device,drive=root", "-device", "virtio-serial-device",
 		"-chardev", chardev, "-device", "virtserialport,chardev=agent,name=hpcc.0", "-kernel", f->kernel,
 		"-initrd", f->initrd, "-append",
-		"console=ttyS0 reboot=t panic=-1 quiet hpcc.channel=virtio:hpcc.0 hpcc.vm=t1-vm_A",
+		"console=ttyS0 reboot=t panic=-1 quiet random.trust_cpu=on hpcc.channel=virtio:hpcc.0 hpcc.vm=t1-vm_A",
 	};
 	assert_int_equal(argv.n, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < argv.n; i++)
@@ -514,7 +514,7 @@ static void test_firecracker_config(void **state)
 	assert_string_equal(json_str(boot, "kernel_image_path"), f->kernel);
 	assert_string_equal(json_str(boot, "initrd_path"), f->initrd);
 	assert_string_equal(json_str(boot, "boot_args"),
-			    "console=ttyS0 reboot=k panic=1 pci=off quiet hpcc.channel=vsock:1024 hpcc.vm=t1-vm_A");
+			    "console=ttyS0 reboot=k panic=1 pci=off quiet random.trust_cpu=on hpcc.channel=vsock:1024 hpcc.vm=t1-vm_A");
 
 	json_t *drives = json_object_get(root, "drives");
 	assert_true(json_is_array(drives));
