@@ -9,6 +9,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <time.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -149,7 +151,15 @@ static int wait_writable(int fd)
 	}
 }
 
-int frame_write(int fd, const void *body, size_t len)
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sends the header and body with the deadline's rules (see frame.h). */
+static int write_frame(int fd, const void *body, size_t len, int64_t deadline_ms)
 {
 	uint8_t hdr[FRAME_HEADER_LEN];
 	struct iovec iov[2];
@@ -161,15 +171,31 @@ int frame_write(int fd, const void *body, size_t len)
 	iov[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
 	iov[1] = (struct iovec){ .iov_base = (void *)body, .iov_len = len };
 	while (first < iovcnt) {
-		ssize_t w = writev(fd, iov + first, iovcnt - first);
-
+		ssize_t w;
+		if (deadline_ms >= 0) {
+			/* Never block inside the send: wait for room with poll,
+			 * whose timeout the deadline bounds. */
+			struct msghdr m = { .msg_iov = iov + first, .msg_iovlen = (size_t)(iovcnt - first) };
+			w = sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+		} else
+			w = writev(fd, iov + first, iovcnt - first);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				int r = wait_writable(fd);
-				if (r < 0)
-					return r;
+				if (deadline_ms < 0) {
+					int r = wait_writable(fd);
+					if (r < 0)
+						return r;
+					continue;
+				}
+				int64_t left = deadline_ms - monotonic_ms();
+				if (left <= 0)
+					return -ETIMEDOUT;
+				struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+				int r = poll(&pfd, 1, left > INT32_MAX ? INT32_MAX : (int)left);
+				if (r < 0 && errno != EINTR)
+					return -errno;
 				continue;
 			}
 			return -errno;
@@ -185,6 +211,16 @@ int frame_write(int fd, const void *body, size_t len)
 		}
 	}
 	return 0;
+}
+
+int frame_write(int fd, const void *body, size_t len)
+{
+	return write_frame(fd, body, len, -1);
+}
+
+int frame_write_deadline(int fd, const void *body, size_t len, int64_t deadline_ms)
+{
+	return write_frame(fd, body, len, deadline_ms < 0 ? 0 : deadline_ms);
 }
 
 /* Reads exactly n bytes; returns how many arrived before EOF (< n only at

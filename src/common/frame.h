@@ -43,6 +43,13 @@ void frame_encode_header(uint8_t hdr[FRAME_HEADER_LEN], uint32_t len);
  * writes). 0 or a negative errno. len must fit in 32 bits. */
 int frame_write(int fd, const void *body, size_t len);
 
+/* The same on a socket, never blocking past deadline_ms (CLOCK_MONOTONIC,
+ * in ms): sends with MSG_DONTWAIT | MSG_NOSIGNAL and waits for room with
+ * poll. -ETIMEDOUT once the deadline passes with bytes still unsent (the
+ * frame is then cut: the stream is unusable). A peer that stops reading
+ * cannot hold the writer longer than that. */
+int frame_write_deadline(int fd, const void *body, size_t len, int64_t deadline_ms);
+
 /* Blocking read of one whole frame into a malloc'd buffer (*ret, *ret_len).
  * 0, -EPIPE on a clean EOF before any byte, -EPROTO/-EMSGSIZE as above,
  * -EIO on EOF inside a frame, or another negative errno. */

@@ -52,6 +52,10 @@ struct rpc_server_config {
 	size_t max_message;  /* cap on one received message (0: RPC_DEFAULT_MAX_MESSAGE) */
 	/* after rpc_server_shutdown, running calls get this long before they are cancelled (0: none) */
 	unsigned shutdown_grace_ms;
+	/* Optional: called (on the serving thread) when the grace period is
+	 * over and the calls are cancelled, so that handlers blocked in long
+	 * work (a compile in a VM) can be made to return. */
+	void (*on_cancel)(void *userdata);
 };
 /* The server listens once this returns (calls wait in grpc's queue until rpc_server_run). */
 int rpc_server_new(const struct rpc_server_config *cfg, const struct rpc_method *methods, size_t n_methods,

@@ -63,6 +63,7 @@ struct rpc_server {
 	void *userdata;
 	unsigned max_calls;
 	unsigned grace_ms;
+	void (*on_cancel)(void *userdata);
 	int port;
 	enum tag_kind shutdown_tag;
 	unsigned pending;  /* requests for calls not yet matched; the dispatcher's alone */
@@ -410,6 +411,8 @@ static void serve(struct rpc_server *s, unsigned grace_ms)
 		if (stop_seen && !cancelled && gpr_time_cmp(now, cancel_at) >= 0) {
 			grpc_server_cancel_all_calls(s->server);
 			cancelled = true;
+			if (s->on_cancel)
+				s->on_cancel(s->userdata);
 		}
 		if (gpr_time_cmp(now, next_note) >= 0) {
 			log_warn("rpc: shutdown is waiting for handlers to return");
@@ -540,6 +543,7 @@ static int server_alloc(const struct rpc_server_config *cfg, const struct rpc_me
 	s->shutdown_tag = TAG_SHUTDOWN;
 	s->max_calls = max_calls;
 	s->grace_ms = cfg->shutdown_grace_ms;
+	s->on_cancel = cfg->on_cancel;
 	s->userdata = userdata;
 	s->workers = calloc(max_calls, sizeof(*s->workers));
 	s->idle = calloc(max_calls, sizeof(*s->idle));

@@ -363,11 +363,17 @@ int vmm_spawn(const struct strv *argv, const char *run_dir, uid_t uid, gid_t gid
 		return error_set(err, negative_errno(), "vmm: cannot open run_dir %.200s: %s", run_dir, strerror(errno));
 	/* Opened here, by the worker: the VMM writes through the inherited fd,
 	 * so who owns the file does not matter, and a symlink is refused. */
-	_cleanup_close_ int console_fd = fd_above_stdio(
-		openat(dir_fd, "console.log", O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600));
+	/* The run dir belongs to the VMM user, so a VMM of another VM may have
+	 * planted something there: O_NONBLOCK so that a FIFO cannot block the
+	 * worker, then only a regular file with one link is accepted. */
+	_cleanup_close_ int console_fd = fd_above_stdio(openat(
+		dir_fd, "console.log", O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0600));
 	if (console_fd < 0)
 		return error_set(err, negative_errno(), "vmm: cannot open %.200s/console.log: %s", run_dir,
 				 strerror(errno));
+	struct stat console_st;
+	if (fstat(console_fd, &console_st) < 0 || !S_ISREG(console_st.st_mode) || console_st.st_nlink != 1)
+		return error_set(err, -EPERM, "vmm: %.200s/console.log is not a plain file", run_dir);
 	_cleanup_close_ int null_fd = fd_above_stdio(open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY));
 	if (null_fd < 0)
 		return error_set(err, negative_errno(), "vmm: cannot open /dev/null: %s", strerror(errno));

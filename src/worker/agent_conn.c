@@ -23,7 +23,6 @@
 #include "macro.h"
 
 #define AGENT_MARGIN_MS 15000      /* beyond the exec's own timeout: the guest enforces that one */
-#define AGENT_SEND_TIMEOUT_S 30    /* a guest that stops reading breaks the connection */
 #define AGENT_ERROR_MAX 1024
 #define AGENT_OUTPUTS_MAX 16
 
@@ -261,7 +260,7 @@ static void *reader_main(void *arg)
 	}
 }
 
-static int send_frame(struct agent_conn *c, const Hpcc__V1__AgentFrame *f)
+static int send_frame(struct agent_conn *c, const Hpcc__V1__AgentFrame *f, int64_t deadline)
 {
 	size_t len = hpcc__v1__agent_frame__get_packed_size(f);
 	if (len > FRAME_MAX_DEFAULT)
@@ -270,7 +269,7 @@ static int send_frame(struct agent_conn *c, const Hpcc__V1__AgentFrame *f)
 	if (!body)
 		return -ENOMEM;
 	hpcc__v1__agent_frame__pack(f, body);
-	return frame_write(c->fd, body, len);
+	return frame_write_deadline(c->fd, body, len, deadline);
 }
 
 /* Reads the hello with a deadline: poll + the incremental decoder, so a
@@ -347,8 +346,6 @@ int agent_conn_open(int fd, int hello_timeout_ms, struct agent_conn **ret, struc
 		close(fd);
 		return r;
 	}
-	struct timeval tv = { .tv_sec = AGENT_SEND_TIMEOUT_S };
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	struct agent_conn *c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
@@ -375,8 +372,20 @@ int agent_conn_open(int fd, int hello_timeout_ms, struct agent_conn **ret, struc
 	return 0;
 }
 
-static int send_exec(struct agent_conn *c, uint64_t id, const struct agent_exec_request *rq, size_t n_outputs)
+/* True when the exec already has its answer (the agent refused it early)
+ * or the stream broke: no point sending the rest of its inputs. */
+static bool exec_settled(struct agent_conn *c, const struct pending *p)
 {
+	pthread_mutex_lock(&c->lock);
+	bool settled = p->done || c->broken;
+	pthread_mutex_unlock(&c->lock);
+	return settled;
+}
+
+static int send_exec(struct agent_conn *c, const struct pending *p, const struct agent_exec_request *rq,
+		     size_t n_outputs, int64_t deadline)
+{
+	uint64_t id = p->id;
 	size_t n_argv = 0, n_env = 0;
 	while (rq->argv[n_argv])
 		n_argv++;
@@ -398,8 +407,12 @@ static int send_exec(struct agent_conn *c, uint64_t id, const struct agent_exec_
 	f.exec_id = id;
 	f.kind_case = HPCC__V1__AGENT_FRAME__KIND_HEADER;
 	f.header = &h;
-	int r = send_frame(c, &f);
-	for (size_t i = 0; r == 0 && i < rq->n_inputs; i++) {
+	/* A header too large for one frame is the request's fault, found
+	 * before anything is sent: the stream stays usable. */
+	if (hpcc__v1__agent_frame__get_packed_size(&f) > FRAME_MAX_DEFAULT)
+		return -E2BIG;
+	int r = send_frame(c, &f, deadline);
+	for (size_t i = 0; r == 0 && i < rq->n_inputs && !exec_settled(c, p); i++) {
 		const struct agent_input *in = &rq->inputs[i];
 		size_t off = 0;
 		do {
@@ -418,7 +431,7 @@ static int send_exec(struct agent_conn *c, uint64_t id, const struct agent_exec_
 			cf.exec_id = id;
 			cf.kind_case = HPCC__V1__AGENT_FRAME__KIND_INPUT;
 			cf.input = &ch;
-			r = send_frame(c, &cf);
+			r = send_frame(c, &cf, deadline);
 		} while (r == 0 && off < in->size);
 	}
 	return r;
@@ -454,14 +467,23 @@ int agent_conn_exec(struct agent_conn *c, const struct agent_exec_request *rq, s
 	c->pending = &p;
 	pthread_mutex_unlock(&c->lock);
 
+	/* One deadline bounds everything: sending (a guest that stops reading
+	 * cannot hold this thread) and waiting for the answer. */
+	int64_t deadline = now_ms() + rq->timeout_ms + c->margin_ms;
 	pthread_mutex_lock(&c->write_lock);
-	int r = send_exec(c, p.id, rq, n_outputs);
+	int r = send_exec(c, &p, rq, n_outputs, deadline);
 	pthread_mutex_unlock(&c->write_lock);
 
 	pthread_mutex_lock(&c->lock);
+	if (r == -E2BIG) {
+		unlink_pending(c, &p);
+		pthread_mutex_unlock(&c->lock);
+		agent_exec_reply_free(&p.reply);
+		return error_set(err, -EINVAL, "the exec's command does not fit in one frame");
+	}
 	if (r < 0)
-		mark_broken_locked(c, "sending exec %llu: %s", (unsigned long long)p.id, strerror(-r));
-	int64_t deadline = now_ms() + rq->timeout_ms + c->margin_ms;
+		mark_broken_locked(c, "sending exec %llu: %s", (unsigned long long)p.id,
+				   r == -ETIMEDOUT ? "the guest stopped reading" : strerror(-r));
 	while (!p.done && !c->broken) {
 		struct timespec ts = { .tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000 };
 		if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT && !p.done) {

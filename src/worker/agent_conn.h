@@ -78,9 +78,10 @@ int agent_conn_open(int fd, int hello_timeout_ms, struct agent_conn **ret, struc
  * outputs. 0 when the agent answered (whatever the compiler's exit code,
  * or an agent-side error in reply->error); -EPROTO/-EPIPE when the
  * connection broke (the VM must go), -ETIMEDOUT when the guest did not
- * answer within timeout_ms plus a margin (the exec is cancelled and the
- * connection marked broken: a guest that ignores its own deadline is hung).
- * *ret is written only on 0. Thread-safe. */
+ * take the request or answer within timeout_ms plus a margin (the
+ * connection is then marked broken: a guest that ignores its own deadline
+ * is hung, and the VM goes), -EINVAL when the request cannot be sent at
+ * all (the stream stays usable). *ret is written only on 0. Thread-safe. */
 int agent_conn_exec(struct agent_conn *c, const struct agent_exec_request *rq, struct agent_exec_reply *ret,
 		    struct error *err);
 

@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "digest.h"
 #include "fs.h"
+#include "log.h"
 #include "macro.h"
 
 struct audit_log {
@@ -40,7 +41,11 @@ static int append_escaped(struct buf *b, const char *s)
 		case '\t': r = buf_append_str(b, "\\t"); break;
 		case '\n': r = buf_append_str(b, "\\n"); break;
 		case '\r': r = buf_append_str(b, "\\r"); break;
-		default: r = buf_append_char(b, *s);
+		default:
+			if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+				r = buf_printf(b, "\\x%02x", (unsigned char)*s);
+			else
+				r = buf_append_char(b, *s);
 		}
 	}
 	return r;
@@ -132,10 +137,17 @@ int audit_append(struct audit_log *l, const struct audit_row *row, struct error 
 	size_t body = b.len + DIGEST_HEX_LEN;
 	if ((r = buf_append(&b, l->prev, DIGEST_HEX_LEN)) == 0)
 		r = buf_append_char(&b, '\n');
+	/* A row that is not wholly written and synced is taken back, so the
+	 * chain never skips or tears a row that stays in the file. */
+	struct stat st = { .st_size = -1 };
+	if (r == 0 && fstat(l->fd, &st) < 0)
+		r = -errno;
 	if (r == 0)
 		r = fs_write_all(l->fd, b.data, b.len);
 	if (r == 0 && fdatasync(l->fd) < 0)
 		r = -errno;
+	if (r < 0 && st.st_size >= 0 && ftruncate(l->fd, st.st_size) < 0)
+		log_error("audit log: cannot take back a failed row: %s", strerror(errno));
 	if (r == 0) {
 		struct digest d;
 		if (digest_bytes(b.data, body, &d) == 0)

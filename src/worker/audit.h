@@ -8,7 +8,8 @@
  *
  * Columns: time image_digest source_digest flags output_digest tenant
  * worker vm duration_ms exit action_digest cache prev_row_hash. Fields are
- * escaped (backslash, tab, newline, CR as \\ \t \n \r), so a row is one line.
+ * escaped (backslash, tab, newline, CR as \\ \t \n \r, other control bytes
+ * as \xNN), so a row is one line and prints safely on a terminal.
  */
 #pragma once
 
@@ -16,7 +17,10 @@
 
 #include "error.h"
 
-#define AUDIT_ROW_MAX (64 * 1024)
+#define AUDIT_ROW_MAX (1024 * 1024)
+/* The flags column's share of a row (escaping may take 4 bytes per byte);
+ * a longer command is refused. */
+#define AUDIT_FLAGS_MAX (AUDIT_ROW_MAX / 4 - 4096)
 
 struct audit_row {
 	const char *image;          /* sha256:<hex> */

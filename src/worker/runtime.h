@@ -80,6 +80,9 @@ struct runtime_ops {
 	int (*open)(const struct runtime_config *cfg, void **ret_state, struct error *err);
 	int (*exec)(void *state, const struct runtime_exec *x, struct runtime_result *ret, struct error *err);
 	void (*close)(void *state); /* accepts NULL; no exec may be running */
+	/* Optional: makes running and waiting execs return an error at once
+	 * (the worker's shutdown grace period is over). Any thread. */
+	void (*interrupt)(void *state);
 };
 
 const struct runtime_ops *runtime_find(const char *name); /* NULL if unknown */

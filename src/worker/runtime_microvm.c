@@ -63,13 +63,15 @@ static int check_access_as(uid_t uid, gid_t gid, const char *const *paths, const
 		return error_set(err, -errno, "fork: %s", strerror(errno));
 	}
 	if (pid == 0) {
-		unsigned char bad = 0xff;
-		if (setgroups(0, NULL) == 0 && setgid(gid) == 0 && setuid(uid) == 0)
+		unsigned char bad = 0xfd; /* could not become the user */
+		if (setgroups(0, NULL) == 0 && setgid(gid) == 0 && setuid(uid) == 0) {
+			bad = 0xff;
 			for (size_t i = 0; i < n; i++)
 				if (access(paths[i], modes[i]) < 0) {
 					bad = (unsigned char)i;
 					break;
 				}
+		}
 		if (write(pipefd[1], &bad, 1) != 1)
 			_exit(2);
 		_exit(0);
@@ -83,11 +85,12 @@ static int check_access_as(uid_t uid, gid_t gid, const char *const *paths, const
 	int status;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (got != 1 || bad == 0xfe)
-		return error_set(err, -EIO, "could not check file access as the VM user");
+	if (got != 1 || bad == 0xfe || bad == 0xfd)
+		return error_set(err, -EIO, "could not check file access as the VM user (uid %u)", (unsigned)uid);
 	if (bad != 0xff)
 		return error_set(err, -EACCES, "the VM user (uid %u) cannot %s %s: make it and its parent directories "
-				 "reachable (see docs/microvm.md)", (unsigned)uid, modes[bad] & X_OK ? "enter" : "read",
+				 "reachable (see docs/microvm.md)", (unsigned)uid,
+				 modes[bad] & W_OK ? "open read-write" : modes[bad] & X_OK ? "enter or run" : "read",
 				 paths[bad]);
 	return 0;
 }
@@ -121,9 +124,12 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 		return error_set(err, -ENOMEM, "out of memory");
 	if ((r = fs_mkdir_p(run_base, 0711)) < 0)
 		return error_set(err, r, "cannot create %s: %s", run_base, strerror(-r));
-	const char *paths[] = { w->vmm_binary, w->kernel, w->initrd, w->images_dir, run_base };
-	const int modes[] = { X_OK, R_OK, R_OK, X_OK, X_OK };
-	if ((r = check_access_as(uid, gid, paths, modes, ARRAY_SIZE(paths), err)) < 0)
+	/* With KVM, the VMM opens /dev/kvm as that user too (through its
+	 * primary group: supplementary groups are dropped at spawn). */
+	bool kvm = strcmp(accel, "kvm") == 0;
+	const char *paths[] = { w->vmm_binary, w->kernel, w->initrd, w->images_dir, run_base, "/dev/kvm" };
+	const int modes[] = { X_OK, R_OK, R_OK, X_OK, X_OK, R_OK | W_OK };
+	if ((r = check_access_as(uid, gid, paths, modes, ARRAY_SIZE(paths) - (kvm ? 0 : 1), err)) < 0)
 		return r;
 	struct vm_pool_config pc = {
 		.vmm = vmm,
@@ -280,9 +286,17 @@ static void mv_close(void *state)
 	free(m);
 }
 
+static void mv_interrupt(void *state)
+{
+	struct microvm *m = state;
+	if (m)
+		vm_pool_interrupt(m->pool);
+}
+
 const struct runtime_ops runtime_microvm = {
 	.name = "microvm",
 	.open = mv_open,
 	.exec = mv_exec,
 	.close = mv_close,
+	.interrupt = mv_interrupt,
 };

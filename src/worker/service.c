@@ -726,23 +726,31 @@ static int execute(struct worker *w, const char *tenant, const Hpcc__V1__Execute
 
 /* The audit row of one Execute answer (DESIGN §5), durable before the
  * answer goes out: a worker that cannot record a compile does not answer. */
+/* The command as the audit row's flags column shows it: root-relative,
+ * one line once escaped. Built before the compile runs, so that a command
+ * too long for a row is refused instead of run without one. */
+static int audit_flags(const Hpcc__V1__Action *a, struct buf *ret, struct error *err)
+{
+	bool preprocessed = a->mode == HPCC__V1__SOURCE_MODE__MODE_PREPROCESSED;
+	_cleanup_strv_ struct strv argv = { 0 };
+	int r = action_argv(a->command, preprocessed, ".", &argv);
+	for (size_t i = 0; r == 0 && i < argv.n; i++)
+		if ((r = i ? buf_append_char(ret, ' ') : 0) == 0)
+			r = buf_append_str(ret, argv.v[i]);
+	if (r == 0)
+		r = buf_append_char(ret, '\0');
+	if (r < 0)
+		return error_set(err, -E2BIG, "the command is too long for an audit row (at most %d bytes)",
+				 AUDIT_FLAGS_MAX);
+	return 0;
+}
+
 static int audit_execute(struct worker *w, const struct token_claims *claims, const Hpcc__V1__Action *a,
-			 const struct digest *action, const Hpcc__V1__ActionResult *res, const char *cache,
-			 struct error *err)
+			 const struct digest *action, const Hpcc__V1__ActionResult *res, const char *flags,
+			 const char *cache, struct error *err)
 {
 	const Hpcc__V1__Command *cmd = a->command;
 	bool preprocessed = a->mode == HPCC__V1__SOURCE_MODE__MODE_PREPROCESSED;
-	_cleanup_strv_ struct strv argv = { 0 };
-	_cleanup_buf_ struct buf flags;
-	buf_init(&flags, AUDIT_ROW_MAX / 2);
-	int r = action_argv(cmd, preprocessed, ".", &argv);
-	for (size_t i = 0; r == 0 && i < argv.n; i++)
-		if ((r = i ? buf_append_char(&flags, ' ') : 0) == 0)
-			r = buf_append_str(&flags, argv.v[i]);
-	if (r == 0)
-		r = buf_append_char(&flags, '\0');
-	if (r < 0)
-		return error_set(err, -E2BIG, "the command is too long for an audit row");
 	/* The source: the input at the source argument's root-relative path
 	 * (the only input in preprocessed mode). */
 	char source[DIGEST_STR_LEN + 1] = "-", output[DIGEST_STR_LEN + 1] = "-", act[DIGEST_STR_LEN + 1];
@@ -768,7 +776,7 @@ static int audit_execute(struct worker *w, const struct token_claims *claims, co
 	struct audit_row row = {
 		.image = a->image_digest,
 		.source_digest = source,
-		.flags = flags.data,
+		.flags = flags,
 		.output_digest = output,
 		.tenant = claims->tenant,
 		.worker = w->cfg.id,
@@ -810,6 +818,13 @@ static void handle_execute(struct rpc_call *c, void *user)
 		hpcc__v1__execute_request__free_unpacked(req, NULL);
 		return;
 	}
+	_cleanup_buf_ struct buf flags;
+	buf_init(&flags, AUDIT_FLAGS_MAX);
+	if (audit_flags(req->action, &flags, &err) < 0) {
+		finish_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, &err, "execute refused");
+		hpcc__v1__execute_request__free_unpacked(req, NULL);
+		return;
+	}
 	_cleanup_buf_ struct buf packed;
 	buf_init(&packed, (size_t)w->cfg.max_message);
 	Hpcc__V1__ExecuteReply rep = HPCC__V1__EXECUTE_REPLY__INIT;
@@ -846,22 +861,24 @@ static void handle_execute(struct rpc_call *c, void *user)
 		/* Only a clean compile is cached; a probe can only ever read
 		 * results that this worker produced itself. */
 		bool store = !cached && !req->skip_cache && res.exit_code == 0 && res.n_outputs > 0;
-		if (store) {
-			size_t rl = hpcc__v1__action_result__get_packed_size(&res);
-			_cleanup_free_ uint8_t *rb = malloc(rl ? rl : 1);
-			if (rb) {
-				hpcc__v1__action_result__pack(&res, rb);
-				if ((r = cas_put_action(w->cas, claims.tenant, &action, rb, rl)) < 0)
-					log_warn("storing a result: %s", strerror(-r));
-				else if (req->action->mode == HPCC__V1__SOURCE_MODE__MODE_CAS)
-					remember_direct(w, claims.tenant, req->action, &action, &x);
-			}
-		}
-		if ((r = audit_execute(w, &claims, req->action, &action, rep.result,
+		/* The audit row comes first: a result that has no row is neither
+		 * stored (a later probe could serve it) nor sent. */
+		if ((r = audit_execute(w, &claims, req->action, &action, rep.result, flags.data,
 				       cached ? "hit" : store ? "store" : "miss", &err)) < 0) {
 			log_error("%s", err.msg);
 			rpc_call_finish(c, GRPC_STATUS_UNAVAILABLE, "the worker cannot write its audit log");
 		} else {
+			if (store) {
+				size_t rl = hpcc__v1__action_result__get_packed_size(&res);
+				_cleanup_free_ uint8_t *rb = malloc(rl ? rl : 1);
+				if (rb) {
+					hpcc__v1__action_result__pack(&res, rb);
+					if ((r = cas_put_action(w->cas, claims.tenant, &action, rb, rl)) < 0)
+						log_warn("storing a result: %s", strerror(-r));
+					else if (req->action->mode == HPCC__V1__SOURCE_MODE__MODE_CAS)
+						remember_direct(w, claims.tenant, req->action, &action, &x);
+				}
+			}
 			rpc_call_send(c, out, len);
 			rpc_call_finish(c, GRPC_STATUS_OK, NULL);
 		}
@@ -880,6 +897,15 @@ static const struct rpc_method methods[] = {
 	{ "/hpcc.v1.WorkerService/Upload", handle_upload },
 	{ "/hpcc.v1.WorkerService/Execute", handle_execute },
 };
+
+/* Once the shutdown grace is over, compiles still running are abandoned
+ * (their clients compile locally) rather than waited for. */
+static void interrupt_runtime(void *user)
+{
+	struct worker *w = user;
+	if (w->rt->interrupt)
+		w->rt->interrupt(w->rt_state);
+}
 
 static char *read_text(const char *path, struct error *err)
 {
@@ -942,6 +968,7 @@ int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err
 		.max_calls = w->cfg.max_calls,
 		.max_message = (size_t)w->cfg.max_message,
 		.shutdown_grace_ms = 2000,
+		.on_cancel = interrupt_runtime,
 	};
 	if ((r = rpc_server_new(&sc, methods, ARRAY_SIZE(methods), w, &w->server, err)) < 0)
 		goto fail;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,6 +43,7 @@ struct vm {
 	unsigned slots;      /* execs at once once ready */
 	unsigned active;     /* execs running or waiting for this VM */
 	bool spawn_requested, spawn_done;
+	bool show_console;   /* log the console's tail at teardown (a failure) */
 	int spawn_error;
 	char spawn_msg[256];
 	int64_t created_ms, last_used_ms;
@@ -77,10 +79,12 @@ static void deadline_ts(int64_t ms, struct timespec *ts)
 /* The last bytes of a VM's console, for the log when it failed. */
 static void log_console_tail(const struct vm *vm)
 {
+	/* The run dir belongs to the VMM's user: the file may be anything
+	 * (a FIFO would block a plain open). Called without the pool lock. */
 	_cleanup_free_ char *path = path_join(vm->run_dir, "console.log");
-	_cleanup_close_ int fd = path ? open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
+	_cleanup_close_ int fd = path ? open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) : -1;
 	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0)
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 		return;
 	char tail[CONSOLE_TAIL + 1];
 	off_t off = st.st_size > CONSOLE_TAIL ? st.st_size - CONSOLE_TAIL : 0;
@@ -139,6 +143,8 @@ static void destroy_list(struct vm *list)
 {
 	while (list) {
 		struct vm *next = list->next;
+		if (list->show_console)
+			log_console_tail(list);
 		log_info("%s: torn down (tenant %s)", list->id, list->tenant);
 		vm_destroy(list);
 		list = next;
@@ -195,7 +201,7 @@ static void *manager_main(void *arg)
 			if (vm->proc.pid > 0 && vmm_exited(&vm->proc, &status)) {
 				p->stats.broken++;
 				log_warn("%s: the VMM exited (status 0x%x)", vm->id, status);
-				log_console_tail(vm);
+				vm->show_console = true;
 				kill_vm_locked(p, vm, NULL);
 				continue;
 			}
@@ -345,11 +351,11 @@ static int boot_vm(struct vm_pool *p, struct vm *vm, struct error *err)
 	pthread_mutex_lock(&p->lock);
 	vm->spawn_requested = true;
 	pthread_cond_signal(&p->manager_cond);
-	while (!vm->spawn_done)
+	while (!vm->spawn_done && !p->stopping)
 		pthread_cond_wait(&p->cond, &p->lock);
-	r = vm->spawn_error;
+	r = !vm->spawn_done ? -ESHUTDOWN : vm->spawn_error;
 	if (r < 0)
-		error_set(err, r, "starting the VMM: %s", vm->spawn_msg);
+		error_set(err, r, "starting the VMM: %s", vm->spawn_done ? vm->spawn_msg : "the worker is stopping");
 	pthread_mutex_unlock(&p->lock);
 	if (r < 0)
 		return r;
@@ -371,14 +377,33 @@ static int boot_vm(struct vm_pool *p, struct vm *vm, struct error *err)
 					 cerr.code ? cerr.msg : "the VMM did not open its socket");
 		usleep(10000);
 	}
+	/* All VMMs run as one user: the socket must be this VM's own VMM's,
+	 * not one that another (compromised) VMM bound in its place. */
+	struct ucred peer;
+	socklen_t peer_len = sizeof(peer);
+	pthread_mutex_lock(&p->lock);
+	pid_t pid = vm->proc.pid;
+	pthread_mutex_unlock(&p->lock);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) < 0 || peer.pid != pid) {
+		close(fd);
+		return error_set(err, -EPERM, "the agent socket belongs to process %d, not to this VM's VMM (%d)",
+				 (int)peer.pid, (int)pid);
+	}
 	struct agent_hello_info hello;
+	struct agent_conn *conn = NULL;
 	int left = (int)(deadline - now_ms());
-	if ((r = agent_conn_open(fd, left > 0 ? left : 1, &vm->conn, &hello, err)) < 0)
+	if ((r = agent_conn_open(fd, left > 0 ? left : 1, &conn, &hello, err)) < 0)
 		return r;
 	pthread_mutex_lock(&p->lock);
+	if (vm->state == VM_DEAD) {
+		/* Killed while booting (its VMM died, or the worker stops). */
+		pthread_mutex_unlock(&p->lock);
+		agent_conn_close(conn);
+		return error_set(err, -ECONNRESET, "the VM died while booting");
+	}
+	vm->conn = conn;
 	vm->slots = hello.vcpus < p->cfg.vcpus ? hello.vcpus : p->cfg.vcpus;
-	if (vm->state == VM_BOOTING)
-		vm->state = VM_READY;
+	vm->state = VM_READY;
 	vm->last_used_ms = now_ms();
 	p->stats.boots++;
 	pthread_cond_broadcast(&p->cond);
@@ -436,7 +461,7 @@ static int acquire(struct vm_pool *p, const char *tenant, const char *image, con
 			if (r < 0) {
 				p->stats.boot_failures++;
 				log_warn("%s: boot failed: %s", vm->id, err->msg);
-				log_console_tail(vm);
+				vm->show_console = true;
 				vm->active--;
 				kill_vm_locked(p, vm, NULL);
 				pthread_mutex_unlock(&p->lock);
@@ -516,6 +541,17 @@ void vm_pool_get_stats(struct vm_pool *p, struct vm_pool_stats *ret)
 	}
 	pthread_mutex_unlock(&p->lock);
 	*ret = s;
+}
+
+void vm_pool_interrupt(struct vm_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	for (struct vm *vm = p->vms; vm; vm = vm->next)
+		kill_vm_locked(p, vm, NULL);
+	pthread_cond_broadcast(&p->cond);
+	pthread_cond_broadcast(&p->manager_cond);
+	pthread_mutex_unlock(&p->lock);
 }
 
 void vm_pool_free(struct vm_pool *p)

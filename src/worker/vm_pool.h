@@ -54,5 +54,9 @@ int vm_pool_exec(struct vm_pool *p, const char *tenant, const char *image, const
 
 void vm_pool_get_stats(struct vm_pool *p, struct vm_pool_stats *ret);
 
+/* Fails every running and waiting exec at once and refuses new ones (the
+ * worker is stopping and its grace period is over). */
+void vm_pool_interrupt(struct vm_pool *p);
+
 /* Kills every VM and waits for them; accepts NULL. */
 void vm_pool_free(struct vm_pool *p);

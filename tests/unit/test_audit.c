@@ -1,6 +1,7 @@
 /*
  * Unit tests for the audit log writer (src/worker/audit.c): rows have the
- * design's 13 columns, fields are escaped so that a row stays one line,
+ * design's 13 columns, fields are escaped so that a row stays one line and
+ * carries no terminal control byte,
  * each row carries the SHA-256 of the row before it (zeros for the first),
  * a reopened log continues the chain, and a torn last line left by a crash
  * is cut off before the next row is written.
@@ -88,7 +89,7 @@ static void test_rows_and_chain(void **state)
 	assert_int_equal(audit_open(path, &l, &err), 0);
 	struct audit_row row = row_template;
 	assert_int_equal(audit_append(l, &row, &err), 0);
-	row.flags = "gcc -DX=\"a\tb\" -c\nnew line \\ back";
+	row.flags = "gcc -DX=\"a\tb\" -c\nnew line \\ back \x1b[31m";
 	row.cache = "hit";
 	assert_int_equal(audit_append(l, &row, &err), 0);
 	audit_close(l);
@@ -111,7 +112,7 @@ static void test_rows_and_chain(void **state)
 	assert_chained(lines[0], lines[1]);
 	assert_chained(lines[1], lines[2]);
 	assert_non_null(strstr(lines[0], "\tvm-000001@qemu-tcg\t42\t0\t"));
-	assert_non_null(strstr(lines[1], "gcc -DX=\"a\\tb\" -c\\nnew line \\\\ back"));
+	assert_non_null(strstr(lines[1], "gcc -DX=\"a\\tb\" -c\\nnew line \\\\ back \\x1b[31m"));
 	assert_non_null(strstr(lines[2], "\t-\talpha\t")); /* no output: "-" */
 	assert_non_null(strstr(lines[2], "\tmiss\t"));
 	/* The time column is ISO 8601 UTC with microseconds. */
