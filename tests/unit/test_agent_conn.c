@@ -8,8 +8,8 @@
  * body, unknown fields, unknown exec id, host-only kinds, a second hello,
  * stdio on another fd or over the budget, a second result, more outputs
  * than requested, unrequested or duplicated outputs, outputs before the
- * result, outputs longer or shorter than announced, a guest that closes
- * or stays silent.
+ * result, outputs longer or shorter than announced, a guest that closes,
+ * stays silent or stops reading.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.pb-c.h"
@@ -421,6 +422,48 @@ static void test_two_execs_out_of_order(void **state)
 	pthread_join(gt, NULL);
 }
 
+/* A guest that never reads: the host's send is bounded by the exec's
+ * deadline, and the stream is declared broken. */
+static void *deaf_guest(void *arg)
+{
+	int fd = *(int *)arg;
+	send_hello(fd, true, 1);
+	usleep(2000000);
+	close(fd);
+	return NULL;
+}
+
+static void test_guest_stops_reading(void **state)
+{
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, deaf_guest, &sv[1]), 0);
+	struct agent_conn *c = NULL;
+	struct error err = { 0 };
+	assert_int_equal(agent_conn_open(sv[0], 2000, &c, NULL, &err), 0);
+	agent_conn_set_margin(c, 300);
+	size_t n = 16u << 20;
+	char *data = calloc(1, n);
+	const char *argv[] = { "gcc", NULL };
+	struct agent_input in = { .path = "root/big.c", .data = data, .size = n };
+	struct agent_exec_request rq = { .argv = argv, .staging = "/s/e", .timeout_ms = 100, .max_output = 10,
+					 .inputs = &in, .n_inputs = 1 };
+	struct agent_exec_reply reply;
+	struct timespec a, b;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	assert_int_equal(agent_conn_exec(c, &rq, &reply, &err), -ETIMEDOUT);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+	assert_true(ms < 1500);
+	char why[256];
+	assert_true(agent_conn_broken(c, why, sizeof(why)));
+	assert_non_null(strstr(why, "stopped reading"));
+	agent_conn_close(c);
+	pthread_join(t, NULL);
+	free(data);
+}
+
 int main(void)
 {
 	memset(big, 'x', sizeof(big));
@@ -429,6 +472,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_frames),
 		cmocka_unit_test(test_hello),
 		cmocka_unit_test(test_two_execs_out_of_order),
+		cmocka_unit_test(test_guest_stops_reading),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
