@@ -118,6 +118,12 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 			return error_set(err, -EPERM, "[microvm] user \"%s\" is root: VMMs run unprivileged", w->vm_user);
 		uid = pw.pw_uid;
 		gid = pw.pw_gid;
+		if (w->vm_uid_base > 0) {
+			/* Checked with the range's first uid: the files must be
+			 * reachable by "others", as for every uid of the range. */
+			uid = (uid_t)w->vm_uid_base;
+			gid = (gid_t)w->vm_uid_base;
+		}
 	}
 	_cleanup_free_ char *run_base = path_join(w->dir, "vms");
 	if (!run_base)
@@ -140,6 +146,7 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 		.sandbox = w->sandbox,
 		.uid = uid,
 		.gid = gid,
+		.uid_base = geteuid() == 0 ? (uid_t)w->vm_uid_base : 0,
 		.vcpus = w->vcpus,
 		.memory_mib = w->memory_mib,
 		.max_vms = w->max_vms,
@@ -160,8 +167,14 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 	if (strcmp(accel, "tcg") == 0)
 		log_warn("microvm: running guests under TCG software emulation (allow_tcg = true): about 30x slower "
 			 "than KVM; for tests and demos only");
-	log_info("microvm: %s with %s, %u vCPUs and %u MiB per VM, at most %u VMs (%u per tenant), VMs run as uid %u",
-		 vmm->name, accel, w->vcpus, w->memory_mib, w->max_vms, w->max_vms_per_tenant, (unsigned)uid);
+	if (w->vm_uid_base > 0 && geteuid() == 0)
+		log_info("microvm: %s with %s, %u vCPUs and %u MiB per VM, at most %u VMs (%u per tenant), VM n runs as "
+			 "uid %u+n", vmm->name, accel, w->vcpus, w->memory_mib, w->max_vms, w->max_vms_per_tenant,
+			 w->vm_uid_base);
+	else
+		log_info("microvm: %s with %s, %u vCPUs and %u MiB per VM, at most %u VMs (%u per tenant), VMs run as "
+			 "uid %u", vmm->name, accel, w->vcpus, w->memory_mib, w->max_vms, w->max_vms_per_tenant,
+			 (unsigned)uid);
 	*ret_state = m;
 	return 0;
 }

@@ -36,6 +36,9 @@ struct vm {
 	char id[VM_ID_MAX];
 	char *tenant, *image;
 	char *rootfs;        /* the image's squashfs */
+	int slot;            /* uid slot (uid_base + slot), -1 without a uid range */
+	uid_t uid;
+	gid_t gid;
 	char *run_dir;
 	struct vmm_process proc;
 	struct agent_conn *conn;
@@ -60,6 +63,7 @@ struct vm_pool {
 	bool manager_started, stopping;
 	struct vm *vms;
 	unsigned long next_id;
+	bool *slot_used;             /* 2 x max_vms entries, with a uid range */
 	struct vm_pool_stats stats;
 };
 
@@ -139,14 +143,22 @@ static void collect_dead_locked(struct vm_pool *p, struct vm **ret)
 	}
 }
 
-static void destroy_list(struct vm *list)
+/* Tears the VMs down, then gives their uid slots back. Called without
+ * the lock. */
+static void destroy_list(struct vm_pool *p, struct vm *list)
 {
 	while (list) {
 		struct vm *next = list->next;
+		int slot = list->slot;
 		if (list->show_console)
 			log_console_tail(list);
 		log_info("%s: torn down (tenant %s)", list->id, list->tenant);
 		vm_destroy(list);
+		if (slot >= 0) {
+			pthread_mutex_lock(&p->lock);
+			p->slot_used[slot] = false;
+			pthread_mutex_unlock(&p->lock);
+		}
 		list = next;
 	}
 }
@@ -188,7 +200,7 @@ static void *manager_main(void *arg)
 				if (r == 0)
 					r = p->cfg.vmm->build(&vc, &argv, &err);
 				if (r == 0)
-					r = vmm_spawn(&argv, vm->run_dir, p->cfg.uid, p->cfg.gid, &vm->proc, &err);
+					r = vmm_spawn(&argv, vm->run_dir, vm->uid, vm->gid, &vm->proc, &err);
 				vm->spawn_done = true;
 				vm->spawn_error = r;
 				snprintf(vm->spawn_msg, sizeof(vm->spawn_msg), "%.200s", r < 0 ? err.msg : "");
@@ -217,7 +229,7 @@ static void *manager_main(void *arg)
 		collect_dead_locked(p, &dead);
 		if (dead) {
 			pthread_mutex_unlock(&p->lock);
-			destroy_list(dead);
+			destroy_list(p, dead);
 			pthread_mutex_lock(&p->lock);
 			/* Room under the caps for whoever waits. */
 			pthread_cond_broadcast(&p->cond);
@@ -270,7 +282,10 @@ int vm_pool_new(const struct vm_pool_config *cfg, struct vm_pool **ret, struct e
 	pthread_cond_init(&p->cond, &ca);
 	pthread_cond_init(&p->manager_cond, &ca);
 	pthread_condattr_destroy(&ca);
-	if (!p->binary || !p->kernel || !p->initrd || !p->accel || !p->run_base || !p->images_dir) {
+	if (cfg->uid_base > 0)
+		p->slot_used = calloc(2 * (size_t)cfg->max_vms, sizeof(*p->slot_used));
+	if (!p->binary || !p->kernel || !p->initrd || !p->accel || !p->run_base || !p->images_dir ||
+	    (cfg->uid_base > 0 && !p->slot_used)) {
 		vm_pool_free(p);
 		return error_set(err, -ENOMEM, "out of memory");
 	}
@@ -318,6 +333,26 @@ static struct vm *new_vm_locked(struct vm_pool *p, const char *tenant, const cha
 		return NULL;
 	}
 	snprintf(vm->id, sizeof(vm->id), "vm-%06lu", ++p->next_id);
+	vm->slot = -1;
+	vm->uid = p->cfg.uid;
+	vm->gid = p->cfg.gid;
+	if (p->slot_used) {
+		/* A slot frees only once its VMM is reaped (destroy_list), so
+		 * two live VMMs never share a uid. Twice max_vms slots: VMs on
+		 * their way out still hold theirs. */
+		for (unsigned i = 0; i < 2 * p->cfg.max_vms && vm->slot < 0; i++)
+			if (!p->slot_used[i]) {
+				p->slot_used[i] = true;
+				vm->slot = (int)i;
+			}
+		if (vm->slot < 0) {
+			free(vm);
+			error_set(err, -EBUSY, "no free VM uid");
+			return NULL;
+		}
+		vm->uid = p->cfg.uid_base + (uid_t)vm->slot;
+		vm->gid = (gid_t)vm->uid;
+	}
 	vm->tenant = strdup(tenant);
 	vm->image = strdup(image);
 	vm->rootfs = strdup(rootfs);
@@ -325,6 +360,8 @@ static struct vm *new_vm_locked(struct vm_pool *p, const char *tenant, const cha
 	vm->state = VM_BOOTING;
 	vm->created_ms = vm->last_used_ms = now_ms();
 	if (!vm->tenant || !vm->image || !vm->rootfs || !vm->run_dir) {
+		if (vm->slot >= 0)
+			p->slot_used[vm->slot] = false;
 		free(vm->tenant);
 		free(vm->image);
 		free(vm->rootfs);
@@ -344,7 +381,7 @@ static int boot_vm(struct vm_pool *p, struct vm *vm, struct error *err)
 {
 	int64_t start = now_ms();
 	int r = mkdir(vm->run_dir, 0700) < 0 ? -errno : 0;
-	if (r == 0 && geteuid() == 0 && chown(vm->run_dir, p->cfg.uid, p->cfg.gid) < 0)
+	if (r == 0 && geteuid() == 0 && chown(vm->run_dir, vm->uid, vm->gid) < 0)
 		r = -errno;
 	if (r < 0)
 		return error_set(err, r, "cannot create %s: %s", vm->run_dir, strerror(-r));
@@ -570,10 +607,11 @@ void vm_pool_free(struct vm_pool *p)
 	/* No exec may run any more (the worker stopped its server first). */
 	struct vm *list = p->vms;
 	p->vms = NULL;
-	destroy_list(list);
+	destroy_list(p, list);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->cond);
 	pthread_cond_destroy(&p->manager_cond);
+	free(p->slot_used);
 	free(p->binary);
 	free(p->kernel);
 	free(p->initrd);

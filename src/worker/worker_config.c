@@ -128,6 +128,11 @@ static int handler(void *user, const char *section, const char *key, const char 
 			r = error_set(st->err, -EINVAL, "%s: '%s' is not a boolean", name, value);
 	} else if (strcmp(name, "microvm.user") == 0)
 		r = set_str(&c->vm_user, value);
+	else if (strcmp(name, "microvm.uid_base") == 0) {
+		if ((r = set_uint(st, name, value, 2000000000, &u)) == 0 && u > 0 && u < 1000)
+			r = error_set(st->err, -EINVAL, "%s: 0 (off) or at least 1000", name);
+		c->vm_uid_base = (unsigned)u;
+	}
 	else if (strcmp(name, "microvm.vcpus") == 0) {
 		if ((r = set_uint(st, name, value, 8, &u)) == 0 && u < 1)
 			r = error_set(st->err, -EINVAL, "%s: 1 to 8", name);

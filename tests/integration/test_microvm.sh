@@ -94,9 +94,9 @@ fi
 qemu_pids() { pgrep -f -- "$W/state/vms/" || true; }
 pid=$(qemu_pids | head -n 1)
 if [ -n "$pid" ]; then
-  user=$(ps -o user= -p "$pid" | tr -d ' ')
+  uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")
   cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline")
-  [ "$user" = nobody ] && ok "the VMM runs as nobody" || not_ok "the VMM runs as '$user'"
+  [ "$uid" -ge 1900000000 ] && ok "the VMM runs as its VM's own uid ($uid)" || not_ok "the VMM runs as uid '$uid'"
   if [[ "$cmdline" == *"-nic none"* && "$cmdline" == *"-nodefaults"* && "$cmdline" == *"-sandbox on"* &&
     "$cmdline" != *netdev* && "$cmdline" != *virtio-net* && "$cmdline" == *"-accel tcg"* ]]; then
     ok "the VMM's command line: -accel tcg, -nic none, -nodefaults, -sandbox on, no netdev"
@@ -128,6 +128,8 @@ if [ "$(echo "$row" | col 6)" = beta ] && [ -n "$VM_B" ] && [ "$VM_B" != "$VM_A"
 else
   not_ok "beta's row: $row"
 fi
+uids=$(for p in $(qemu_pids); do awk '/^Uid:/ {print $2}' "/proc/$p/status"; done | sort -u | wc -l)
+[ "$uids" = 2 ] && ok "alpha's and beta's VMMs run as two different uids" || not_ok "VMM uids: $uids distinct"
 mixed=$(audit | awk -F'\t' '{ t[$8] = t[$8] " " $6 } END { for (v in t) { split(t[v], a, " "); for (i in a) if (a[i] != a[1]) print v } }')
 [ -z "$mixed" ] && ok "no VM ever served two tenants" || not_ok "VMs that served two tenants: $mixed"
 

@@ -6,8 +6,8 @@
  * warm reuse, one VM per tenant, the per-tenant cap (a second exec waits for
  * the busy VM), the total cap (an idle VM of another tenant makes room),
  * idle teardown, a VM that crashes mid-exec (retried once on a fresh VM, a
- * second crash reported), a guest that never says hello, and that freeing
- * the pool kills every VMM.
+ * second crash reported), a guest that never says hello, that freeing
+ * the pool kills every VMM, and that with a uid range each VM has its own uid.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -344,6 +344,36 @@ static void test_image_not_imported(void **state)
 	assert_int_equal(vm_pool_exec(f->pool, "alpha", "sha256:../../etc", &rq, &reply, vm, &err), -EINVAL);
 }
 
+static unsigned uid_of(int pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	FILE *f = fopen(path, "r");
+	unsigned uid = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Uid: %u", &uid) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return uid;
+}
+
+/* With a uid range, every VM runs as its own uid. */
+static void test_uid_range(void **state)
+{
+	struct fixture *f = *state;
+	if (geteuid() != 0)
+		skip();
+	f->cfg.uid_base = 1900000000;
+	start(f);
+	int a = run(f, "alpha", "x", NULL), b = run(f, "beta", "x", NULL);
+	assert_true(a > 0 && b > 0);
+	unsigned ua = uid_of(a), ub = uid_of(b);
+	assert_true(ua >= 1900000000u && ua < 1900000000u + 2 * f->cfg.max_vms);
+	assert_true(ub >= 1900000000u && ub < 1900000000u + 2 * f->cfg.max_vms);
+	assert_int_not_equal(ua, ub);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 5 && strcmp(argv[1], "--fake-guest") == 0)
@@ -369,6 +399,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_crash_retried_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_hello, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_image_not_imported, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uid_range, setup, teardown),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	testutil_rm_rf(bindir);
