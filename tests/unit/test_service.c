@@ -1026,6 +1026,78 @@ static void test_compile_error_not_cached(void **state)
 	buf_free(&tok);
 }
 
+/* ---- audit rows -------------------------------------------------------- */
+
+static size_t audit_lines(struct buf *ret_last)
+{
+	_cleanup_free_ char *path = path_join(fx.dir, "state/audit.tsv");
+	struct buf b;
+	buf_init(&b, 64 << 20);
+	assert_int_equal(fs_read_file(path, 64 << 20, &b), 0);
+	size_t n = 0, start = 0, last = 0;
+	for (size_t i = 0; i < b.len; i++)
+		if (b.data[i] == '\n') {
+			n++;
+			last = start;
+			start = i + 1;
+		}
+	if (ret_last) {
+		buf_init(ret_last, 1 << 20);
+		assert_int_equal(buf_append(ret_last, b.data + last, start - last), 0);
+		assert_int_equal(buf_append_char(ret_last, '\0'), 0);
+	}
+	buf_free(&b);
+	return n;
+}
+
+/* Every Execute answer leaves one row; a command too long for a row is
+ * refused before it runs, and nothing is stored. */
+static void test_audit_rows(void **state)
+{
+	(void)state;
+	struct buf tok;
+	issue("audited", &tok);
+	struct spec s;
+	spec_init(&s, "int audited(void){return 7;}\n");
+	upload_spec(&tok, &s);
+	size_t before = audit_lines(NULL);
+	struct rpc_status st;
+	Hpcc__V1__ExecuteReply *rep = execute(&tok, &s, &st);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	hpcc__v1__execute_reply__free_unpacked(rep, NULL);
+	struct buf last;
+	assert_int_equal(audit_lines(&last), before + 1);
+	assert_non_null(strstr(last.data, "\taudited\t"));
+	assert_non_null(strstr(last.data, "\tunsafe-local\t"));
+	assert_non_null(strstr(last.data, "\tstore\t"));
+	assert_non_null(strstr(last.data, "\tgcc -Iinc -x c -c a.c -o a.o\t"));
+	buf_free(&last);
+
+	/* 70 defines of 4000 bytes: over the flags column's cap. */
+	enum { N = 70 };
+	static Hpcc__V1__Arg args[N + 1];
+	static Hpcc__V1__Arg *ptrs[N + 1];
+	static char value[4001];
+	memset(value, 'v', 4000);
+	memcpy(value, "-DV=", 4);
+	ptrs[0] = &s.args[0];
+	for (size_t i = 1; i <= N; i++) {
+		hpcc__v1__arg__init(&args[i]);
+		args[i].flag = value;
+		ptrs[i] = &args[i];
+	}
+	s.cmd.args = ptrs;
+	s.cmd.n_args = N + 1;
+	size_t files = stored_files();
+	rep = execute(&tok, &s, &st);
+	assert_status(&st, GRPC_STATUS_RESOURCE_EXHAUSTED, "audit row");
+	if (rep)
+		hpcc__v1__execute_reply__free_unpacked(rep, NULL);
+	assert_int_equal(audit_lines(NULL), before + 1);
+	assert_int_equal(stored_files(), files);
+	buf_free(&tok);
+}
+
 /* ---- 8. oversized messages --------------------------------------------- */
 
 static void test_oversized_request(void **state)
@@ -1122,6 +1194,7 @@ int main(void)
 		T(test_execute_missing_blobs),
 		T(test_compile_error_not_cached),
 		T(test_oversized_request),
+		T(test_audit_rows),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
