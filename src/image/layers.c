@@ -237,6 +237,7 @@ static void free_entry(struct image_entry *e)
 {
 	free(e->name);
 	free(e->link);
+	free(e->source_path);
 	free(e);
 }
 
@@ -408,6 +409,7 @@ static int apply_entry(struct apply *ap, struct archive_entry *ae, uint64_t inde
 		return 0;
 	}
 	struct image_entry *source = NULL;
+	_cleanup_free_ char *source_path = NULL;
 	if (hard) {
 		_cleanup_free_ char *target = NULL;
 		const char *reason = NULL;
@@ -421,6 +423,13 @@ static int apply_entry(struct apply *ap, struct archive_entry *ae, uint64_t inde
 			source = lookup(t, dir, base_name(target), strlen(base_name(target)));
 		if (!source || !S_ISREG(source->mode))
 			return refuse(ap, -ENOENT, "hardlink to a missing or non-regular entry ", target);
+		/* Where the data's own entry stands in its layer, taken now: the
+		 * source may be replaced below, even by this very entry. A file
+		 * that is not a hardlink stands where its layer put it; target is
+		 * its path then. */
+		source_path = source->source_path ? strdup(source->source_path) : TAKE_PTR(target);
+		if (!source_path)
+			return refuse(ap, -ENOMEM, "out of memory", NULL);
 	} else if (type == AE_IFCHR || type == AE_IFBLK)
 		return refuse(ap, -EPERM, "device node", NULL);
 	else if (type == AE_IFIFO || type == AE_IFSOCK) {
@@ -436,14 +445,11 @@ static int apply_entry(struct apply *ap, struct archive_entry *ae, uint64_t inde
 		if (!link || !link[0] || strlen(link) > IMAGE_MAX_PATH)
 			return refuse(ap, -EINVAL, "symlink target empty or longer than 4096 bytes", NULL);
 	} else if (!hard && type == AE_IFREG) {
+		/* apply_layer counted the size against the cap already. */
 		la_int64_t s = archive_entry_size(ae);
 		if (!archive_entry_size_is_set(ae) || s < 0)
 			return refuse(ap, -EINVAL, "file without a size", NULL);
 		size = (uint64_t)s;
-		if (size > t->lim->max_size - t->read_bytes)
-			return error_set(ap->err, -EFBIG, "%s: entry '%.300s': files over all layers exceed the size cap of %llu bytes",
-					 ap->name, ap->path, (unsigned long long)t->lim->max_size);
-		t->read_bytes += size;
 	}
 
 	struct image_entry *dir;
@@ -472,6 +478,8 @@ static int apply_entry(struct apply *ap, struct archive_entry *ae, uint64_t inde
 		e->size = src.size;
 		e->source_layer = src.source_layer;
 		e->source_index = src.source_index;
+		free(e->source_path);
+		e->source_path = TAKE_PTR(source_path);
 		return 0;
 	}
 	/* Set-id bits never survive; a directory keeps its sticky bit. */
@@ -488,6 +496,25 @@ static int apply_entry(struct apply *ap, struct archive_entry *ae, uint64_t inde
 	e->size = size;
 	e->source_layer = ap->layer;
 	e->source_index = index;
+	free(e->source_path);
+	e->source_path = NULL;
+	return 0;
+}
+
+/* Every entry's stated size counts against max_size, whatever its type:
+ * libarchive reads (and decompresses) the data of a whiteout, of a hardlink
+ * with pax data or of an unknown type to skip it, just as it reads a file's.
+ * For a sparse file this is its apparent size, which pass 2 writes out. */
+static int count_size(struct apply *ap, struct archive_entry *ae)
+{
+	struct image_tree *t = ap->t;
+	la_int64_t s = archive_entry_size(ae);
+	if (s <= 0)
+		return 0;
+	if ((uint64_t)s > t->lim->max_size - t->read_bytes)
+		return error_set(ap->err, -EFBIG, "%s: entry '%.300s': entries over all layers exceed the size cap of %llu bytes",
+				 ap->name, ap->path, (unsigned long long)t->lim->max_size);
+	t->read_bytes += (uint64_t)s;
 	return 0;
 }
 
@@ -495,14 +522,21 @@ static int apply_layer(struct image_tree *t, const struct image_layer *layer, ui
 {
 	struct apply ap = { .t = t, .layer = index, .err = err };
 	layer_name(layer, index, ap.name);
+	/* Verified like pass 2: the tree (paths, types, links, modes, owners,
+	 * times) must come from the bytes the digest names, not from a blob
+	 * rewritten after oci.c hashed it. */
 	struct layer_reader r;
-	int s = layer_reader_open(&r, layer, t->lim, false, err);
+	int s = layer_reader_open(&r, layer, t->lim, true, err);
 	if (s < 0)
 		return s;
 	for (;;) {
 		struct archive_entry *ae;
 		s = layer_reader_next(&r, &ae, err);
-		if (s != 0)
+		if (s == 1) {
+			s = layer_reader_finish(&r, err);
+			break;
+		}
+		if (s < 0)
 			break;
 		if (++t->stats.read_entries > t->lim->max_entries) {
 			s = error_set(err, -E2BIG, "%s: more than %llu entries over all layers (the entry cap)", ap.name,
@@ -517,7 +551,7 @@ static int apply_layer(struct image_tree *t, const struct image_layer *layer, ui
 			break;
 		}
 		ap.path = path;
-		if ((s = apply_entry(&ap, ae, r.index)) < 0)
+		if ((s = count_size(&ap, ae)) < 0 || (s = apply_entry(&ap, ae, r.index)) < 0)
 			break;
 	}
 	layer_reader_close(&r);
@@ -649,7 +683,8 @@ int image_tree_plan(struct image_tree *t, image_plan_fn fn, void *userdata, stru
 		free(p);
 		return r;
 	}
-	qsort(p->files, p->n_files, sizeof(*p->files), by_source);
+	if (p->n_files > 1)  /* files is NULL in an image without files */
+		qsort(p->files, p->n_files, sizeof(*p->files), by_source);
 	for (size_t i = 0; i < p->n_files; i++)
 		if (i == 0 || p->files[i - 1]->source_index != p->files[i]->source_index ||
 		    p->files[i - 1]->source_layer != p->files[i]->source_layer)

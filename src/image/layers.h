@@ -3,7 +3,10 @@
  * once, bottom first, applies OCI whiteouts and refuses hostile entries, and
  * keeps the tree of entries that survive, without their data. Pass 2
  * (squashfs.c) reads the layers again and writes the data of exactly those
- * entries; image_tree_plan gives it the order.
+ * entries; image_tree_plan gives it the order. Both passes hash what they
+ * read and check it against the layer's digest at its end, so the tree and
+ * the data both come from the verified bytes, even when the blob's file is
+ * rewritten between or during the passes.
  */
 #pragma once
 
@@ -62,6 +65,10 @@ struct image_entry {
 	uint32_t opaque_layer;  /* layer + 1 when made opaque in that layer */
 	uint32_t source_layer;  /* regular files: the entry whose data this is */
 	uint64_t source_index;
+	/* Hardlinks: the normalised path that entry has in its layer, which
+	 * pass 2 compares with what it reads there; NULL when it is this
+	 * entry's own path. */
+	char *source_path;
 	uint64_t order;         /* position in the plan */
 };
 

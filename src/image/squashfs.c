@@ -118,6 +118,27 @@ static int copy_data(struct writer *w, struct layer_reader *r, const struct imag
 	return 0;
 }
 
+/* The entry pass 1 took e's data from must be the one read now: the same
+ * path, a regular file of the same size. The digest check at the layer's end
+ * catches any change as well, but only after the data went to tar2sqfs. */
+static int check_source(struct writer *w, struct layer_reader *r, struct archive_entry *ae, const struct image_entry *e,
+			const char *path)
+{
+	const char *want = e->source_path ? e->source_path : path;
+	const char *raw = archive_entry_pathname(ae);
+	_cleanup_free_ char *got = NULL;
+	const char *reason = NULL;
+	if (!raw || layer_path_check(raw, &got, &reason) < 0 || strcmp(got, want) != 0)
+		return error_set(w->err, -EBADMSG, "%.19s: layer changed while it was imported (entry %llu is not '%.300s')",
+				 r->layer->digest, (unsigned long long)(r->index + 1), want);
+	if (archive_entry_hardlink(ae) || archive_entry_filetype(ae) != AE_IFREG || archive_entry_size(ae) < 0 ||
+	    (uint64_t)archive_entry_size(ae) != e->size)
+		return error_set(w->err, -EBADMSG,
+				 "%.19s: layer changed while it was imported ('%.300s' is no longer a file of %llu bytes)",
+				 r->layer->digest, want, (unsigned long long)e->size);
+	return 0;
+}
+
 /* Copies the data that the files in files[*cur...] take from layer index. */
 static int stream_layer(struct writer *w, const struct image_layer *layer, uint32_t index, struct image_entry **files,
 			size_t n_files, size_t *cur)
@@ -142,13 +163,9 @@ static int stream_layer(struct writer *w, const struct image_layer *layer, uint3
 		struct image_entry *e = files[*cur];
 		if (e->source_index != r.index)
 			continue;
-		if (archive_entry_hardlink(ae) || archive_entry_filetype(ae) != AE_IFREG ||
-		    (uint64_t)archive_entry_size(ae) != e->size) {
-			s = error_set(w->err, -EBADMSG, "%.19s: layer changed while it was imported", layer->digest);
-			break;
-		}
 		if ((s = image_entry_path(e, first, 2 * IMAGE_MAX_PATH + 2)) < 0 ||
-		    (s = write_header(w, e, first, NULL)) < 0 || (s = copy_data(w, &r, e, first)) < 0)
+		    (s = check_source(w, &r, ae, e, first)) < 0 || (s = write_header(w, e, first, NULL)) < 0 ||
+		    (s = copy_data(w, &r, e, first)) < 0)
 			break;
 		/* Further names of the same data: hardlinks to the first. */
 		for ((*cur)++; *cur < n_files && files[*cur]->source_layer == index && files[*cur]->source_index == r.index;

@@ -1,8 +1,9 @@
 /*
  * Test images for the image importer's unit tests (test_oci.c,
  * test_layers.c, test_image_store.c): layer tars written with libarchive
- * from a table of entries, OCI layouts and docker archives around them
- * (digests from the repo's own helpers), and a listing of an imported
+ * from a table of entries, raw tar records for what libarchive will not
+ * write (a hardlink carrying data), OCI layouts and docker archives around
+ * them (digests from the repo's own helpers), and a listing of an imported
  * squashfs read back through sqfs2tar. Header-only, like testutil.h.
  */
 #pragma once
@@ -237,9 +238,11 @@ static inline struct fx_desc fx_image(const char *dir, const struct fx_layer_spe
 	return m;
 }
 
-/* A classic docker archive: <config hex>.json, <n>/layer.tar, manifest.json. */
-static inline void fx_docker_archive(const char *path, const struct fx_layer_spec *spec, size_t n, char *ret_config_digest,
-			      unsigned long long *ret_config_size)
+/* A classic docker archive: <config hex>.json, <n>/layer.tar, manifest.json,
+ * after the extra members (files, 'f' entries). */
+static inline void fx_docker_archive_extra(const char *path, const struct fx_layer_spec *spec, size_t n,
+					   const struct fx_entry *extra, size_t n_extra, char *ret_config_digest,
+					   unsigned long long *ret_config_size)
 {
 	struct buf layers[8];
 	char diff[8][DIGEST_STR_LEN + 1];
@@ -266,6 +269,18 @@ static inline void fx_docker_archive(const char *path, const struct fx_layer_spe
 	archive_write_set_format_pax_restricted(a);
 	if (archive_write_open_filename(a, path) != ARCHIVE_OK)
 		abort();
+	for (size_t i = 0; i < n_extra; i++) {
+		size_t len = extra[i].data ? strlen(extra[i].data) : 0;
+		struct archive_entry *ae = archive_entry_new();
+		archive_entry_set_pathname(ae, extra[i].path);
+		archive_entry_set_filetype(ae, AE_IFREG);
+		archive_entry_set_perm(ae, 0644);
+		archive_entry_set_size(ae, (la_int64_t)len);
+		if (archive_write_header(a, ae) < ARCHIVE_WARN)
+			abort();
+		archive_write_data(a, extra[i].data, len);
+		archive_entry_free(ae);
+	}
 	for (size_t i = 0; i < n + 2; i++) {
 		char name[128];
 		const struct buf *b = i < n ? &layers[i] : i == n ? &config : &manifest;
@@ -294,6 +309,123 @@ static inline void fx_docker_archive(const char *path, const struct fx_layer_spe
 		buf_free(&layers[i]);
 	buf_free(&config);
 	buf_free(&manifest);
+}
+
+static inline void fx_docker_archive(const char *path, const struct fx_layer_spec *spec, size_t n, char *ret_config_digest,
+				     unsigned long long *ret_config_size)
+{
+	fx_docker_archive_extra(path, spec, n, NULL, 0, ret_config_digest, ret_config_size);
+}
+
+/* Raw tar records, written through libarchive's "raw" format (so that they
+ * can be compressed): fx_raw_open, then headers and data, then
+ * fx_raw_close, which ends the tar. */
+static inline struct archive *fx_raw_open(const char *path, enum fx_compression comp)
+{
+	struct archive *a = archive_write_new();
+	archive_write_set_format_raw(a);
+	if (comp == FX_GZIP)
+		archive_write_add_filter_gzip(a);
+	else if (comp == FX_ZSTD)
+		archive_write_add_filter_zstd(a);
+	archive_write_set_bytes_in_last_block(a, 1);
+	if (archive_write_open_filename(a, path) != ARCHIVE_OK)
+		abort();
+	struct archive_entry *ae = archive_entry_new();
+	archive_entry_set_pathname(ae, "raw");
+	archive_entry_set_filetype(ae, AE_IFREG);
+	if (archive_write_header(a, ae) != ARCHIVE_OK)
+		abort();
+	archive_entry_free(ae);
+	return a;
+}
+
+static inline void fx_raw_bytes(struct archive *a, const void *data, size_t n)
+{
+	if (n && archive_write_data(a, data, n) != (la_ssize_t)n)
+		abort();
+}
+
+/* n bytes of data (zeros when data is NULL), padded to whole blocks. */
+static inline void fx_raw_data(struct archive *a, const void *data, unsigned long long n)
+{
+	static const char zeros[1 << 16];
+	const char *p = data;
+	for (unsigned long long left = n; left > 0;) {
+		size_t k = left > sizeof(zeros) ? sizeof(zeros) : (size_t)left;
+		fx_raw_bytes(a, p ? p : zeros, k);
+		if (p)
+			p += k;
+		left -= k;
+	}
+	if (n % 512)
+		fx_raw_bytes(a, zeros, 512 - n % 512);
+}
+
+/* One ustar header: type '0' file, '1' hardlink to link, '5' directory,
+ * 'x' pax extended header, ...; size is what the header says. */
+static inline void fx_raw_header(struct archive *a, const char *name, char type, const char *link, unsigned long long size)
+{
+	char h[512];
+	memset(h, 0, sizeof(h));
+	snprintf(h, 100, "%s", name);
+	snprintf(h + 100, 8, "%07o", 0644u);
+	snprintf(h + 108, 8, "%07o", 0u);
+	snprintf(h + 116, 8, "%07o", 0u);
+	snprintf(h + 124, 12, "%011llo", size & 077777777777ULL);
+	snprintf(h + 136, 12, "%011o", 1700000000u);
+	h[156] = type;
+	if (link)
+		snprintf(h + 157, 100, "%s", link);
+	memcpy(h + 257, "ustar", 6);
+	memcpy(h + 263, "00", 2);
+	memset(h + 148, ' ', 8);
+	unsigned sum = 0;
+	for (size_t i = 0; i < sizeof(h); i++)
+		sum += (unsigned char)h[i];
+	snprintf(h + 148, 7, "%06o", sum & 0777777u);
+	h[155] = ' ';
+	fx_raw_bytes(a, h, sizeof(h));
+}
+
+/* A pax extended header with one record: it makes the archive pax, where
+ * a hardlink's size is honoured. */
+static inline void fx_raw_pax(struct archive *a, const char *key, const char *value)
+{
+	size_t body = strlen(key) + strlen(value) + 3, len = body + 1;
+	while ((size_t)snprintf(NULL, 0, "%zu", len) + body != len)
+		len = (size_t)snprintf(NULL, 0, "%zu", len) + body;
+	char *rec = NULL;
+	if (asprintf(&rec, "%zu %s=%s\n", len, key, value) < 0 || strlen(rec) != len)
+		abort();
+	fx_raw_header(a, "PaxHeader", 'x', NULL, len);
+	fx_raw_data(a, rec, len);
+	free(rec);
+}
+
+static inline void fx_raw_close(struct archive *a)
+{
+	static const char end[1024];
+	fx_raw_bytes(a, end, sizeof(end));
+	if (archive_write_close(a) != ARCHIVE_OK)
+		abort();
+	archive_write_free(a);
+}
+
+/* A layout whose one plain layer is the tar in the file tar_path. */
+static inline struct fx_desc fx_image_from_tar(const char *dir, const char *tar_path)
+{
+	struct buf tar;
+	buf_init(&tar, (size_t)1 << 30);
+	if (fs_read_file(tar_path, (size_t)1 << 30, &tar) < 0)
+		abort();
+	struct fx_desc layer = fx_blob(dir, tar.data, tar.len, fx_layer_type(FX_PLAIN));
+	memcpy(layer.diff_id, layer.digest, sizeof(layer.diff_id));
+	buf_free(&tar);
+	struct fx_desc config = fx_config(dir, &layer, 1, "amd64");
+	struct fx_desc m = fx_manifest(dir, &config, &layer, 1);
+	fx_index(dir, &m, NULL, 1);
+	return m;
 }
 
 /* Tars a directory's files (as a docker archive holding an OCI layout). */

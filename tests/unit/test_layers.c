@@ -9,7 +9,11 @@
  * hardlink outside or to nothing, a path below a symlink, an over-long
  * path, a malformed whiteout) and both caps (entries, total size) are
  * refused with one line naming the layer and the entry, and leave nothing
- * in the images directory.
+ * in the images directory. The size cap counts every entry's data (a
+ * whiteout's, a hardlink's in a pax archive). Each pass, called directly,
+ * refuses a layer whose bytes are not the ones its digest names (what a blob
+ * rewritten after it was hashed reads as), and pass 2 names the entry whose
+ * path no longer matches.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +27,7 @@
 #include "error.h"
 #include "image_store.h"
 #include "layers.h"
+#include "squashfs.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -34,14 +39,11 @@ struct run {
 	char *images;
 };
 
-/* Imports a layout made of spec into <tmp>/images; lists it on success. */
-static void import_layers(const char *tmp, const struct fx_layer_spec *spec, size_t n, uint64_t max_size,
-			  uint64_t max_entries, struct run *run)
+/* Imports the layout <tmp>/src into <tmp>/images; lists it on success. */
+static void import_src(const char *tmp, uint64_t max_size, uint64_t max_entries, struct run *run)
 {
 	memset(run, 0, sizeof(*run));
 	char *src = fx_path(tmp, "src");
-	testutil_rm_rf(src);
-	fx_image(src, spec, n);
 	run->images = fx_path(tmp, "images");
 	struct image_import_options o = {
 		.images_dir = run->images,
@@ -52,6 +54,17 @@ static void import_layers(const char *tmp, const struct fx_layer_spec *spec, siz
 	if (run->r == 0)
 		fx_list(run->res.path, &run->list);
 	free(src);
+}
+
+/* Imports a layout made of spec into <tmp>/images; lists it on success. */
+static void import_layers(const char *tmp, const struct fx_layer_spec *spec, size_t n, uint64_t max_size,
+			  uint64_t max_entries, struct run *run)
+{
+	char *src = fx_path(tmp, "src");
+	testutil_rm_rf(src);
+	fx_image(src, spec, n);
+	free(src);
+	import_src(tmp, max_size, max_entries, run);
 }
 
 static void run_free(struct run *run)
@@ -238,6 +251,9 @@ static void test_hardlinks_and_replacements(void **state)
 	static const struct fx_entry l3[] = {
 		{ 'f', "a", "same", 0, 0, 0 },
 		{ 'h', "b", "a", 0, 0, 0 },
+		/* A hardlink that replaces its own target keeps the data. */
+		{ 'f', "self", "kept", 0, 0, 0 },
+		{ 'h', "self", "self", 0, 0, 0 },
 	};
 	const struct fx_layer_spec spec2[] = { { l3, N(l3), FX_PLAIN } };
 	import_layers(*state, spec2, 1, 0, 0, &run);
@@ -248,7 +264,8 @@ static void test_hardlinks_and_replacements(void **state)
 	assert_non_null(b);
 	/* sqfs2tar gives one name the data and the other a hardlink. */
 	assert_true((a->type == 'f' && b->type == 'h') || (a->type == 'h' && b->type == 'f'));
-	assert_int_equal(run.res.info.bytes, 4);
+	assert_string_equal(fx_find(&run.list, "self")->data, "kept");
+	assert_int_equal(run.res.info.bytes, 8);
 	run_free(&run);
 }
 
@@ -334,6 +351,159 @@ static void test_caps(void **state)
 	import_layers(*state, spec2, 1, 0, 5, &run);
 	expect_refused(&run, "cap", "layer 1");
 	run_free(&run);
+
+	/* Whiteouts and opaque markers are read with their data: it counts. */
+	static const struct fx_entry wh[] = {
+		{ 'd', "d", NULL, 0, 0, 0 },
+		{ 'f', "d/.wh..wh..opq", "0123456789", 0, 0, 0 },
+		{ 'f', ".wh.x", "0123456789", 0, 0, 0 },
+	};
+	const struct fx_layer_spec spec3[] = { { wh, N(wh), FX_GZIP } };
+	import_layers(*state, spec3, 1, 20, 0, &run);
+	if (run.r < 0)
+		fail_msg("whiteouts at the cap: %s", run.err.msg);
+	assert_int_equal(run.res.info.bytes, 0);
+	run_free(&run);
+	import_layers(*state, spec3, 1, 19, 0, &run);
+	expect_refused(&run, "size cap", "'.wh.x'");
+	run_free(&run);
+
+	/* A hardlink carrying data (which a pax archive may do) is read too. */
+	char *tar = fx_path(*state, "hardlink-data.tar");
+	struct archive *a = fx_raw_open(tar, FX_PLAIN);
+	fx_raw_pax(a, "comment", "pax");
+	fx_raw_header(a, "f", '0', NULL, 1);
+	fx_raw_data(a, "x", 1);
+	fx_raw_header(a, "h", '1', "f", 4096);
+	fx_raw_data(a, NULL, 4096);
+	fx_raw_close(a);
+	char *src = fx_path(*state, "src");
+	testutil_rm_rf(src);
+	fx_image_from_tar(src, tar);
+	import_src(*state, 4097, 0, &run);
+	if (run.r < 0)
+		fail_msg("hardlink with data at the cap: %s", run.err.msg);
+	assert_non_null(fx_find(&run.list, "h"));
+	run_free(&run);
+	import_src(*state, 4096, 0, &run);
+	expect_refused(&run, "size cap", "'h'");
+	run_free(&run);
+	free(src);
+	free(tar);
+}
+
+/* Recomputes the checksum of the ustar header at h. */
+static void fix_checksum(char *h)
+{
+	memset(h + 148, ' ', 8);
+	unsigned sum = 0;
+	for (size_t i = 0; i < 512; i++)
+		sum += (unsigned char)h[i];
+	snprintf(h + 148, 7, "%06o", sum & 0777777u);
+	h[155] = ' ';
+}
+
+/* A copy of tar with replace written at offset at (in a header when
+ * header is set), in <tmp>/name; returns it open. */
+static int tampered(const char *tmp, const char *name, const struct buf *tar, size_t at, const char *replace, bool header)
+{
+	struct buf copy;
+	buf_init(&copy, 0);
+	buf_append(&copy, tar->data, tar->len);
+	memcpy(copy.data + at, replace, strlen(replace));
+	if (header)
+		fix_checksum(copy.data + at / 512 * 512);
+	fx_write(tmp, name, copy.data, copy.len);
+	buf_free(&copy);
+	char *path = fx_path(tmp, name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	free(path);
+	return fd;
+}
+
+/* Each pass reads the blob again after oci.c hashed it; each must refuse
+ * bytes other than the digest's, so that neither the tree (pass 1) nor the
+ * data (pass 2) can come from a blob rewritten in between. */
+static void test_unverified_bytes_refused(void **state)
+{
+	static const struct fx_entry l1[] = {
+		{ 'd', "dir", NULL, 0, 0, 0 },
+		{ 'f', "dir/file", "the verified data", 0, 0, 0 },
+		{ 'l', "dir/link", "file", 0, 0, 0 },
+	};
+	struct buf tar;
+	buf_init(&tar, 0);
+	fx_tar(l1, N(l1), FX_PLAIN, &tar);
+	struct image_layer layer = { .size = tar.len, .compression = LAYER_PLAIN };
+	fx_digest_str(tar.data, tar.len, layer.digest);
+	/* Where the file's data, the file's header and the symlink's header
+	 * are (the writer made plain ustar headers for these short names). */
+	const char *data_at = memmem(tar.data, tar.len, "the verified", 12);
+	const char *file_at = memmem(tar.data, tar.len, "dir/file", 8);
+	const char *link_at = memmem(tar.data, tar.len, "dir/link", 8);
+	assert_true(data_at && file_at && link_at);
+	assert_int_equal((file_at - tar.data) % 512, 0);
+	assert_int_equal((link_at - tar.data) % 512, 0);
+	assert_memory_equal(link_at + 157, "file", 5);
+	int good = tampered(*state, "good.tar", &tar, 0, "", false);
+	/* Same sizes, valid tars: the data changed; the symlink points
+	 * elsewhere; the file has another name. */
+	int data = tampered(*state, "data.tar", &tar, (size_t)(data_at - tar.data) + 4, "VERIFIED", false);
+	int link = tampered(*state, "link.tar", &tar, (size_t)(link_at - tar.data) + 157, "/etc", true);
+	int name = tampered(*state, "name.tar", &tar, (size_t)(file_at - tar.data), "dir/fil2", true);
+	struct image_limits lim = { .max_size = IMAGE_DEFAULT_MAX_SIZE, .max_entries = IMAGE_DEFAULT_MAX_ENTRIES };
+	struct error err = { 0 };
+	struct image_tree *tree = NULL;
+
+	/* Pass 1. */
+	const int bad[] = { data, link, name };
+	for (size_t i = 0; i < N(bad); i++) {
+		layer.fd = bad[i];
+		error_clear(&err);
+		assert_int_equal(image_tree_build(&layer, 1, &lim, &tree, &err), -EBADMSG);
+		if (!strstr(err.msg, "changed while it was imported"))
+			fail_msg("pass 1, copy %zu: %s", i, err.msg);
+	}
+	layer.fd = good;
+	error_clear(&err);
+	if (image_tree_build(&layer, 1, &lim, &tree, &err) < 0)
+		fail_msg("pass 1: %s", err.msg);
+
+	/* Pass 2, with the tree of the verified bytes. */
+	char *out = fx_path(*state, "out.sqsh");
+	fx_write(*state, "out.sqsh", "", 0);
+	struct squashfs_options o = { 0 };
+	const struct {
+		int fd;
+		const char *word;
+	} cases[] = {
+		{ data, "changed while it was imported" },
+		{ name, "entry 2 is not 'dir/file'" },
+	};
+	for (size_t i = 0; i < N(cases); i++) {
+		layer.fd = cases[i].fd;
+		error_clear(&err);
+		assert_true(squashfs_write(tree, &layer, 1, &lim, out, &o, &err) < 0);
+		if (!strstr(err.msg, cases[i].word))
+			fail_msg("pass 2: message '%s' lacks '%s'", err.msg, cases[i].word);
+	}
+	layer.fd = good;
+	error_clear(&err);
+	if (squashfs_write(tree, &layer, 1, &lim, out, &o, &err) < 0)
+		fail_msg("pass 2: %s", err.msg);
+	struct fx_listing l;
+	fx_list(out, &l);
+	assert_string_equal(fx_find(&l, "dir/file")->data, "the verified data");
+	assert_string_equal(fx_find(&l, "dir/link")->target, "file");
+	free(l.items);
+	image_tree_free(tree);
+	free(out);
+	close(good);
+	close(data);
+	close(link);
+	close(name);
+	buf_free(&tar);
 }
 
 int main(void)
@@ -346,6 +516,8 @@ int main(void)
 						testutil_teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_hostile_entries, testutil_setup_tmpdir, testutil_teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_caps, testutil_setup_tmpdir, testutil_teardown_tmpdir),
+		cmocka_unit_test_setup_teardown(test_unverified_bytes_refused, testutil_setup_tmpdir,
+						testutil_teardown_tmpdir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
