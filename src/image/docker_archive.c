@@ -2,17 +2,23 @@
  * Docker archives (see docker_archive.h). Unpacking writes only regular
  * files and directories that it creates itself below a fresh staging
  * directory, with every member name checked like a layer path, so no member
- * can reach outside it; links become aliases. A classic archive's image has
- * no manifest digest of its own: it is named by the digest of a canonical
- * OCI manifest built from its config and layers (docs/images.md).
+ * can reach outside it; links become aliases. Every member's stated size
+ * counts against the cap before its data is read or skipped, and sparse
+ * members are refused, so no member can make the unpacking read or write
+ * more than the cap. Staged names are short enough (and shallow enough) that
+ * the directory can always be removed again, which is done relative to
+ * directory descriptors. A classic archive's image has no manifest digest of
+ * its own: it is named by the digest of a canonical OCI manifest built from
+ * its config and layers (docs/images.md).
  */
 #include "docker_archive.h"
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -23,6 +29,10 @@
 /* Members of one archive, and how deep aliases may chain. */
 #define MAX_MEMBERS 100000
 #define MAX_ALIAS_HOPS 8
+/* Path components of a staged member ("blobs/sha256/<hex>" has 3; docker
+ * archives use no more). It bounds the directory descriptors that removing
+ * the staging directory holds open at once. */
+#define MAX_MEMBER_DEPTH 16
 
 /* json_decrefp comes with jansson. */
 #define _cleanup_json_ _cleanup_(json_decrefp)
@@ -32,24 +42,80 @@ struct docker_alias {
 	char *target;  /* normalised, relative to the archive's root */
 };
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static void keep_first(int *r, int e)
 {
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
+	if (*r == 0 && e < 0)
+		*r = e;
 }
 
-void docker_archive_free(struct docker_archive *d)
+/* Removes everything below the directory fd (taken, and closed) by names
+ * relative to it, so that no path length limits the removal, and without
+ * following symlinks (a symlink is unlinked, a directory is opened with
+ * O_NOFOLLOW). depth counts the directories open above fd; nothing deeper
+ * than MAX_MEMBER_DEPTH is ever staged. Goes on after an error and returns
+ * the first. */
+static int remove_below(int fd, unsigned depth)
+{
+	DIR *dir = fdopendir(fd);
+	if (!dir) {
+		int e = negative_errno();
+		close(fd);
+		return e;
+	}
+	int r = 0;
+	struct dirent *de;
+	while ((errno = 0, de = readdir(dir))) {
+		const char *name = de->d_name;
+		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+			continue;
+		bool is_dir = de->d_type == DT_DIR;
+		if (de->d_type == DT_UNKNOWN) {
+			struct stat st;
+			if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+				if (errno != ENOENT)
+					keep_first(&r, negative_errno());
+				continue;
+			}
+			is_dir = S_ISDIR(st.st_mode);
+		}
+		if (is_dir) {
+			if (depth + 1 >= MAX_MEMBER_DEPTH) {
+				keep_first(&r, -ELOOP);
+				continue;
+			}
+			int child = openat(dirfd(dir), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (child < 0) {
+				keep_first(&r, negative_errno());
+				continue;
+			}
+			keep_first(&r, remove_below(child, depth + 1));
+		}
+		if (unlinkat(dirfd(dir), name, is_dir ? AT_REMOVEDIR : 0) < 0 && errno != ENOENT)
+			keep_first(&r, negative_errno());
+	}
+	if (errno != 0)
+		keep_first(&r, negative_errno());
+	closedir(dir);
+	return r;
+}
+
+int docker_archive_cleanup(struct docker_archive *d, struct error *err)
 {
 	if (!d)
-		return;
-	if (d->dirfd >= 0)
+		return 0;
+	int r = 0;
+	if (d->dirfd >= 0) {
+		int fd = openat(d->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		r = fd < 0 ? negative_errno() : remove_below(fd, 0);
 		close(d->dirfd);
-	d->dirfd = -1;
-	if (d->dir)
-		nftw(d->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		d->dirfd = -1;
+	}
+	/* The staging directory's own path is short: its parent's and 14
+	 * bytes. */
+	if (d->dir && rmdir(d->dir) < 0 && errno != ENOENT)
+		keep_first(&r, negative_errno());
+	if (r < 0)
+		error_set(err, r, "cannot remove the staging directory %s: %s", d->dir, strerror(-r));
 	free(d->dir);
 	d->dir = NULL;
 	for (size_t i = 0; i < d->n_aliases; i++) {
@@ -59,6 +125,13 @@ void docker_archive_free(struct docker_archive *d)
 	free(d->aliases);
 	d->aliases = NULL;
 	d->n_aliases = 0;
+	return r;
+}
+
+void docker_archive_free(struct docker_archive *d)
+{
+	struct error ignored = { 0 };
+	docker_archive_cleanup(d, &ignored);
 }
 
 /* Creates the directories of path's parent below dirfd. */
@@ -81,11 +154,16 @@ static int make_parents(int dirfd, const char *path)
 	return 0;
 }
 
-static int copy_member(struct archive *a, int fd, const struct image_limits *lim, uint64_t *total, uint64_t cap)
+/* Copies a member's data, which comes in one piece from offset 0 and ends
+ * within the size its header stated (and unpack_all counted): a hole (a
+ * sparse map that only shows when the data is read) or more data is
+ * refused. */
+static int copy_member(struct archive *a, int fd, const struct image_limits *lim, uint64_t size)
 {
 	const void *block;
 	size_t len;
 	la_int64_t offset;
+	uint64_t written = 0;
 	for (;;) {
 		if (image_cancelled(lim))
 			return -EINTR;
@@ -94,23 +172,14 @@ static int copy_member(struct archive *a, int fd, const struct image_limits *lim
 			return 0;
 		if (r != ARCHIVE_OK)
 			return -EIO;
-		if (len > cap - *total)
+		if (offset < 0 || (uint64_t)offset != written)
+			return -ESPIPE;
+		if (len > size - written)
 			return -EFBIG;
-		/* Sparse members have holes; pwrite leaves them as such. */
-		if (offset < 0)
-			return -EIO;
-		const char *p = block;
-		size_t done = 0;
-		while (done < len) {
-			ssize_t w = pwrite(fd, p + done, len - done, (off_t)offset + (off_t)done);
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				return negative_errno();
-			}
-			done += (size_t)w;
-		}
-		*total += len;
+		r = fs_write_all(fd, block, len);
+		if (r < 0)
+			return r;
+		written += len;
 	}
 }
 
@@ -165,16 +234,37 @@ static char *resolve_symlink(const char *name, const char *target)
 	return buf_steal(&b);
 }
 
+/* Names of staged files: short enough that the staging directory's path,
+ * a slash and the name fit in PATH_MAX (so that any tool can remove what a
+ * killed import left), and at most MAX_MEMBER_DEPTH components. */
+static int check_staged_name(const struct docker_archive *d, const char *name, const char *path, struct error *err)
+{
+	if (strlen(name) > d->max_name)
+		return error_set(err, -ENAMETOOLONG, "%s: member '%.200s...': name longer than %zu bytes", path, name,
+				 d->max_name);
+	size_t depth = 1;
+	for (const char *p = name; (p = strchr(p, '/')); p++)
+		depth++;
+	if (depth > MAX_MEMBER_DEPTH)
+		return error_set(err, -ENAMETOOLONG, "%s: member '%.200s': nested more than %d deep", path, name,
+				 MAX_MEMBER_DEPTH);
+	return 0;
+}
+
 /* One member: a regular file is copied into the staging directory, a link
- * becomes an alias, anything else is skipped. */
+ * becomes an alias, anything else is skipped (its size was counted). */
 static int unpack_member(struct docker_archive *d, struct archive *a, struct archive_entry *e, const char *path,
-			 const struct image_limits *lim, uint64_t *total, uint64_t cap, struct error *err)
+			 const struct image_limits *lim, struct error *err)
 {
 	_cleanup_free_ char *name = NULL;
 	const char *reason = NULL;
 	const char *raw = archive_entry_pathname(e);
 	if (!raw || layer_path_check(raw, &name, &reason) < 0)
 		return error_set(err, -EINVAL, "%s: member '%.200s': %s", path, raw ? raw : "", reason ? reason : "no name");
+	/* A sparse member's apparent size can be far more than its bytes in
+	 * the archive; docker never writes one. */
+	if (archive_entry_sparse_count(e) > 0)
+		return error_set(err, -EINVAL, "%s: member '%.200s': sparse members are not allowed", path, name);
 	const char *hard = archive_entry_hardlink(e);
 	mode_t type = archive_entry_filetype(e);
 	if (!name[0] || (!hard && type == AE_IFDIR))
@@ -192,7 +282,13 @@ static int unpack_member(struct docker_archive *d, struct archive *a, struct arc
 	}
 	if (type != AE_IFREG)
 		return 0;  /* nothing else has a place in a docker archive */
-	int r = make_parents(d->dirfd, name);
+	int r = check_staged_name(d, name, path, err);
+	if (r < 0)
+		return r;
+	la_int64_t size = archive_entry_size(e);
+	if (size < 0)
+		return error_set(err, -EINVAL, "%s: member '%.200s': no size", path, name);
+	r = make_parents(d->dirfd, name);
 	_cleanup_close_ int fd = -1;
 	if (r >= 0) {
 		fd = openat(d->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -202,9 +298,11 @@ static int unpack_member(struct docker_archive *d, struct archive *a, struct arc
 		return error_set(err, r, "%s: member '%.200s' appears twice", path, name);
 	if (r < 0)
 		return error_set(err, r, "%s: member '%.200s': %s", path, name, strerror(-r));
-	r = copy_member(a, fd, lim, total, cap);
+	r = copy_member(a, fd, lim, (uint64_t)size);
 	if (r == -EFBIG)
-		return error_set(err, r, "%s: members larger than %llu bytes in all", path, (unsigned long long)cap);
+		return error_set(err, r, "%s: member '%.200s': more data than its header says", path, name);
+	if (r == -ESPIPE)
+		return error_set(err, -EINVAL, "%s: member '%.200s': sparse members are not allowed", path, name);
 	if (r == -EINTR)
 		return error_set(err, r, "%s: interrupted", path);
 	if (r < 0)
@@ -227,9 +325,7 @@ static int unpack_all(struct docker_archive *d, const char *path, const struct i
 		archive_read_free(a);
 		return r;
 	}
-	/* Members hold compressed or plain layers: allow the image's cap and a
-	 * quarter more for tar headers and the odd incompressible layer. */
-	uint64_t cap = lim->max_size + lim->max_size / 4 + ((uint64_t)64 << 20), total = 0;
+	uint64_t cap = image_source_cap(lim), total = 0;
 	size_t members = 0;
 	for (;;) {
 		struct archive_entry *e;
@@ -244,7 +340,16 @@ static int unpack_all(struct docker_archive *d, const char *path, const struct i
 			r = error_set(err, -E2BIG, "%s: more than %d members", path, MAX_MEMBERS);
 			break;
 		}
-		if ((r = unpack_member(d, a, e, path, lim, &total, cap, err)) < 0)
+		/* Counted whatever the member is, before its data is read or
+		 * skipped: libarchive decompresses skipped data too, and a
+		 * hardlink may carry data in a pax archive. */
+		la_int64_t size = archive_entry_size(e);
+		if (size > 0 && (uint64_t)size > cap - total) {
+			r = error_set(err, -EFBIG, "%s: members larger than %llu bytes in all", path, (unsigned long long)cap);
+			break;
+		}
+		total += size > 0 ? (uint64_t)size : 0;
+		if ((r = unpack_member(d, a, e, path, lim, err)) < 0)
 			break;
 	}
 	archive_read_free(a);
@@ -262,11 +367,21 @@ int docker_archive_unpack(const char *path, const char *staging_parent, const st
 		return error_set(err, negative_errno(), "cannot create a staging directory in %s: %m", staging_parent);
 	d.dir = TAKE_PTR(tmpl);
 	int r;
-	d.dirfd = open(d.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	d.dirfd = open(d.dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (d.dirfd < 0)
 		r = error_set(err, negative_errno(), "%s: %m", d.dir);
-	else
-		r = unpack_all(&d, path, lim, err);
+	else {
+		/* The absolute path, when there is one: the name cap is about
+		 * the full path of a staged file. */
+		_cleanup_free_ char *real = realpath(d.dir, NULL);
+		size_t len = strlen(real ? real : d.dir);
+		if (len + 2 >= PATH_MAX)
+			r = error_set(err, -ENAMETOOLONG, "%s: path too long for a staging directory", d.dir);
+		else {
+			d.max_name = PATH_MAX - len - 2;
+			r = unpack_all(&d, path, lim, err);
+		}
+	}
 	if (r < 0) {
 		docker_archive_free(&d);
 		return r;
@@ -399,7 +514,7 @@ int docker_archive_load_classic(const struct docker_archive *d, const struct ima
 		/* Classic archives hold uncompressed layers: the blob digest is
 		 * the diff_id, which the config (named by its digest) lists. */
 		struct digest got;
-		if ((r = oci_hash_fd(l->fd, lim, &got, &l->size)) < 0)
+		if ((r = oci_hash_fd(l->fd, UINT64_MAX, lim, &got, &l->size)) < 0)
 			return error_set(err, r, "layer %.200s: cannot read (%s)", name, strerror(-r));
 		digest_to_string(&got, l->digest);
 		if (strcmp(l->digest, want) != 0)

@@ -17,8 +17,9 @@
 struct docker_alias;
 
 struct docker_archive {
-	char *dir;   /* the staging directory, removed by docker_archive_free */
+	char *dir;   /* the staging directory, removed by docker_archive_cleanup/free */
 	int dirfd;
+	size_t max_name;  /* longest staged member name (dir, '/', name fit in PATH_MAX) */
 	struct docker_alias *aliases;
 	size_t n_aliases;
 };
@@ -34,4 +35,9 @@ int docker_archive_has(const struct docker_archive *d, const char *name);
  * against the config's diff_ids). */
 int docker_archive_load_classic(const struct docker_archive *d, const struct image_limits *lim,
 				struct oci_image *img, struct error *err);
+/* Removes the staging directory (relative to directory descriptors, never
+ * following a symlink) and frees d; an error when something could not be
+ * removed. The layers' open descriptors stay valid. */
+int docker_archive_cleanup(struct docker_archive *d, struct error *err);
+/* docker_archive_cleanup for error paths: errors are ignored. */
 void docker_archive_free(struct docker_archive *d);

@@ -38,6 +38,16 @@ static inline int image_cancelled(const struct image_limits *lim)
 	return lim->cancel && *lim->cancel;
 }
 
+/* What a source may hold in all (a docker archive's members, an OCI
+ * layout's layer blobs): compressed or plain layers of at most max_size
+ * bytes of files, so the cap and a quarter more for tar headers and the odd
+ * incompressible layer, and 64 MiB for small caps. Saturates. */
+static inline uint64_t image_source_cap(const struct image_limits *lim)
+{
+	uint64_t slack = lim->max_size / 4 + ((uint64_t)64 << 20);
+	return lim->max_size > UINT64_MAX - slack ? UINT64_MAX : lim->max_size + slack;
+}
+
 enum layer_compression {
 	LAYER_PLAIN,
 	LAYER_GZIP,

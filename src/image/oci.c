@@ -107,7 +107,7 @@ int oci_read_hashed(int fd, size_t max, struct buf *out, struct digest *ret_dige
 	return digest_bytes(out->data, out->len, ret_digest);
 }
 
-int oci_hash_fd(int fd, const struct image_limits *lim, struct digest *ret_digest, uint64_t *ret_size)
+int oci_hash_fd(int fd, uint64_t max, const struct image_limits *lim, struct digest *ret_digest, uint64_t *ret_size)
 {
 	_cleanup_hasher_ struct hasher h = { 0 };
 	int r = hasher_init(&h);
@@ -120,7 +120,10 @@ int oci_hash_fd(int fd, const struct image_limits *lim, struct digest *ret_diges
 	for (;;) {
 		if (image_cancelled(lim))
 			return -EINTR;
-		ssize_t n = pread(fd, block, 1 << 20, (off_t)total);
+		size_t want = max - total < (1 << 20) ? (size_t)(max - total) : (1 << 20);
+		if (want == 0)
+			break;
+		ssize_t n = pread(fd, block, want, (off_t)total);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -332,15 +335,29 @@ static int load_layers(int dirfd, json_t *layers, const struct image_limits *lim
 	for (size_t i = 0; i < n; i++)
 		img->layers[i].fd = -1;
 	img->n_layers = n;
+	_cleanup_free_ struct descriptor *descs = calloc(n, sizeof(*descs));
+	if (!descs)
+		return error_set(err, -ENOMEM, "out of memory");
+	/* The blobs are hashed whole before anything else: bound what that
+	 * reads by the caps, before a blob is even opened. */
+	uint64_t cap = image_source_cap(lim), total = 0;
 	for (size_t i = 0; i < n; i++) {
-		struct image_layer *l = &img->layers[i];
-		struct descriptor d;
-		int r = parse_descriptor(json_array_get(layers, i), "manifest layer", &d, err);
+		struct descriptor *d = &descs[i];
+		int r = parse_descriptor(json_array_get(layers, i), "manifest layer", d, err);
 		if (r < 0)
 			return r;
-		if (oci_layer_media_type(d.media_type, &l->compression) < 0)
+		if (d->size > cap - total)
+			return error_set(err, -EFBIG, "layer %zu %s: the layer blobs are larger than %llu bytes in all (the size cap)",
+					 i + 1, d->digest_str, (unsigned long long)cap);
+		total += d->size;
+		if (oci_layer_media_type(d->media_type, &img->layers[i].compression) < 0)
 			return error_set(err, -EPROTONOSUPPORT, "layer %zu %s: unknown media type '%.100s'", i + 1,
-					 d.digest_str, d.media_type);
+					 d->digest_str, d->media_type);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct image_layer *l = &img->layers[i];
+		const struct descriptor d = descs[i];
+		int r;
 		l->fd = open_blob(dirfd, &d, "layer", err);
 		if (l->fd < 0)
 			return l->fd;
@@ -350,9 +367,11 @@ static int load_layers(int dirfd, json_t *layers, const struct image_limits *lim
 		if ((uint64_t)st.st_size != d.size)
 			return error_set(err, -EBADMSG, "layer %zu %s: size is %llu, the descriptor says %llu", i + 1,
 					 d.digest_str, (unsigned long long)st.st_size, (unsigned long long)d.size);
+		/* A blob that grows while it is hashed is read one byte past
+		 * its size, no further. */
 		struct digest got;
 		uint64_t size;
-		if ((r = oci_hash_fd(l->fd, lim, &got, &size)) < 0)
+		if ((r = oci_hash_fd(l->fd, d.size + 1, lim, &got, &size)) < 0)
 			return error_set(err, r, "layer %s: cannot read (%s)", d.digest_str, strerror(-r));
 		if (size != d.size || !digest_equal(&got, &d.digest))
 			return error_set(err, -EBADMSG, "layer %zu %s: digest mismatch (the blob was altered)", i + 1,
@@ -454,7 +473,11 @@ static int open_archive(const char *source, const char *staging_parent, const st
 	} else
 		r = error_set(err, -EBADMSG, "%s: neither an OCI layout (oci-layout, index.json) nor a docker archive "
 				 "(manifest.json)", source);
-	/* The layers stay open; their staged files need no name any more. */
+	/* The layers stay open; their staged files need no name any more. A
+	 * staging directory that stays behind is an error (it may be large),
+	 * though nothing of the image has been written yet. */
+	if (r >= 0)
+		return docker_archive_cleanup(&d, err);
 	docker_archive_free(&d);
 	return r;
 }

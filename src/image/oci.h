@@ -45,8 +45,9 @@ const char *image_source_kind_name(enum image_source_kind kind);
 int oci_open_beneath(int dirfd, const char *path, int flags);
 /* Reads fd (at most max bytes) into out and hashes it. */
 int oci_read_hashed(int fd, size_t max, struct buf *out, struct digest *ret_digest);
-/* Hashes fd from offset 0 to its end; checks lim->cancel between blocks. */
-int oci_hash_fd(int fd, const struct image_limits *lim, struct digest *ret_digest, uint64_t *ret_size);
+/* Hashes fd from offset 0 to its end, or its first max bytes; checks
+ * lim->cancel between blocks. */
+int oci_hash_fd(int fd, uint64_t max, const struct image_limits *lim, struct digest *ret_digest, uint64_t *ret_size);
 /* Parses one JSON document; the message names what (e.g. "manifest"). */
 int oci_parse_json(const struct buf *text, const char *what, json_t **ret, struct error *err);
 /* Checks a config's os/architecture and returns its rootfs.diff_ids. */

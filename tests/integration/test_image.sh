@@ -3,7 +3,8 @@
 # small OCI layout made here with tar, gzip and sha256sum is imported (the
 # digest on stdout is its manifest digest; a second import writes nothing),
 # its squashfs holds the merged layers without whiteouts, and list and rm
-# see it. A tampered layer, hostile entries and a cap from worker.ini are
+# see it. A tampered layer, hostile entries, a cap from worker.ini, and
+# archives with a member name near PATH_MAX or a 50 GiB sparse member are
 # refused with one line and leave nothing behind. When the cached test
 # toolchain layout exists (guest/build-toolchain-image.sh; never built
 # here), it is imported too and must hold gcc.
@@ -161,6 +162,22 @@ echo x >"$WORK/h1/passwd"
 tar -C "$WORK/h3" -cf "$WORK/sym.tar" a
 tar -C "$WORK/h1" --transform='s|^passwd$|a/passwd|' -rf "$WORK/sym.tar" passwd
 refused_layout "an entry below a symlink" "$WORK/sym.tar" "below the symlink a"
+
+# Docker archives: the layout as an OCI archive, with one more member whose
+# name (4080 bytes) would put its staged path past PATH_MAX; a 50 GiB sparse
+# member in 10 KB, which counts at its apparent size.
+long=$(printf 'n%.0s' $(seq 254))
+long="$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/$long/${long}n"
+echo x >"$WORK/short"
+tar -C "$WORK/oci" -cf "$WORK/long.tar" .
+tar -C "$WORK" --transform="s|^short\$|$long|" -rf "$WORK/long.tar" short
+tar -tf "$WORK/long.tar" | grep -q "^${long}\$" || not_ok "could not make a 4080-byte member name"
+refused "a member name near PATH_MAX" "$WORK/long.tar" "name longer than"
+mkdir -p "$WORK/sp"
+truncate -s 50G "$WORK/sp/big"
+tar -S --format=pax -C "$WORK/sp" -cf "$WORK/sparse.tar" big
+rm -f "$WORK/sp/big"
+refused "a 50 GiB sparse member" "$WORK/sparse.tar" "members larger than"
 
 # Caps from worker.ini ([images] max_size), and --max-entries.
 mkdir -p "$WORK/w"

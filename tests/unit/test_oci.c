@@ -6,7 +6,12 @@
  * same layout gives the same digest; a classic docker archive is named by
  * the digest of the canonical manifest that docs/images.md defines. Every
  * tampered, mis-sized, oversized, unknown or foreign-platform input is
- * refused with one line and leaves nothing in the images directory.
+ * refused with one line and leaves nothing in the images directory: layer
+ * blobs beyond the size cap before they are hashed; docker archive members
+ * whose header sizes pass the cap (a hardlink carrying data, a sparse file's
+ * apparent size) before their data is read, and sparse members at all;
+ * staged names too long for PATH_MAX or nested too deep. The staging
+ * directory goes, also after it held a name near PATH_MAX.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,13 +36,14 @@ static const struct fx_entry base[] = {
 static const struct fx_entry extra[] = { { 'f', "etc/os-release", "ID=test\n", 0, 0, 0 } };
 static const struct fx_entry third[] = { { 'f', "usr/bin/.wh.cc", "", 0, 0, 0 }, { 'f', "usr/bin/c99", "c99", 0, 0, 0 } };
 
-/* Imports src into <tmp>/images; returns the result code. */
-static int import(const char *tmp, const char *src, struct image_import_result *res, struct error *err)
+/* Imports src into <tmp>/images under max_size; returns the result code. */
+static int import_capped(const char *tmp, const char *src, uint64_t max_size, struct image_import_result *res,
+			 struct error *err)
 {
 	char *images = fx_path(tmp, "images");
 	struct image_import_options o = {
 		.images_dir = images,
-		.limits = { .max_size = IMAGE_DEFAULT_MAX_SIZE, .max_entries = IMAGE_DEFAULT_MAX_ENTRIES },
+		.limits = { .max_size = max_size, .max_entries = IMAGE_DEFAULT_MAX_ENTRIES },
 	};
 	memset(err, 0, sizeof(*err));
 	int r = image_import(src, &o, res, err);
@@ -45,11 +51,16 @@ static int import(const char *tmp, const char *src, struct image_import_result *
 	return r;
 }
 
-static void expect_refused(const char *tmp, const char *src, const char *word)
+static int import(const char *tmp, const char *src, struct image_import_result *res, struct error *err)
+{
+	return import_capped(tmp, src, IMAGE_DEFAULT_MAX_SIZE, res, err);
+}
+
+static void expect_refused_capped(const char *tmp, const char *src, uint64_t max_size, const char *word)
 {
 	struct image_import_result res;
 	struct error err;
-	int r = import(tmp, src, &res, &err);
+	int r = import_capped(tmp, src, max_size, &res, &err);
 	if (r == 0)
 		fail_msg("%s was imported", src);
 	if (!strstr(err.msg, word))
@@ -58,6 +69,11 @@ static void expect_refused(const char *tmp, const char *src, const char *word)
 	char *images = fx_path(tmp, "images");
 	assert_int_equal(fx_count_files(images), 0);
 	free(images);
+}
+
+static void expect_refused(const char *tmp, const char *src, const char *word)
+{
+	expect_refused_capped(tmp, src, IMAGE_DEFAULT_MAX_SIZE, word);
 }
 
 static char *blob_path(const char *dir, const char *digest)
@@ -446,13 +462,172 @@ static void test_oci_archive_same_digest(void **state)
 	free(src);
 }
 
+/* A relative name of exactly len bytes in components of at most 255. */
+static char *long_name(size_t len)
+{
+	char *name = malloc(len + 1);
+	size_t at = 0;
+	while (len - at > 255) {
+		memset(name + at, 'n', 254);
+		name[at + 254] = '/';
+		at += 255;
+	}
+	memset(name + at, 'n', len - at);
+	name[len] = '\0';
+	return name;
+}
+
+static void test_docker_archive_staging_names(void **state)
+{
+	char *images = fx_path(*state, "images");
+	assert_int_equal(mkdir(images, 0755), 0);
+	char *real = realpath(images, NULL);
+	/* The longest name that keeps <images>/.import-XXXXXX/<name> (and its
+	 * NUL) within PATH_MAX. */
+	size_t cap = PATH_MAX - strlen(real) - strlen("/.import-XXXXXX") - 2;
+	char *at_cap = long_name(cap), *over = long_name(4080);
+	char *tar = fx_path(*state, "image.tar");
+	const struct fx_layer_spec spec[] = { { base, N(base), FX_PLAIN } };
+
+	/* Staged, then removed (with descriptors, not paths) after the import. */
+	struct fx_entry member = { 'f', at_cap, "long", 0, 0, 0 };
+	fx_docker_archive_extra(tar, spec, 1, &member, 1, NULL, NULL);
+	struct image_import_result res;
+	struct error err;
+	if (import(*state, tar, &res, &err) < 0)
+		fail_msg("import failed: %s", err.msg);
+	image_import_result_free(&res);
+	assert_int_equal(fx_count_files(images), 2);
+	testutil_rm_rf(images);
+
+	/* ... and after a failed one (no manifest.json). */
+	fx_docker_archive_extra(tar, spec, 0, &member, 1, NULL, NULL);
+	expect_refused(*state, tar, "manifest.json");
+
+	/* 4080 bytes: its full path would pass PATH_MAX. */
+	member.path = over;
+	fx_docker_archive_extra(tar, spec, 1, &member, 1, NULL, NULL);
+	expect_refused(*state, tar, "name longer than");
+
+	/* Deeper than 16 components. */
+	member.path = "1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17";
+	fx_docker_archive_extra(tar, spec, 1, &member, 1, NULL, NULL);
+	expect_refused(*state, tar, "nested more than 16 deep");
+	member.path = "1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16";
+	fx_docker_archive_extra(tar, spec, 1, &member, 1, NULL, NULL);
+	if (import(*state, tar, &res, &err) < 0)
+		fail_msg("import of a 16 deep member failed: %s", err.msg);
+	image_import_result_free(&res);
+	assert_int_equal(fx_count_files(images), 2);
+	free(at_cap);
+	free(over);
+	free(real);
+	free(tar);
+	free(images);
+}
+
+/* A tar whose one member is a sparse file of size bytes, 512 of them data. */
+static void sparse_archive(const char *path, la_int64_t size)
+{
+	struct archive *a = archive_write_new();
+	archive_write_set_format_pax_restricted(a);
+	assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
+	struct archive_entry *ae = archive_entry_new();
+	archive_entry_set_pathname(ae, "blobs/sha256/sparse");
+	archive_entry_set_filetype(ae, AE_IFREG);
+	archive_entry_set_perm(ae, 0644);
+	archive_entry_set_size(ae, size);
+	archive_entry_sparse_add_entry(ae, size - 512, 512);
+	assert_int_equal(archive_write_header(a, ae), ARCHIVE_OK);
+	char block[512];
+	memset(block, 'y', sizeof(block));
+	assert_int_equal(archive_write_data(a, block, sizeof(block)), 512);
+	archive_entry_free(ae);
+	archive_write_close(a);
+	archive_write_free(a);
+}
+
+static void test_docker_archive_size_caps(void **state)
+{
+	/* A hardlink carrying 72 MiB of zeros (a few KB of zstd): under a
+	 * 1 MiB cap (1.25 MiB + 64 MiB for the members) it is refused at its
+	 * header, before libarchive decompresses its data to skip it. */
+	char *tar = fx_path(*state, "hardlink.tar.zst");
+	struct archive *a = fx_raw_open(tar, FX_ZSTD);
+	fx_raw_pax(a, "comment", "pax");
+	fx_raw_header(a, "f", '0', NULL, 1);
+	fx_raw_data(a, "x", 1);
+	fx_raw_header(a, "h", '1', "f", (unsigned long long)72 << 20);
+	fx_raw_data(a, NULL, (unsigned long long)72 << 20);
+	fx_raw_close(a);
+	struct stat st;
+	assert_int_equal(stat(tar, &st), 0);
+	assert_true(st.st_size < 64 << 10);
+	expect_refused_capped(*state, tar, 1 << 20, "members larger than");
+	free(tar);
+
+	/* A 50 GiB sparse member in a few KB: its apparent size counts. */
+	tar = fx_path(*state, "sparse.tar");
+	sparse_archive(tar, (la_int64_t)50 << 30);
+	assert_int_equal(stat(tar, &st), 0);
+	assert_true(st.st_size < 64 << 10);
+	expect_refused(*state, tar, "members larger than");
+	/* A small one is refused as sparse. */
+	sparse_archive(tar, 1 << 20);
+	expect_refused(*state, tar, "sparse members are not allowed");
+	free(tar);
+}
+
+/* A layout whose layers are a real one and blobs of the given sizes (sparse
+ * files with made-up digests), as the manifest says. */
+static void layout_with_big_blobs(const char *src, const unsigned long long *sizes, size_t n)
+{
+	struct fx_desc layers[4];
+	layers[0] = fx_layer(src, base, N(base), FX_GZIP);
+	for (size_t i = 0; i < n; i++) {
+		struct fx_desc *d = &layers[1 + i];
+		memset(d, 0, sizeof(*d));
+		snprintf(d->digest, sizeof(d->digest), "sha256:%064zx", i + 1);
+		memcpy(d->diff_id, d->digest, sizeof(d->diff_id));
+		d->size = sizes[i];
+		d->media_type = fx_layer_type(FX_PLAIN);
+		char *path = blob_path(src, d->digest);
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, (off_t)sizes[i]), 0);
+		close(fd);
+		free(path);
+	}
+	struct fx_desc config = fx_config(src, layers, 1 + n, "amd64");
+	struct fx_desc m = fx_manifest(src, &config, layers, 1 + n);
+	fx_index(src, &m, NULL, 1);
+}
+
+static void test_layer_blobs_capped(void **state)
+{
+	char *src = fx_path(*state, "src");
+	/* 100 GiB under the default 16 GiB cap (blobs may total 20 GiB and
+	 * 64 MiB): refused before a byte of it is hashed. */
+	const unsigned long long huge[] = { (unsigned long long)100 << 30 };
+	layout_with_big_blobs(src, huge, 1);
+	expect_refused(*state, src, "layer 2 sha256:");
+	expect_refused(*state, src, "the size cap");
+	testutil_rm_rf(src);
+	/* The blobs count in all: two of 800 MiB under a 1 GiB cap. */
+	const unsigned long long two[] = { (unsigned long long)800 << 20, (unsigned long long)800 << 20 };
+	layout_with_big_blobs(src, two, 2);
+	expect_refused_capped(*state, src, (uint64_t)1 << 30, "layer 3 sha256:");
+	free(src);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, testutil_setup_tmpdir, testutil_teardown_tmpdir)
 	const struct CMUnitTest tests[] = {
 		T(test_layout_three_compressions), T(test_index_selects_amd64), T(test_tampering_refused),
 		T(test_bad_documents_refused),     T(test_docker_archive),     T(test_docker_archive_links),
-		T(test_oci_archive_same_digest),
+		T(test_oci_archive_same_digest),   T(test_docker_archive_staging_names), T(test_docker_archive_size_caps),
+		T(test_layer_blobs_capped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
