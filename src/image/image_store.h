@@ -53,6 +53,11 @@ struct image_import_options {
 	const char *images_dir;   /* created when missing */
 	struct image_limits limits;
 	struct squashfs_options squashfs;
+	/* Fault injection for tests (NULL otherwise): called with "squashfs"
+	 * once the squashfs is renamed into place and with "metadata" once the
+	 * metadata is; a negative errno fails the import at that point. */
+	int (*test_fault)(const char *step, void *userdata);
+	void *test_userdata;
 };
 
 struct image_import_result {
@@ -62,7 +67,8 @@ struct image_import_result {
 };
 
 /* Imports source (an OCI layout directory or a docker archive). On any
- * error nothing is left in images_dir. */
+ * error nothing that this import wrote is left in images_dir; what another
+ * import of the same digest put there meanwhile stays. */
 int image_import(const char *source, const struct image_import_options *o, struct image_import_result *ret,
 		 struct error *err);
 void image_import_result_free(struct image_import_result *r);

@@ -3,7 +3,10 @@
  * (oci.c), and unless the image is already present, merge its layers
  * (layers.c), write the squashfs through a temporary file (squashfs.c),
  * fsync and rename it, then write the metadata the same way. Every error
- * path removes what this import created, so a refused image leaves nothing.
+ * path removes what this import created, so a refused image leaves nothing;
+ * after a rename it removes only the file that it renamed there (by device
+ * and inode), since a concurrent import of the same digest, or `image rm`,
+ * may have replaced it under the same name.
  */
 #include "image_store.h"
 
@@ -26,6 +29,39 @@ DEFINE_CLEANUP_FUNC(struct image_tree, image_tree_free)
 
 static void oci_image_freep(struct oci_image *img) { oci_image_free(img); }
 
+/* A file this import renamed into place. */
+struct placed {
+	bool set;
+	dev_t dev;
+	ino_t ino;
+};
+
+static bool is_placed(const char *path, const struct placed *p)
+{
+	struct stat st;
+	return p->set && lstat(path, &st) == 0 && st.st_dev == p->dev && st.st_ino == p->ino;
+}
+
+/* Writes data to a temporary file beside path, fsyncs it, makes it 0644 and
+ * renames it to path; *ret_placed names the file that was renamed. */
+static int place_file(const char *path, const void *data, size_t n, struct placed *ret_placed)
+{
+	_cleanup_free_ char *tmp = NULL;
+	_cleanup_close_ int fd = fs_mkstemp(path, 0644, &tmp);
+	if (fd < 0)
+		return fd;
+	struct stat st;
+	int r = fs_write_all(fd, data, n);
+	if (r >= 0 && (fsync(fd) < 0 || fchmod(fd, 0644) < 0 || fstat(fd, &st) < 0 || rename(tmp, path) < 0))
+		r = negative_errno();
+	if (r < 0) {
+		unlink(tmp);
+		return r;
+	}
+	*ret_placed = (struct placed){ .set = true, .dev = st.st_dev, .ino = st.st_ino };
+	return 0;
+}
+
 void image_import_result_free(struct image_import_result *r)
 {
 	if (r) {
@@ -34,7 +70,8 @@ void image_import_result_free(struct image_import_result *r)
 	}
 }
 
-static int write_meta(const char *path, const struct oci_image *img, const struct image_info *info, struct error *err)
+static int write_meta(const char *path, const struct oci_image *img, const struct image_info *info,
+		      struct placed *ret_placed, struct error *err)
 {
 	_cleanup_json_ json_t *layers = json_array();
 	for (size_t i = 0; layers && i < img->n_layers; i++)
@@ -51,9 +88,7 @@ static int write_meta(const char *path, const struct oci_image *img, const struc
 	_cleanup_free_ char *with_nl = NULL;
 	if (asprintf(&with_nl, "%s\n", text) < 0)
 		return error_set(err, -ENOMEM, "out of memory");
-	int r = fs_write_atomic(path, with_nl, strlen(with_nl), 0644, true);
-	if (r >= 0 && chmod(path, 0644) < 0)
-		r = negative_errno();
+	int r = place_file(path, with_nl, strlen(with_nl), ret_placed);
 	if (r < 0)
 		return error_set(err, r, "%s: %s", path, strerror(-r));
 	return 0;
@@ -73,17 +108,15 @@ static int sync_dir(const char *dir)
 	return fd < 0 || fsync(fd) < 0 ? negative_errno() : 0;
 }
 
-/* Writes the squashfs to a temporary file and renames it into place. */
-static int build(const char *dir, const char *hex, const struct oci_image *img, const struct image_import_options *o,
-		 struct image_info *info, struct error *err)
+/* Writes the squashfs to a temporary file and renames it to final. */
+static int build(const char *dir, const char *final, const struct oci_image *img, const struct image_import_options *o,
+		 struct image_info *info, struct placed *ret_placed, struct error *err)
 {
 	_cleanup_(image_tree_freep) struct image_tree *tree = NULL;
 	int r = image_tree_build(img->layers, img->n_layers, &o->limits, &tree, err);
 	if (r < 0)
 		return r;
-	_cleanup_free_ char *final = NULL, *tmp = NULL;
-	if (asprintf(&final, "%s/%s%s", dir, hex, IMAGE_SQUASHFS_SUFFIX) < 0)
-		return error_set(err, -ENOMEM, "out of memory");
+	_cleanup_free_ char *tmp = NULL;
 	_cleanup_close_ int fd = fs_mkstemp(final, 0644, &tmp);
 	if (fd < 0)
 		return error_set(err, fd, "cannot create a file in %s: %s", dir, strerror(-fd));
@@ -97,12 +130,38 @@ static int build(const char *dir, const char *hex, const struct oci_image *img, 
 		unlink(tmp);
 		return r;
 	}
+	*ret_placed = (struct placed){ .set = true, .dev = st.st_dev, .ino = st.st_ino };
 	struct image_tree_stats stats;
 	image_tree_get_stats(tree, &stats);
 	info->entries = stats.entries;
 	info->bytes = stats.bytes;
 	info->squashfs_bytes = (uint64_t)st.st_size;
 	return 0;
+}
+
+static int fault(const struct image_import_options *o, const char *step, struct error *err)
+{
+	int r = o->test_fault ? o->test_fault(step, o->test_userdata) : 0;
+	return r < 0 ? error_set(err, r, "injected fault after the %s was renamed into place", step) : 0;
+}
+
+/* After a failure: removes what this import renamed into place, and only
+ * that. Its squashfs also stays when valid metadata of the digest is there
+ * (another import's, since this one's went first): the two make a whole
+ * image, and that import may have committed while its own squashfs was
+ * replaced by this identical one. */
+static void undo(const char *dir, const char *digest, const char *meta, const struct placed *meta_placed,
+		 const char *sqsh, const struct placed *sqsh_placed)
+{
+	if (is_placed(meta, meta_placed))
+		unlink(meta);
+	if (!is_placed(sqsh, sqsh_placed))
+		return;
+	struct image_info other;
+	struct error ignored = { 0 };
+	if (image_store_info(dir, digest, &other, &ignored) == 0 && other.valid)
+		return;
+	unlink(sqsh);
 }
 
 int image_import(const char *source, const struct image_import_options *o, struct image_import_result *ret,
@@ -134,24 +193,25 @@ int image_import(const char *source, const struct image_import_options *o, struc
 	snprintf(info.source, sizeof(info.source), "%s", image_source_kind_name(img.kind));
 	snprintf(info.compressor, sizeof(info.compressor), "%s", o->squashfs.compressor ? o->squashfs.compressor : "zstd");
 	info.layers = img.n_layers;
-	if ((r = build(dir, hex, &img, o, &info, err)) < 0)
-		return r;
-	now_utc(info.imported, sizeof(info.imported));
 	_cleanup_free_ char *meta = NULL, *sqsh = NULL;
 	if (asprintf(&meta, "%s/%s%s", dir, hex, IMAGE_META_SUFFIX) < 0 ||
 	    asprintf(&sqsh, "%s/%s%s", dir, hex, IMAGE_SQUASHFS_SUFFIX) < 0)
-		r = error_set(err, -ENOMEM, "out of memory");
+		return error_set(err, -ENOMEM, "out of memory");
+	struct placed sqsh_placed = { 0 }, meta_placed = { 0 };
+	if ((r = build(dir, sqsh, &img, o, &info, &sqsh_placed, err)) < 0)
+		return r;
+	now_utc(info.imported, sizeof(info.imported));
+	r = fault(o, "squashfs", err);
 	if (r >= 0)
-		r = write_meta(meta, &img, &info, err);
+		r = write_meta(meta, &img, &info, &meta_placed, err);
+	if (r >= 0)
+		r = fault(o, "metadata", err);
 	if (r >= 0 && (r = sync_dir(dir)) < 0)
 		error_set(err, r, "%s: %s", dir, strerror(-r));
 	if (r >= 0 && (r = image_store_path(dir, img.digest, &res.path, err)) < 0)
 		error_set(err, r, "image %s vanished after its import", img.digest);
 	if (r < 0) {
-		if (sqsh)
-			unlink(sqsh);
-		if (meta)
-			unlink(meta);
+		undo(dir, img.digest, meta, &meta_placed, sqsh, &sqsh_placed);
 		return r;
 	}
 	info.valid = true;

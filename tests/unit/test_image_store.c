@@ -6,7 +6,9 @@
  * after a removal) gives byte-identical squashfs files; a second import of
  * a present image writes nothing; list and rm see exactly the store's
  * images; and an import that fails late (tar2sqfs missing or failing, an
- * interruption) leaves nothing behind.
+ * interruption) leaves nothing behind. An import that fails after its
+ * renames (a fault injected there) removes only the files it renamed into
+ * place: what a concurrent import of the same digest put there stays.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -295,6 +297,116 @@ static void test_late_failures_leave_nothing(void **state)
 	free(src);
 }
 
+/* What the fault hook does: at step, put another import's files of the
+ * same image in place (as that import, running at the same time, would by
+ * its renames), then fail. */
+struct race {
+	const char *step;
+	const char *images, *other;  /* the store, and another holding the image */
+	const char *hex;
+	bool sqsh, meta;             /* which of the other's files to put in */
+	ino_t sqsh_ino, meta_ino;    /* what they are once in place */
+};
+
+static ino_t put_file(const char *from_dir, const char *to_dir, const char *hex, const char *suffix)
+{
+	char name[256];
+	snprintf(name, sizeof(name), "%s%s", hex, suffix);
+	char *from = fx_path(from_dir, name), *to = fx_path(to_dir, name);
+	struct buf b;
+	buf_init(&b, (size_t)1 << 28);
+	assert_int_equal(fs_read_file(from, (size_t)1 << 27, &b), 0);
+	assert_int_equal(fs_write_atomic(to, b.data, b.len, 0644, false), 0);
+	struct stat st;
+	assert_int_equal(stat(to, &st), 0);
+	buf_free(&b);
+	free(from);
+	free(to);
+	return st.st_ino;
+}
+
+static int race_fault(const char *step, void *userdata)
+{
+	struct race *race = userdata;
+	if (strcmp(step, race->step) != 0)
+		return 0;
+	if (race->sqsh)
+		race->sqsh_ino = put_file(race->other, race->images, race->hex, IMAGE_SQUASHFS_SUFFIX);
+	if (race->meta)
+		race->meta_ino = put_file(race->other, race->images, race->hex, IMAGE_META_SUFFIX);
+	return -EIO;
+}
+
+static ino_t ino_of(const char *dir, const char *hex, const char *suffix)
+{
+	char name[256];
+	snprintf(name, sizeof(name), "%s%s", hex, suffix);
+	char *path = fx_path(dir, name);
+	struct stat st;
+	ino_t ino = lstat(path, &st) == 0 ? st.st_ino : 0;
+	free(path);
+	return ino;
+}
+
+static void test_failed_commit_keeps_others(void **state)
+{
+	struct fx_desc m;
+	char *src = make_source(*state, "src", 2, &m);
+	char *other = fx_path(*state, "other");
+	char *images = fx_path(*state, "images");
+	const char *hex = m.digest + 7;
+	struct image_import_options o = options(other);
+	struct image_import_result res;
+	struct error err = { 0 };
+	assert_int_equal(image_import(src, &o, &res, &err), 0);
+	image_import_result_free(&res);
+
+	const struct {
+		struct race race;
+		int files;             /* left in the store */
+		bool image;            /* ... making a whole image */
+		bool their_sqsh, their_meta;
+	} cases[] = {
+		/* Alone: what it renamed goes, at either step. */
+		{ { "squashfs", .sqsh = false, .meta = false }, 0, false, false, false },
+		{ { "metadata", .sqsh = false, .meta = false }, 0, false, false, false },
+		/* The other import committed both after this one's squashfs:
+		 * its image stays whole. */
+		{ { "squashfs", .sqsh = true, .meta = true }, 2, true, true, true },
+		/* It renamed its squashfs first (this one's replaced it), then
+		 * committed its metadata: this squashfs stays with it. */
+		{ { "squashfs", .sqsh = false, .meta = true }, 2, true, false, true },
+		/* Its squashfs replaced this one's after this metadata: the
+		 * metadata goes, its squashfs stays for its own commit. */
+		{ { "metadata", .sqsh = true, .meta = false }, 1, false, true, false },
+	};
+	for (size_t i = 0; i < N(cases); i++) {
+		testutil_rm_rf(images);
+		struct race race = cases[i].race;
+		race.images = images;
+		race.other = other;
+		race.hex = hex;
+		o = options(images);
+		o.test_fault = race_fault;
+		o.test_userdata = &race;
+		error_clear(&err);
+		assert_int_equal(image_import(src, &o, &res, &err), -EIO);
+		assert_non_null(strstr(err.msg, "injected fault"));
+		assert_int_equal(fx_count_files(images), cases[i].files);
+		char *path = NULL;
+		struct error ignored = { 0 };
+		assert_int_equal(image_store_path(images, m.digest, &path, &ignored) == 0, cases[i].image);
+		free(path);
+		if (cases[i].their_sqsh)
+			assert_int_equal(ino_of(images, hex, IMAGE_SQUASHFS_SUFFIX), race.sqsh_ino);
+		if (cases[i].their_meta)
+			assert_int_equal(ino_of(images, hex, IMAGE_META_SUFFIX), race.meta_ino);
+	}
+	free(images);
+	free(other);
+	free(src);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, testutil_setup_tmpdir, testutil_teardown_tmpdir)
@@ -303,6 +415,7 @@ int main(void)
 		T(test_path_list_rm),
 		T(test_deterministic_and_already),
 		T(test_late_failures_leave_nothing),
+		T(test_failed_commit_keeps_others),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
