@@ -3,11 +3,13 @@
 # small squashfs image under QEMU (-M microvm, TCG, -smp 2), then play the
 # worker over QEMU's virtio-serial chardev socket with test_agent's guest
 # mode (HPCC_TEST_AGENT_SOCKET): wait for the hello, run execs of a static
-# test program that reports what it sees (user, groups, hostname, cwd,
-# tmpfs staging, no /proc, read-only image, /dev nodes, closed fds, no
-# AF_INET), get its output file back, check a timeout, a staging path
-# through an image symlink (refused), then close the stream and expect
-# the VM to power itself off. Prints `ok - ...` / `not ok - ...` lines and
+# test program that reports what it sees (user, groups, hostname,
+# cwd, tmpfs staging only its uid can enter, no /proc, no /dev/shm, a /tmp
+# it cannot write, read-only image, /dev nodes, closed fds, no AF_INET), get
+# its output file back, check a timeout, a staging path through an image
+# symlink (refused), a process left in a session of its own (it must not
+# reach a concurrent exec's input and must be dead once its exec ended),
+# then close the stream and expect the VM to power itself off. Prints `ok - ...` / `not ok - ...` lines and
 # the measured times; exits non-zero on any failure.
 #
 # Usage: guest/agent-boot-test.sh [BUILD_DIR]
@@ -63,10 +65,12 @@ trap cleanup EXIT
 cat >"$tmp/prog.c" <<'EOF'
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,25 +95,42 @@ int main(int argc, char **argv)
     }
     if (argc == 2 && strcmp(argv[1], "--true") == 0)
         return 0;
-    if (argc == 2 && strcmp(argv[1], "--daemon") == 0) {
-        /* Leaves a process in a session of its own that keeps writing
-         * /tmp/straggler (the image's /tmp, shared by all execs). */
-        if (fork() == 0) {
+    if (argc == 3 && strcmp(argv[1], "--daemon") == 0) {
+        /* Leaves a process in a session of its own that, a second
+         * later, tries to overwrite another exec's file; prints its pid. */
+        pid_t pid = fork();
+        if (pid == 0) {
             setsid();
-            for (;;) {
-                fd = open("/tmp/straggler", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-                if (fd >= 0)
-                    close(fd);
-                usleep(10000);
-            }
+            sleep(1);
+            fd = open(argv[2], O_WRONLY | O_TRUNC);
+            if (fd >= 0 && write(fd, "tampered\n", 9) != 9)
+                return 1;
+            for (;;)
+                pause();
         }
-        usleep(100000);
+        printf("%d\n", (int)pid);
         return 0;
     }
-    if (argc == 2 && strcmp(argv[1], "--check-straggler") == 0) {
-        unlink("/tmp/straggler");
-        usleep(300000);
-        puts(access("/tmp/straggler", F_OK) == 0 ? "straggler-alive" : "straggler-gone");
+    if (argc == 2 && strcmp(argv[1], "--cat-later") == 0) {
+        sleep(2);
+        fd = open("in.txt", O_RDONLY);
+        n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+        buf[n > 0 ? n : 0] = '\0';
+        printf("input=%s", buf);
+        return 0;
+    }
+    if (argc == 3 && strcmp(argv[1], "--check-straggler") == 0) {
+        /* Another exec's process: kill() says EPERM while it exists
+         * (also as a zombie the agent has not reaped yet). */
+        pid_t pid = (pid_t)strtol(argv[2], NULL, 10);
+        for (int i = 0; i < 100; i++) {
+            if (pid > 1 && kill(pid, 0) < 0 && errno == ESRCH) {
+                puts("straggler-gone");
+                return 0;
+            }
+            usleep(10000);
+        }
+        puts("straggler-alive");
         return 0;
     }
     if (argc != 2)
@@ -117,6 +138,15 @@ int main(int argc, char **argv)
     if (fds_closed)
         puts("fds-closed");
     printf("uid=%d gid=%d groups=%d\n", (int)getuid(), (int)getgid(), getgroups(0, NULL));
+    {
+        /* The staging directory is root's (0711); root/ and tmp/ are
+         * this uid's alone (0700). */
+        struct stat top, here, tmp;
+        if (stat("..", &top) == 0 && stat(".", &here) == 0 && stat("../tmp", &tmp) == 0 && top.st_uid == 0 &&
+            (top.st_mode & 07777) == 0711 && here.st_uid == getuid() && (here.st_mode & 07777) == 0700 &&
+            tmp.st_uid == getuid() && (tmp.st_mode & 07777) == 0700)
+            puts("staging-private");
+    }
     fd = open("in.txt", O_RDONLY);
     if (fd >= 0)
         n = read(fd, buf, sizeof(buf) - 1);
@@ -156,9 +186,12 @@ int main(int argc, char **argv)
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd >= 0 && write(fd, "t", 1) == 1)
         puts("tmpdir-ok");
+    /* No place every compile user may write: not /tmp, not /dev/shm. */
     fd = open("/tmp/t", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd >= 0)
-        puts("tmp-ok");
+    if (fd < 0 && errno == EACCES)
+        puts("tmp-readonly");
+    if (access("/dev/shm", F_OK) != 0)
+        puts("no-shm");
     printf("env PATH=%s LC_ALL=%s TZ=%s HOME=%s SOURCE_DATE_EPOCH=%s\n", env("PATH"), env("LC_ALL"), env("TZ"),
            env("HOME"), env("SOURCE_DATE_EPOCH"));
     fflush(stdout);
@@ -248,7 +281,7 @@ exec_line=$(sed -n 's/^# exec: //p' "$log")
 trivial_line=$(sed -n 's/^# trivial exec: //p' "$log" | tr '\n' ';' | sed 's/;$//; s/;/; /g')
 urandom_ms=$(sed -n 's/^urandom-ms=//p' "$log" | head -n1)
 if [ "$drc" -eq 0 ] && grep -q 'PASSED.*1 test' "$log"; then
-    ok "hello, exec with input and output, timeout, symlinked staging refused, same staging reused, straggler killed"
+    ok "hello, exec with input and output, timeout, symlinked staging refused, same staging reused, leftover process killed and kept out of a concurrent exec"
 else
     not_ok "the guest driver failed (status $drc)"
 fi

@@ -49,7 +49,7 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: hpcc-agent                       (as PID 1 in the guest)\n"
 			"       hpcc-agent --check-network [--sysfs DIR]\n"
-			"       hpcc-agent --serve-unix SOCKET --root DIR [--vcpus N]\n");
+			"       hpcc-agent --serve-unix SOCKET --root DIR [--vcpus N] [--uid-base UID]\n");
 	return 2;
 }
 
@@ -88,7 +88,7 @@ static int cmd_check_network(int argc, char **argv)
 
 static int cmd_serve_unix(int argc, char **argv)
 {
-	struct agent a = { .boot = false, .sigfd = -1, .chan = -1, .root_fd = -1 };
+	struct agent a = { .boot = false, .sigfd = -1, .chan = -1, .root_fd = -1, .uid_base = AGENT_UID_BASE };
 	const char *socket_path = NULL;
 	struct rlimit rl;
 	char why[512];
@@ -111,6 +111,17 @@ static int cmd_serve_unix(int argc, char **argv)
 			if (errno || *end || end == argv[i] || n < 1 || n > 256)
 				return usage();
 			a.vcpus = (unsigned)n;
+		} else if (strcmp(argv[i], "--uid-base") == 0) {
+			/* Every process of these uids is killed at the end of
+			 * a run: on a shared host, pick a range nothing else
+			 * uses (the tests take one per agent). */
+			char *end;
+			unsigned long n;
+			errno = 0;
+			n = strtoul(argv[++i], &end, 10);
+			if (errno || *end || end == argv[i] || n < 1000 || n > 2000000000ul)
+				return usage();
+			a.uid_base = (uid_t)n;
 		} else
 			return usage();
 	}

@@ -17,9 +17,12 @@
 #include "frame.h"
 #include "macro.h"
 
-/* The unprivileged user every compiler runs as (nobody/nogroup). */
-#define AGENT_COMPILE_UID 65534
-#define AGENT_COMPILE_GID 65534
+/* Each live exec runs as a user of its own, AGENT_UID_BASE + its slot
+ * (uid and gid alike, with no passwd entry): its files are its own, its
+ * RLIMIT_NPROC is its own, and at its end every process of that uid is
+ * killed whatever its session (spawn.c). --uid-base moves the range in
+ * test mode. */
+#define AGENT_UID_BASE 100000u
 
 /* The one environment every compiler gets, apart from HOME, TMPDIR and
  * SOURCE_DATE_EPOCH. */
@@ -43,6 +46,7 @@
 #define AGENT_LIVE_PER_VCPU 4                /* live execs per vCPU before "busy" */
 #define AGENT_TOMBSTONES 1024                /* finished ids whose late frames are dropped */
 #define AGENT_OUTQ_HIGH (2u << 20)           /* stop producing frames above this backlog */
+#define AGENT_STOP_WAIT_MS 2000              /* for the processes of a run to die */
 
 enum exec_state {
 	EXEC_STAGING, /* header arrived, inputs arriving */
@@ -58,6 +62,13 @@ struct exec_output {
 	bool started, executable;
 };
 
+/* What may run as an exec's uid. */
+enum exec_procs {
+	PROCS_NONE,  /* never ran, or every process of the uid is gone */
+	PROCS_RAN,   /* a run was started: processes of the uid may live */
+	PROCS_STUCK, /* they could not all be stopped: the slot is never reused */
+};
+
 struct exec {
 	struct exec *next;
 	uint64_t id;
@@ -65,6 +76,9 @@ struct exec {
 	Hpcc__V1__ExecHeader *h;   /* owned; checked when it arrived (exec.c) */
 	uint64_t timeout_ms, max_output;
 	int64_t deadline_us;        /* inputs complete (STAGING) or kill (RUNNING) */
+	int slot;                   /* index into agent.slots, -1 if none */
+	uid_t uid;                  /* agent.uid_base + slot, also the gid */
+	enum exec_procs procs;
 
 	/* staging directory: <root>/<h->staging>, see files.c */
 	int parent_fd, staging_fd;
@@ -89,6 +103,12 @@ struct exec {
 	size_t n_outs, cur_out;
 };
 
+enum slot_state {
+	SLOT_FREE,
+	SLOT_USED,
+	SLOT_STUCK, /* a process of this uid survived SIGKILL: never reused */
+};
+
 struct outq {
 	uint8_t *buf;
 	size_t start, end, cap;
@@ -106,6 +126,10 @@ struct agent {
 	struct outq out;
 	int sigfd;          /* SIGCHLD */
 	uint8_t *chunk_buf; /* AGENT_CHUNK_MAX bytes for output files */
+
+	uid_t uid_base;     /* the compile uids: uid_base .. uid_base + n_slots - 1 */
+	uint8_t *slots;     /* per compile uid: enum slot_state */
+	unsigned n_slots;   /* vcpus * AGENT_LIVE_PER_VCPU */
 
 	struct exec *execs; /* in arrival order */
 	unsigned n_live, n_running;
@@ -177,7 +201,6 @@ void exec_fail(struct agent *a, struct exec *e, const char *fmt, ...) _printf_(3
 void exec_destroy(struct agent *a, struct exec *e);
 void exec_destroy_all(struct agent *a);
 void exec_kill_run(pid_t pid);
-void exec_sweep_stragglers(struct agent *a);
 
 /* run.c: from a free vCPU to the last output file */
 void exec_start_queued(struct agent *a);
@@ -187,9 +210,17 @@ void exec_check_deadlines(struct agent *a, int64_t now_us);
 int64_t exec_next_deadline(const struct agent *a); /* -1: none */
 bool exec_produce(struct agent *a);
 
-/* spawn.c: the child side of a compiler run */
+/* spawn.c: the child side of a compiler run, the compile uids, and the
+ * end of every process a run left */
 int exec_spawn(struct agent *a, struct exec *e, char *why, size_t why_len);
 int exec_spawn_failure(int status_fd, char *why, size_t why_len); /* 1 if the child reported one */
+int slots_init(struct agent *a);
+int slot_take(struct agent *a, struct exec *e); /* -EBUSY if every uid is taken */
+void slot_release(struct agent *a, struct exec *e);
+/* Kills every process of the exec's uid and waits until none is left
+ * (AGENT_STOP_WAIT_MS at most): 0, or -ETIMEDOUT (e->procs is then
+ * PROCS_STUCK). Nothing to do unless e->procs is PROCS_RAN. */
+int exec_stop_processes(struct exec *e);
 
 /* serve.c: the loop; 0 when the host closed the stream, -1 otherwise
  * (a->fatal says why). */

@@ -2,11 +2,11 @@
  * PID 1 in the compile VM: mounts the kernel file systems, refuses to
  * serve if a network interface exists, pins the hostname, builds the
  * compilers' root (the read-only image under a tmpfs overlay, with a
- * minimal /dev and a tmpfs /tmp), opens the host channel named on the
- * kernel command line and serves it. Every way out ends in a power-off
- * (sync, then reboot(RB_AUTOBOOT): the VM has no ACPI, QEMU runs with
- * -no-reboot and the kernel with reboot=t, so a reboot stops the VM and a
- * power-off request would only halt the CPUs).
+ * minimal /dev and a /tmp only root can write), opens the host channel
+ * named on the kernel command line and serves it. Every way out ends in a
+ * power-off (sync, then reboot(RB_AUTOBOOT): the VM has no ACPI, QEMU runs
+ * with -no-reboot and the kernel with reboot=t, so a reboot stops the VM
+ * and a power-off request would only halt the CPUs).
  */
 #include "agent.h"
 
@@ -155,9 +155,12 @@ static int wait_for_device(const char *path)
 }
 
 /* /image (squashfs, read-only) + /rw (tmpfs) -> /merged (overlay), then
- * /merged/dev, /merged/dev/shm and /merged/tmp. No /proc or /sys in
- * /merged: gcc and g++ -c read neither (checked with strace), and a
- * compiler has no business seeing the agent's processes. */
+ * /merged/dev and /merged/tmp. No /proc or /sys in /merged: gcc and g++
+ * -c read neither (checked with strace), and a compiler has no business
+ * seeing the agent's processes. No place is writable by every compile
+ * user: /tmp is root's (a compiler's TMPDIR is <staging>/tmp) and there
+ * is no /dev/shm, so one exec cannot leave files for another, nor fill
+ * the VM's memory for the ones after it. */
 static int mount_image(int *ret_merged_fd, char *why, size_t why_len)
 {
 	const unsigned long safe = MS_NOSUID | MS_NODEV;
@@ -188,16 +191,9 @@ static int mount_image(int *ret_merged_fd, char *why, size_t why_len)
 	if (mount_at(fd, "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k", why, why_len) < 0 ||
 	    make_dev_nodes(fd, why, why_len) < 0)
 		goto fail;
-	{
-		int dev = openat(fd, "dev", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		int r = dev < 0 ? -1 : mount_at(dev, "shm", "tmpfs", safe | MS_NOEXEC, "mode=1777,size=64m", why, why_len);
-		if (dev >= 0)
-			close(dev);
-		if (r < 0)
-			goto fail;
-	}
-	snprintf(opts, sizeof(opts), "mode=1777,size=%llu", (unsigned long long)half_ram());
-	if (mount_at(fd, "tmp", "tmpfs", safe, opts, why, why_len) < 0)
+	/* It hides the image's /tmp (usually 1777) and holds only the mount
+	 * points of staging directories placed under /tmp. */
+	if (mount_at(fd, "tmp", "tmpfs", safe | MS_NOEXEC, "mode=0755,size=1m", why, why_len) < 0)
 		goto fail;
 	*ret_merged_fd = fd;
 	return 0;
@@ -281,7 +277,7 @@ static int parse_channel(struct channel_spec *c, char *why, size_t why_len)
 
 _Noreturn void boot_main(void)
 {
-	struct agent a = { .root = MERGED, .boot = true, .sigfd = -1, .chan = -1 };
+	struct agent a = { .root = MERGED, .boot = true, .sigfd = -1, .chan = -1, .uid_base = AGENT_UID_BASE };
 	struct channel_spec spec;
 	char why[512], names[512];
 	long cpus;

@@ -71,15 +71,6 @@ static void send_error(struct agent *a, uint64_t id, const char *msg)
 	exec_send_result(a, id, &res);
 }
 
-/* In the guest, once no run is left, every process but the agent is a
- * straggler that left its process group (setsid, daemon()): it could
- * still write into later execs' files as the same compile user. */
-void exec_sweep_stragglers(struct agent *a)
-{
-	if (a->boot && a->n_running == 0 && getpid() == 1)
-		kill(-1, SIGKILL);
-}
-
 /* SIGKILLs a run: its process group, and the child itself in case it has
  * not reached setsid() yet (then it has no group, and no children). */
 void exec_kill_run(pid_t pid)
@@ -96,15 +87,17 @@ void exec_destroy(struct agent *a, struct exec *e)
 			break;
 		}
 	if (e->pid > 0) {
-		/* Wait for the killed child, so that it cannot write into the
-		 * staging directory while it is removed. What else ran in its
-		 * group got the same SIGKILL; the loop reaps those. */
+		/* The child may not have switched to the exec's uid yet:
+		 * kill it by pid too, and wait for it. */
 		exec_kill_run(e->pid);
 		while (waitpid(e->pid, NULL, 0) < 0 && errno == EINTR)
 			;
+		e->pid = 0;
 		a->n_running--;
-		exec_sweep_stragglers(a);
 	}
+	/* Everything else the run started dies before its files go and
+	 * before its uid can serve another exec; the loop reaps them. */
+	exec_stop_processes(e);
 	close_fdp(&e->in_fd);
 	close_fdp(&e->out_fd);
 	close_fdp(&e->err_fd);
@@ -112,6 +105,7 @@ void exec_destroy(struct agent *a, struct exec *e)
 	for (size_t i = 0; i < e->n_outs; i++)
 		close_fdp(&e->outs[i].fd);
 	staging_destroy(a, e);
+	slot_release(a, e);
 	tomb_add(a, e->id);
 	a->n_live--;
 	hpcc__v1__exec_header__free_unpacked(e->h, NULL);
@@ -275,7 +269,14 @@ void exec_handle_header(struct agent *a, uint64_t id, Hpcc__V1__ExecHeader *h)
 	}
 	e->id = id;
 	e->h = h;
+	e->slot = -1;
 	e->parent_fd = e->staging_fd = e->in_fd = e->out_fd = e->err_fd = e->status_fd = -1;
+	if (slot_take(a, e) < 0) {
+		/* Only slots whose processes survived SIGKILL are missing. */
+		free(e);
+		refuse_id(a, id, "busy: no compile user is free");
+		goto refused;
+	}
 	e->timeout_ms = h->timeout_ms > AGENT_TIMEOUT_MAX_MS ? AGENT_TIMEOUT_MAX_MS : h->timeout_ms;
 	e->max_output = h->max_output > AGENT_OUTPUT_MAX ? AGENT_OUTPUT_MAX : h->max_output;
 	for (tail = &a->execs; *tail; tail = &(*tail)->next)
@@ -298,9 +299,7 @@ refused:
 /* The first chunk of an input file: checks its name and size, creates it. */
 static int input_begin(struct agent *a, struct exec *e, const Hpcc__V1__FileChunk *c, char *why, size_t why_len)
 {
-	static const struct mkdir_opts owned = {
-		.mode = 0755, .chown = true, .uid = AGENT_COMPILE_UID, .gid = AGENT_COMPILE_GID
-	};
+	const struct mkdir_opts owned = { .mode = 0755, .chown = true, .uid = e->uid, .gid = (gid_t)e->uid };
 	int r;
 
 	if (!c->path[0]) {
@@ -320,7 +319,7 @@ static int input_begin(struct agent *a, struct exec *e, const Hpcc__V1__FileChun
 	}
 	r = path_open_file(e->staging_fd, c->path, O_WRONLY | O_CREAT | O_EXCL, c->executable ? 0755 : 0644, &owned,
 			   &e->in_fd);
-	if (r == 0 && fchown(e->in_fd, AGENT_COMPILE_UID, AGENT_COMPILE_GID) < 0)
+	if (r == 0 && fchown(e->in_fd, e->uid, (gid_t)e->uid) < 0)
 		r = -errno;
 	if (r < 0) {
 		snprintf(why, why_len, "cannot create input %.200s: %s", c->path, strerror(-r));

@@ -1,9 +1,12 @@
 /*
  * Files of one exec: its staging directory (created under the compilers'
  * root by a walk that never follows a symlink; a fresh tmpfs in the guest,
- * a plain directory in test mode), the inputs written into it, the outputs
- * read back from it (regular files only: a compiler may have replaced an
- * output with a symlink or a FIFO), and its removal afterwards.
+ * a plain directory in test mode), the inputs written into it, the outputs read
+ * back from it (regular files only: a compiler may have replaced an output
+ * with a symlink or a FIFO), and its removal afterwards. The staging
+ * directory itself is root's (0711); root/ and tmp/ in it belong to the
+ * exec's own uid, mode 0700, so no other exec's uid can read or change
+ * anything in them.
  */
 #include "agent.h"
 
@@ -37,11 +40,11 @@ int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-static int make_owned_dir(int dirfd, const char *name, mode_t mode)
+static int make_owned_dir(int dirfd, const char *name, uid_t uid)
 {
-	if (mkdirat(dirfd, name, mode) < 0)
+	if (mkdirat(dirfd, name, 0700) < 0)
 		return -errno;
-	if (fchownat(dirfd, name, AGENT_COMPILE_UID, AGENT_COMPILE_GID, AT_SYMLINK_NOFOLLOW) < 0)
+	if (fchownat(dirfd, name, uid, (gid_t)uid, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	return 0;
 }
@@ -61,7 +64,7 @@ int staging_create(struct agent *a, struct exec *e, char *why, size_t why_len)
 		return r;
 	}
 	e->parent_fd = pfd;
-	if (mkdirat(pfd, leaf, 0755) < 0) {
+	if (mkdirat(pfd, leaf, 0711) < 0) {
 		r = -errno;
 		snprintf(why, why_len, "cannot create staging directory %s: %s", e->h->staging, strerror(-r));
 		return r;
@@ -80,7 +83,7 @@ int staging_create(struct agent *a, struct exec *e, char *why, size_t why_len)
 		char target[64], opts[64];
 
 		snprintf(target, sizeof(target), "/proc/self/fd/%d", dfd);
-		snprintf(opts, sizeof(opts), "size=%llu,mode=0755", (unsigned long long)a->staging_size);
+		snprintf(opts, sizeof(opts), "size=%llu,mode=0711", (unsigned long long)a->staging_size);
 		if (mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
 			r = -errno;
 			close(dfd);
@@ -97,9 +100,9 @@ int staging_create(struct agent *a, struct exec *e, char *why, size_t why_len)
 		return r;
 	}
 	e->staging_fd = dfd;
-	r = make_owned_dir(dfd, "root", 0755);
+	r = make_owned_dir(dfd, "root", e->uid);
 	if (r == 0)
-		r = make_owned_dir(dfd, "tmp", 0700);
+		r = make_owned_dir(dfd, "tmp", e->uid);
 	if (r < 0) {
 		snprintf(why, why_len, "cannot create root/ and tmp/ in %s: %s", e->h->staging, strerror(-r));
 		return r;

@@ -2,8 +2,9 @@
  * One run, from a free vCPU to the last output file: starts queued execs
  * in arrival order (spawn.c forks the child), forwards stdout/stderr within
  * the output budget, enforces the timeout, and once the child is reaped
- * sends one ExecResult and then the requested outputs that are regular
- * files, one chunk at a time as the send queue drains.
+ * and every other process of the exec's uid is gone, sends one ExecResult
+ * and then the requested outputs that are regular files, one chunk at a
+ * time as the send queue drains.
  */
 #include "agent.h"
 
@@ -15,9 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Reads of a pipe after its child is gone: enough for a full pipe buffer
- * (1 MiB at most for an unprivileged writer), bounded against a writer
- * that escaped the process group and never stops. */
+/* Reads of a pipe once every process of the run is gone: enough for a
+ * full pipe buffer (1 MiB at most for an unprivileged writer); the bound
+ * is only a safety net, as no writer is left. */
 #define DRAIN_READS 17
 
 void exec_start_queued(struct agent *a)
@@ -111,12 +112,15 @@ static void exec_finish(struct agent *a, struct exec *e, int status)
 	int64_t duration = agent_now_us() - e->start_us;
 	char why[AGENT_ERROR_MAX];
 
-	/* Whatever the command left running in its process group goes now:
-	 * nothing may write into the staging directory while it is read. */
-	kill(-e->pid, SIGKILL);
 	e->pid = 0;
 	a->n_running--;
-	exec_sweep_stragglers(a);
+	/* Whatever the command left running goes now, in any session or
+	 * process group: nothing may write into the staging directory while
+	 * it is read, nor touch another exec's files later. */
+	if (exec_stop_processes(e) < 0) {
+		exec_fail(a, e, "cannot stop the processes the command left: they survive SIGKILL");
+		return;
+	}
 	for (int i = 0; i < DRAIN_READS && stdio_read_once(a, e, 1); i++)
 		;
 	for (int i = 0; i < DRAIN_READS && stdio_read_once(a, e, 2); i++)
@@ -174,7 +178,10 @@ void exec_check_deadlines(struct agent *a, int64_t now_us)
 		else if (e->state == EXEC_RUNNING && !e->timed_out && now_us >= e->deadline_us) {
 			agent_log("exec %llu: timed out after %llu ms, killing it", (unsigned long long)e->id,
 				  (unsigned long long)e->timeout_ms);
+			/* The child by pid (it may not run as the exec's uid
+			 * yet), then everything of the uid; the reap finishes. */
 			exec_kill_run(e->pid);
+			exec_stop_processes(e);
 			e->timed_out = true;
 		}
 	}

@@ -163,7 +163,7 @@ int agent_serve(struct agent *a)
 	pfd = calloc(max_fds, sizeof(*pfd));
 	pexec = calloc(max_fds, sizeof(*pexec));
 	pwhich = calloc(max_fds, sizeof(*pwhich));
-	if (!buf || !a->chunk_buf || !pfd || !pexec || !pwhich) {
+	if (!buf || !a->chunk_buf || !pfd || !pexec || !pwhich || slots_init(a) < 0) {
 		snprintf(a->fatal, sizeof(a->fatal), "out of memory");
 		goto out;
 	}
@@ -248,6 +248,8 @@ out:
 	reap_remaining();
 	frame_decoder_free(&a->dec);
 	outq_free(&a->out);
+	free(a->slots);
+	a->slots = NULL;
 	free(a->chunk_buf);
 	a->chunk_buf = NULL;
 	free(buf);

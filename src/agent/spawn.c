@@ -1,15 +1,19 @@
 /*
- * Starting one compiler run. The child enters its own session (so a
- * timeout or a cancel kills the whole process group), gets /dev/null as
- * stdin and two pipes as stdout/stderr, chroots into the compilers' root,
- * drops to the unprivileged compile user, moves into <staging>/root/<cwd>,
- * sets resource limits and looks the bare command name up in the pinned
- * PATH. Each step that fails is reported to the agent through a close-on-
- * exec status pipe, so "the agent could not run it" (an error result)
- * stays apart from the command's own exit status.
+ * A compiler run's processes, from the first to the last. Each live exec
+ * owns a compile uid (a slot); its child enters its own session, gets
+ * /dev/null as stdin and two pipes as stdout/stderr, chroots into the
+ * compilers' root, drops to that uid, moves into <staging>/root/<cwd>,
+ * sets resource limits and looks the bare command
+ * name up in the pinned PATH. Each step that fails is reported to the
+ * agent through a close-on-exec status pipe, so "the agent could not run
+ * it" (an error result) stays apart from the command's own exit status.
+ * At the end of the run every process of the uid is killed, whatever its
+ * session or process group, and the slot is free again only once none is
+ * left: nothing a run starts can outlive its exec.
  */
 #include "agent.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -19,6 +23,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 enum spawn_stage {
@@ -39,6 +45,7 @@ struct spawn_failure {
 struct child_args {
 	const char *root, *workdir;
 	char **argv, **envp;
+	uid_t uid;
 	int devnull, out_w, err_w, status_w;
 };
 
@@ -49,7 +56,7 @@ static const struct {
 } child_limits[] = {
 	{ RLIMIT_CORE, 0 },      /* no core dumps in the staging directory */
 	{ RLIMIT_NOFILE, 4096 }, /* gcc, ld and LTO need a few hundred at most */
-	{ RLIMIT_NPROC, 1024 },  /* per compile user, across the VM: no fork bomb */
+	{ RLIMIT_NPROC, 1024 },  /* per uid, so per exec: no fork bomb */
 };
 
 static int child_status_fd = -1;
@@ -96,7 +103,7 @@ static _Noreturn void child_main(const struct child_args *c)
 	close_from(4);
 	if (chroot(c->root) < 0)
 		child_fail(STAGE_CHROOT, errno);
-	if (setgroups(0, NULL) < 0 || setgid(AGENT_COMPILE_GID) < 0 || setuid(AGENT_COMPILE_UID) < 0)
+	if (setgroups(0, NULL) < 0 || setgid((gid_t)c->uid) < 0 || setuid(c->uid) < 0)
 		child_fail(STAGE_CREDENTIALS, errno);
 	if (chdir(c->workdir) < 0)
 		child_fail(STAGE_CHDIR, errno);
@@ -174,7 +181,7 @@ static int set_nonblock(int fd)
 int exec_spawn(struct agent *a, struct exec *e, char *why, size_t why_len)
 {
 	const Hpcc__V1__ExecHeader *h = e->h;
-	struct child_args c = { .root = a->root, .devnull = -1 };
+	struct child_args c = { .root = a->root, .uid = e->uid, .devnull = -1 };
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, stp[2] = { -1, -1 };
 	char *workdir = NULL, *tmp = NULL, **envp = NULL;
 	bool in_root = h->cwd[0] == '\0' || strcmp(h->cwd, ".") == 0;
@@ -228,6 +235,7 @@ int exec_spawn(struct agent *a, struct exec *e, char *why, size_t why_len)
 	e->start_us = agent_now_us();
 	e->deadline_us = e->start_us + (int64_t)e->timeout_ms * 1000;
 	e->state = EXEC_RUNNING;
+	e->procs = PROCS_RAN;
 	a->n_running++;
 	e->out_fd = TAKE_FD(outp[0]);
 	e->err_fd = TAKE_FD(errp[0]);
@@ -250,4 +258,178 @@ out:
 	free(workdir);
 	free(tmp);
 	return r;
+}
+
+int slots_init(struct agent *a)
+{
+	a->n_slots = a->vcpus * AGENT_LIVE_PER_VCPU;
+	a->slots = calloc(a->n_slots, sizeof(*a->slots));
+	return a->slots ? 0 : -ENOMEM;
+}
+
+/* The lowest free slot: live execs never outnumber the slots, so only
+ * stuck slots can make this fail. */
+int slot_take(struct agent *a, struct exec *e)
+{
+	for (unsigned i = 0; i < a->n_slots; i++)
+		if (a->slots[i] == SLOT_FREE) {
+			a->slots[i] = SLOT_USED;
+			e->slot = (int)i;
+			e->uid = a->uid_base + i;
+			return 0;
+		}
+	return -EBUSY;
+}
+
+void slot_release(struct agent *a, struct exec *e)
+{
+	if (e->slot < 0)
+		return;
+	if (e->procs == PROCS_STUCK) {
+		a->slots[e->slot] = SLOT_STUCK;
+		agent_log("exec %llu: uid %u keeps a process that ignored SIGKILL; it is never used again",
+			  (unsigned long long)e->id, (unsigned)e->uid);
+	} else
+		a->slots[e->slot] = SLOT_FREE;
+	e->slot = -1;
+}
+
+static void sleep_us(long us)
+{
+	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
+	nanosleep(&ts, NULL);
+}
+
+/* SIGKILLs every process of uid from a helper that runs as uid, so that
+ * kill(-1) reaches exactly the processes of that user (an agent that
+ * picked pids from /proc could hit a reused pid). kill(-1) holds the task
+ * list while it signals, and fork() gives up when a SIGKILL is pending
+ * once it holds that list, so no child of a killed process slips through.
+ * kill(-1) tells nothing about what is left (it also counts processes it
+ * may not signal), which is why uid_alive() checks. 0, or -errno if the
+ * helper could not run: a process of uid can SIGKILL the helper too, and
+ * the caller tries again. */
+static int uid_kill_all(uid_t uid)
+{
+	int64_t end = agent_now_us() + (int64_t)AGENT_STOP_WAIT_MS * 1000;
+	int status = 0;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		/* Real, effective and saved uid all become uid, and every
+		 * capability goes: the helper can signal uid's processes
+		 * and nothing else. */
+		if (setgroups(0, NULL) < 0 || setgid((gid_t)uid) < 0 || setuid(uid) < 0)
+			_exit(2);
+		for (int i = 0; i < 3; i++)
+			kill(-1, SIGKILL);
+		_exit(0);
+	}
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (agent_now_us() > end) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+			return -ETIMEDOUT;
+		}
+		sleep_us(100);
+	}
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ECHILD;
+}
+
+/* From /proc/<pid>/status: 1 if the process runs (is not a zombie) with
+ * uid as one of its real, effective, saved or file system uids. */
+static int proc_runs_as(int proc_fd, const char *pid, uid_t uid)
+{
+	char path[32], buf[2048], *state, *uids, *threads;
+	unsigned long u[4], n_threads = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/status", pid);
+	fd = openat(proc_fd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* gone */
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	state = strstr(buf, "\nState:\t");
+	uids = strstr(buf, "\nUid:\t");
+	threads = strstr(buf, "\nThreads:\t");
+	if (!state || !uids || sscanf(uids + 6, "%lu %lu %lu %lu", &u[0], &u[1], &u[2], &u[3]) != 4)
+		return 0;
+	if (threads)
+		sscanf(threads + 10, "%lu", &n_threads);
+	/* A zombie is dead (the agent, its parent, reaps it), unless it is
+	 * a thread group leader whose other threads still run. */
+	if ((state[8] == 'Z' || state[8] == 'X') && n_threads <= 1)
+		return 0;
+	for (int i = 0; i < 4; i++)
+		if (u[i] == uid)
+			return 1;
+	return 0;
+}
+
+/* 1 if a process of uid still runs, 0 if none does, -errno without /proc.
+ * A process that exists during the whole scan is seen; after the kill no
+ * new one can appear, so a scan that sees none means none is left. */
+static int uid_alive(uid_t uid)
+{
+	int fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+	int found = 0;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	while (!found && (de = readdir(d)) != NULL)
+		if (de->d_name[0] >= '1' && de->d_name[0] <= '9' && strspn(de->d_name, "0123456789") == strlen(de->d_name))
+			found = proc_runs_as(dirfd(d), de->d_name, uid);
+	closedir(d);
+	return found;
+}
+
+int exec_stop_processes(struct exec *e)
+{
+	int64_t end = agent_now_us() + (int64_t)AGENT_STOP_WAIT_MS * 1000;
+	long pause_us = 200;
+
+	if (e->procs != PROCS_RAN)
+		return e->procs == PROCS_STUCK ? -ETIMEDOUT : 0;
+	for (;;) {
+		int killed = uid_kill_all(e->uid);
+		int alive = uid_alive(e->uid);
+
+		/* Without /proc (it is always mounted, in the guest as on a
+		 * test host) the helper's success has to do. */
+		if (alive == 0 || (alive < 0 && killed == 0)) {
+			e->procs = PROCS_NONE;
+			return 0;
+		}
+		if (agent_now_us() > end) {
+			agent_log("exec %llu: processes of uid %u still run after SIGKILL", (unsigned long long)e->id,
+				  (unsigned)e->uid);
+			e->procs = PROCS_STUCK;
+			return -ETIMEDOUT;
+		}
+		/* Killed processes need a moment to exit. */
+		sleep_us(pause_us);
+		if (pause_us < 20000)
+			pause_us *= 2;
+	}
 }

@@ -1,15 +1,17 @@
 /*
  * Tests of hpcc-agent (src/agent/) in its test mode: the real binary
  * serves a Unix socket with "/" as the compilers' root (the host's own gcc
- * runs, as uid 65534), and this file plays the host, frame by frame, with
- * protobuf-c. Covered: the hello; a compile whose object equals a plain
- * gcc -c byte for byte; the pinned environment and user; stderr and exit
- * code of a failing compile; two execs interleaved on one stream; the vCPU
- * queue and the "busy" limit; timeout; output cap; cancel; every hostile
- * input we could think of (paths, headers, chunk order, sizes, symlinked
- * and FIFO outputs, unknown and duplicate ids, n_inputs mismatches) and the
- * framing errors that make the agent stop. After each test the agent must
- * not have crashed and every staging directory must be gone.
+ * runs, as a compile uid of the exec's own from a range this process picks),
+ * and this file plays the host, frame by frame, with protobuf-c. Covered:
+ * the hello; a compile whose object equals a plain gcc -c byte for byte;
+ * the pinned environment and user; stderr and exit code of a
+ * failing compile; two execs interleaved on one stream; the vCPU queue and
+ * the "busy" limit; timeout; output cap; cancel; a process one exec leaves behind, which
+ * must neither touch another exec's files nor outlive its own exec; every hostile input we could think of (paths,
+ * headers, chunk order, sizes, symlinked and FIFO outputs, unknown and
+ * duplicate ids, n_inputs mismatches) and the framing errors that make the
+ * agent stop. After each test the agent must not have crashed and every
+ * staging directory must be gone.
  *
  * With HPCC_TEST_AGENT_SOCKET set, one more test drives an agent that
  * already runs behind that socket instead of spawning one: the boot test
@@ -48,8 +50,9 @@
 struct agent_proc {
 	pid_t pid;
 	int fd;
-	char dir[64];   /* test directory, removed at the end */
-	char stage[96]; /* parent of every staging directory of the test */
+	unsigned uid_base; /* the agent's compile uids start here */
+	char dir[64];      /* test directory, removed at the end */
+	char stage[96];    /* parent of every staging directory of the test */
 };
 
 struct reply {
@@ -152,10 +155,19 @@ static unsigned expect_hello(int fd, unsigned vcpus)
 	return got;
 }
 
+/* The agent kills every process of its compile uids at the end of each
+ * run: each test process takes a range of its own, far from the uids of
+ * real users and of the usual subordinate ranges (100000 + 65536 * n), so
+ * that agents of tests running side by side never meet. */
+static unsigned test_uid_base(void)
+{
+	return 1000000000u + (unsigned)(getpid() % 400000) * 2048u;
+}
+
 static void start_agent(struct agent_proc *p, unsigned vcpus)
 {
 	const char *bin = agent_binary();
-	char sock[128], n[16];
+	char sock[128], n[16], base[16];
 
 	if (geteuid() != 0)
 		skip();
@@ -167,10 +179,12 @@ static void start_agent(struct agent_proc *p, unsigned vcpus)
 	snprintf(p->stage, sizeof(p->stage), "%s/stage", p->dir);
 	snprintf(sock, sizeof(sock), "%s/agent.sock", p->dir);
 	snprintf(n, sizeof(n), "%u", vcpus);
+	p->uid_base = test_uid_base();
+	snprintf(base, sizeof(base), "%u", p->uid_base);
 	p->pid = fork();
 	assert_true(p->pid >= 0);
 	if (p->pid == 0) {
-		execl(bin, bin, "--serve-unix", sock, "--root", "/", "--vcpus", n, (char *)NULL);
+		execl(bin, bin, "--serve-unix", sock, "--root", "/", "--vcpus", n, "--uid-base", base, (char *)NULL);
 		_exit(127);
 	}
 	p->fd = connect_unix(sock, 10000);
@@ -421,6 +435,81 @@ static struct reply wait_reply(int fd, uint64_t id)
 	return r;
 }
 
+/* Reads frames, filing each under its reply, until rs[which] is complete
+ * (the others may still be open). */
+static void collect_until(int fd, struct reply *rs, size_t n, size_t which)
+{
+	while (!rs[which].complete) {
+		Hpcc__V1__AgentFrame *f = read_frame(fd);
+		struct reply *r = NULL;
+
+		for (size_t i = 0; i < n; i++)
+			if (rs[i].id == f->exec_id)
+				r = &rs[i];
+		if (!r)
+			fail_msg("a frame for exec %llu, which the test does not wait for", (unsigned long long)f->exec_id);
+		assert_false(r->complete);
+		reply_take(r, f);
+		hpcc__v1__agent_frame__free_unpacked(f, NULL);
+	}
+}
+
+/* A field of /proc/<pid>/status ("State", "Uid"), or NULL if the process
+ * is gone. */
+static char *proc_status_field(const char *pid, const char *key)
+{
+	char path[64], line[256];
+	char *value = NULL;
+	size_t klen = strlen(key);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%s/status", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	while (!value && fgets(line, sizeof(line), f))
+		if (strncmp(line, key, klen) == 0 && line[klen] == ':')
+			value = strdup(line + klen + 1 + strspn(line + klen + 1, " \t"));
+	fclose(f);
+	return value;
+}
+
+/* True if pid is gone or a zombie (its parent has not reaped it yet). */
+static bool proc_dead(pid_t pid)
+{
+	char name[16], *state;
+	bool dead;
+
+	snprintf(name, sizeof(name), "%d", (int)pid);
+	state = proc_status_field(name, "State");
+	dead = !state || state[0] == 'Z' || state[0] == 'X';
+	free(state);
+	return dead;
+}
+
+/* How many processes that are not zombies have uid as their real uid. */
+static size_t live_processes_of(unsigned uid)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	size_t n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		char *uids, *state;
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		uids = proc_status_field(de->d_name, "Uid");
+		state = proc_status_field(de->d_name, "State");
+		if (uids && state && strtoul(uids, NULL, 10) == uid && state[0] != 'Z' && state[0] != 'X')
+			n++;
+		free(uids);
+		free(state);
+	}
+	closedir(d);
+	return n;
+}
+
 /* An error result for id whose message contains want. */
 static void expect_error(int fd, uint64_t id, const char *want)
 {
@@ -567,7 +656,8 @@ static void test_pinned_environment_and_user(void **state)
 {
 	const char *argv[] = { "sh", "-c",
 			       "echo \"$PATH|$LC_ALL|$TZ|$HOME|$TMPDIR|$SOURCE_DATE_EPOCH|$(id -u):$(id -g)|$(pwd)\";"
-			       "test -w \"$TMPDIR\" && echo tmp-writable; id -G; echo done",
+			       "test -w \"$TMPDIR\" && echo tmp-writable; id -G;"
+			       "stat -c %a:%u ../ . ../tmp; echo done",
 			       NULL };
 	const char *outputs[] = { "tmp/t.txt", NULL };
 	struct agent_proc p;
@@ -584,12 +674,14 @@ static void test_pinned_environment_and_user(void **state)
 	r = wait_reply(p.fd, 7);
 	assert_null(r.error);
 	assert_int_equal(r.exit_code, 0);
+	/* The first exec gets the first compile uid, as its gid too and
+	 * with no supplementary groups. The staging
+	 * directory is root's (0711), root/ and tmp/ the exec's own (0700). */
 	assert_true(asprintf(&want,
-			     "/usr/local/bin:/usr/bin:/bin|C|UTC|%s/tmp|%s/tmp|1234|65534:65534|%s/root\n", stg,
-			     stg, stg) > 0);
-	assert_true(r.out_len >= strlen(want));
-	assert_memory_equal(r.out, want, strlen(want));
-	assert_non_null(strstr(r.out, "tmp-writable\n65534\n"));
+			     "/usr/local/bin:/usr/bin:/bin|C|UTC|%s/tmp|%s/tmp|1234|%u:%u|%s/root\n"
+			     "tmp-writable\n%u\n711:0\n700:%u\n700:%u\ndone\n",
+			     stg, stg, p.uid_base, p.uid_base, stg, p.uid_base, p.uid_base, p.uid_base) > 0);
+	assert_string_equal(r.out, want);
 	reply_free(&r);
 	free(want);
 
@@ -1164,6 +1256,82 @@ static void test_cancel(void **state)
 	free(stg);
 }
 
+/* The review's scenario: exec A leaves a process in a session of its own
+ * that, a second later, overwrites exec B's input, while B (running at the
+ * same time) waits two seconds and then reads it. A's leftover must be dead
+ * by the time A's result arrives (its pid comes back in A's output), and
+ * could not have written into B's files anyway: every exec has its own uid. */
+static void test_leftover_cannot_touch_other_exec(void **state)
+{
+	const char *argv_b[] = { "sh", "-c", "sleep 2; cat in.c; id -u", NULL };
+	const char *outputs_a[] = { "tmp/pid", NULL };
+	struct reply rs[2] = { { .id = 1 }, { .id = 2 } };
+	struct agent_proc p;
+	char *stg_a, *stg_b, *cmd_a = NULL;
+	unsigned uid_a, uid_b;
+	pid_t leftover;
+
+	start_agent(&p, 2);
+	stg_a = staging_name(&p, "exec-A");
+	stg_b = staging_name(&p, "exec-B");
+	{
+		struct header_spec s = { .argv = argv_b, .staging = stg_b, .n_inputs = 1 };
+		send_header(p.fd, 1, &s);
+		send_file(p.fd, 1, "root/in.c", "int honest;\n");
+	}
+	assert_true(asprintf(&cmd_a,
+			     "setsid sh -c 'sleep 1; echo tampered > %s/root/in.c; echo tampered >> %s/root/in.c' "
+			     "</dev/null >/dev/null 2>&1 & echo $! > \"$TMPDIR/pid\"; id -u",
+			     stg_b, stg_b) > 0);
+	{
+		const char *argv_a[] = { "sh", "-c", cmd_a, NULL };
+		struct header_spec s = { .argv = argv_a, .outputs = outputs_a, .staging = stg_a };
+		send_header(p.fd, 2, &s);
+	}
+	/* A ends at once; B still sleeps. */
+	collect_until(p.fd, rs, 2, 1);
+	assert_false(rs[0].have_result);
+	assert_null(rs[1].error);
+	assert_int_equal(rs[1].exit_code, 0);
+	assert_int_equal(rs[1].n_outputs, 1);
+	leftover = (pid_t)strtol((const char *)rs[1].files[0].data, NULL, 10);
+	assert_true(leftover > 1);
+	uid_a = (unsigned)strtoul(rs[1].out, NULL, 10);
+	assert_true(uid_a >= p.uid_base && uid_a < p.uid_base + 2048);
+	assert_true(proc_dead(leftover));
+	assert_int_equal(live_processes_of(uid_a), 0);
+
+	collect(p.fd, rs, 2);
+	assert_null(rs[0].error);
+	assert_int_equal(rs[0].exit_code, 0);
+	assert_non_null(rs[0].out);
+	assert_memory_equal(rs[0].out, "int honest;\n", strlen("int honest;\n"));
+	uid_b = (unsigned)strtoul(rs[0].out + strlen("int honest;\n"), NULL, 10);
+	assert_true(uid_b >= p.uid_base && uid_b != uid_a);
+	reply_free(&rs[0]);
+	reply_free(&rs[1]);
+
+	/* Once no run is active, a leftover dies just the same; its uid
+	 * then serves the next exec. */
+	{
+		const char *argv[] = { "sh", "-c", "setsid sleep 30 </dev/null >/dev/null 2>&1 & echo $!", NULL };
+		struct header_spec s = { .argv = argv, .staging = stg_a };
+		struct reply r;
+		send_header(p.fd, 3, &s);
+		r = wait_reply(p.fd, 3);
+		assert_int_equal(r.exit_code, 0);
+		leftover = (pid_t)strtol(r.out, NULL, 10);
+		assert_true(leftover > 1);
+		assert_true(proc_dead(leftover));
+		reply_free(&r);
+	}
+	expect_alive(&p, 4);
+	stop_agent(&p);
+	free(cmd_a);
+	free(stg_a);
+	free(stg_b);
+}
+
 /* Sends raw bytes, then expects the agent to stop with a non-zero status
  * (after cleaning up the staging directory of a live exec). */
 static void expect_framing_error(const void *bytes, size_t n)
@@ -1254,8 +1422,10 @@ static void test_guest(void **state)
 	assert_int_equal(r.exit_code, 0);
 	assert_int_equal(r.n_outputs, 1);
 	assert_non_null(r.out);
-	/* The test program reports what it sees; see agent-boot-test.sh. */
-	assert_non_null(strstr(r.out, "uid=65534 gid=65534 groups=0"));
+	/* The test program reports what it sees; see agent-boot-test.sh.
+	 * The first exec of the VM gets the first compile uid. */
+	assert_non_null(strstr(r.out, "uid=100000 gid=100000 groups=0"));
+	assert_non_null(strstr(r.out, "staging-private"));
 	assert_non_null(strstr(r.out, "input=input from the host"));
 	assert_non_null(strstr(r.out, "hostname=hpcc"));
 	assert_non_null(strstr(r.out, "no-proc"));
@@ -1268,7 +1438,8 @@ static void test_guest(void **state)
 	assert_non_null(strstr(r.out, "fds-closed"));
 	assert_non_null(strstr(r.out, "no-inet"));
 	assert_non_null(strstr(r.out, "tmpdir-ok"));
-	assert_non_null(strstr(r.out, "tmp-ok"));
+	assert_non_null(strstr(r.out, "tmp-readonly"));
+	assert_non_null(strstr(r.out, "no-shm"));
 	assert_int_equal(r.files[0].len, strlen("written in the guest\n"));
 	assert_memory_equal(r.files[0].data, "written in the guest\n", r.files[0].len);
 	reply_free(&r);
@@ -1304,23 +1475,40 @@ static void test_guest(void **state)
 		reply_free(&r);
 	}
 	/* A process that leaves its session behind does not survive its
-	 * exec: once no run is left, the agent kills every straggler. */
+	 * exec, even while another exec runs, and cannot reach that exec's
+	 * files meanwhile: exec 60 reads its input after 2 s; exec 61 leaves
+	 * a process that tries to overwrite that input after 1 s; exec 62
+	 * checks that the leftover is gone. */
 	{
-		const char *argv6[] = { "hpcc-test-prog", "--daemon", NULL };
-		const char *argv7[] = { "hpcc-test-prog", "--check-straggler", NULL };
-		struct header_spec s6 = { .argv = argv6, .staging = "/tmp/exec-6" };
-		struct header_spec s7 = { .argv = argv7, .staging = "/tmp/exec-7" };
-		send_header(fd, 60, &s6);
-		r = wait_reply(fd, 60);
-		assert_null(r.error);
-		assert_int_equal(r.exit_code, 0);
-		reply_free(&r);
-		send_header(fd, 61, &s7);
-		r = wait_reply(fd, 61);
-		assert_null(r.error);
-		assert_non_null(r.out);
-		assert_string_equal(r.out, "straggler-gone\n");
-		reply_free(&r);
+		const char *argv_b[] = { "hpcc-test-prog", "--cat-later", NULL };
+		const char *argv_a[] = { "hpcc-test-prog", "--daemon", "/tmp/exec-6b/root/in.txt", NULL };
+		struct header_spec sb = { .argv = argv_b, .staging = "/tmp/exec-6b", .n_inputs = 1 };
+		struct header_spec sa = { .argv = argv_a, .staging = "/tmp/exec-6" };
+		struct reply rs[3] = { { .id = 60 }, { .id = 61 }, { .id = 62 } };
+		char pid[16];
+
+		send_header(fd, 60, &sb);
+		send_file(fd, 60, "root/in.txt", "honest\n");
+		send_header(fd, 61, &sa);
+		collect_until(fd, rs, 3, 1);
+		assert_null(rs[1].error);
+		assert_int_equal(rs[1].exit_code, 0);
+		assert_non_null(rs[1].out);
+		snprintf(pid, sizeof(pid), "%ld", strtol(rs[1].out, NULL, 10));
+		{
+			const char *argv_c[] = { "hpcc-test-prog", "--check-straggler", pid, NULL };
+			struct header_spec sc = { .argv = argv_c, .staging = "/tmp/exec-7" };
+			send_header(fd, 62, &sc);
+		}
+		collect(fd, rs, 3);
+		assert_null(rs[2].error);
+		assert_non_null(rs[2].out);
+		assert_string_equal(rs[2].out, "straggler-gone\n");
+		assert_null(rs[0].error);
+		assert_non_null(rs[0].out);
+		assert_string_equal(rs[0].out, "input=honest\n");
+		for (int i = 0; i < 3; i++)
+			reply_free(&rs[i]);
 	}
 	/* The smallest exec: fork, chroot, exec, exit, reap, result. */
 	for (uint64_t id = 5; id < 8; id++) {
@@ -1428,6 +1616,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_and_duplicate_ids),
 		cmocka_unit_test(test_n_inputs_mismatch),
 		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_leftover_cannot_touch_other_exec),
 		cmocka_unit_test(test_oversize_frame),
 		cmocka_unit_test(test_nonzero_flag),
 		cmocka_unit_test(test_garbage),
