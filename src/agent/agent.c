@@ -45,6 +45,18 @@ int64_t agent_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+void agent_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	/* Live execs hold a few fds each (staging, pipes, the output being
+	 * sent); the default soft limit of 1024 would run out first. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: hpcc-agent                       (as PID 1 in the guest)\n"
@@ -90,7 +102,6 @@ static int cmd_serve_unix(int argc, char **argv)
 {
 	struct agent a = { .boot = false, .sigfd = -1, .chan = -1, .root_fd = -1, .uid_base = AGENT_UID_BASE };
 	const char *socket_path = NULL;
-	struct rlimit rl;
 	char why[512];
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int r;
@@ -133,10 +144,7 @@ static int cmd_serve_unix(int argc, char **argv)
 	/* Orphans of a compiler come back to the agent, as they would to
 	 * PID 1 in the guest. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
+	agent_raise_nofile();
 	a.root_fd = open(a.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (a.root_fd < 0) {
 		agent_log("cannot open root %s: %s", a.root, strerror(errno));

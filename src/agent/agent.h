@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "agent.pb-c.h"
@@ -55,10 +56,14 @@ enum exec_state {
 	EXEC_SENDING, /* result sent, output files being sent */
 };
 
+/* An output file, measured before the result and opened only when its
+ * turn to be sent comes (256 outputs per exec must not hold 256 fds). */
 struct exec_output {
 	const char *path; /* points into the header */
-	int fd;
+	int fd;           /* -1 until it is sent */
 	uint64_t size, sent;
+	dev_t dev;
+	ino_t ino;
 	bool started, executable;
 };
 
@@ -142,6 +147,7 @@ struct agent {
 /* agent.c */
 void agent_log(const char *fmt, ...) _printf_(1, 2);
 int64_t agent_now_us(void); /* CLOCK_MONOTONIC */
+void agent_raise_nofile(void); /* soft RLIMIT_NOFILE up to the hard one */
 
 /* paths.c: checks on names from the host, and walks that never follow a
  * symlink. Checks return 0 or -EINVAL and describe the problem in why. */
@@ -163,7 +169,9 @@ int staging_create(struct agent *a, struct exec *e, char *why, size_t why_len);
 void staging_destroy(struct agent *a, struct exec *e);
 int tree_remove_at(int dirfd, const char *name, unsigned depth);
 int write_all(int fd, const void *p, size_t n);
-int output_open(int staging_fd, const char *path, int *ret_fd, uint64_t *ret_size, bool *ret_executable);
+/* 0 and an open regular file, 1 if path is missing or not a regular
+ * file (a symlink, FIFO, socket or directory), or a negative errno. */
+int output_open(int staging_fd, const char *path, int *ret_fd, struct stat *ret_st);
 
 /* netcheck.c: 0 if sysfs_dir/class/net holds only lo (and the kernel's
  * own interface list agrees), 1 if other interfaces exist (their names,

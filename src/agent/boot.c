@@ -314,6 +314,7 @@ _Noreturn void boot_main(void)
 	if (mount_image(&a.root_fd, why, sizeof(why)) < 0)
 		power_off(why);
 	a.staging_size = half_ram();
+	agent_raise_nofile();
 	cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	a.vcpus = cpus > 0 && cpus < 1024 ? (unsigned)cpus : 1;
 

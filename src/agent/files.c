@@ -184,7 +184,7 @@ int tree_remove_at(int dirfd, const char *name, unsigned depth)
 	return r;
 }
 
-int output_open(int staging_fd, const char *path, int *ret_fd, uint64_t *ret_size, bool *ret_executable)
+int output_open(int staging_fd, const char *path, int *ret_fd, struct stat *ret_st)
 {
 	struct stat st;
 	int fd = -1, r;
@@ -192,6 +192,13 @@ int output_open(int staging_fd, const char *path, int *ret_fd, uint64_t *ret_siz
 	/* O_NONBLOCK: opening a FIFO planted by the compiler must not wait
 	 * for a writer; it is refused below like any other non-file. */
 	r = path_open_file(staging_fd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, NULL, &fd);
+	/* Only these mean "there is no such regular file": a missing name,
+	 * a file or symlink where a directory should be, a symlink at the
+	 * end (O_NOFOLLOW), a socket or a device with nothing behind it.
+	 * Anything else (EMFILE, ENOMEM, EACCES, EIO...) is the agent's
+	 * failure and must not pass for a missing output. */
+	if (r == -ENOENT || r == -ENOTDIR || r == -ELOOP || r == -ENXIO || r == -ENODEV)
+		return 1;
 	if (r < 0)
 		return r;
 	if (fstat(fd, &st) < 0) {
@@ -201,10 +208,9 @@ int output_open(int staging_fd, const char *path, int *ret_fd, uint64_t *ret_siz
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		return -EINVAL;
+		return 1;
 	}
 	*ret_fd = fd;
-	*ret_size = (uint64_t)st.st_size;
-	*ret_executable = (st.st_mode & 0111) != 0;
+	*ret_st = st;
 	return 0;
 }

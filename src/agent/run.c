@@ -4,11 +4,12 @@
  * the output budget, enforces the timeout, and once the child is reaped
  * and every other process of the exec's uid is gone, sends one ExecResult
  * and then the requested outputs that are regular files, one chunk at a
- * time as the send queue drains.
+ * time as the send queue drains, exactly as many bytes as announced.
  */
 #include "agent.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,30 +81,47 @@ void exec_read_stdio(struct agent *a, struct exec *e, int which)
 	stdio_read_once(a, e, which);
 }
 
-/* Opens the requested outputs that are regular files, within what is
- * left of the output budget; all or none. */
-static void outputs_collect(struct exec *e)
+/* Measures the requested outputs that are regular files, within what is
+ * left of the output budget (all or none). Each is closed again and
+ * opened only when its turn to be sent comes. 0, or a negative errno
+ * with why set when an output cannot be looked at (not when it is
+ * missing): the exec then fails rather than pretend it made nothing. */
+static int outputs_collect(struct exec *e, char *why, size_t why_len)
 {
 	uint64_t budget = e->max_output - e->stdio_sent, total = 0;
 
 	e->outs = calloc(e->h->n_outputs ? e->h->n_outputs : 1, sizeof(*e->outs));
-	if (!e->outs)
-		return;
+	if (!e->outs) {
+		snprintf(why, why_len, "out of memory for the outputs");
+		return -ENOMEM;
+	}
 	for (size_t i = 0; i < e->h->n_outputs; i++) {
 		struct exec_output *o = &e->outs[e->n_outs];
-		o->fd = -1;
-		if (output_open(e->staging_fd, e->h->outputs[i], &o->fd, &o->size, &o->executable) < 0)
+		struct stat st;
+		int fd = -1, r;
+
+		r = output_open(e->staging_fd, e->h->outputs[i], &fd, &st);
+		if (r == 1)
 			continue; /* missing, or not a regular file: does not exist */
-		o->path = e->h->outputs[i];
-		total += o->size;
+		if (r < 0) {
+			snprintf(why, why_len, "cannot open output %.200s: %s", e->h->outputs[i], strerror(-r));
+			return r;
+		}
+		close(fd);
+		*o = (struct exec_output){ .path = e->h->outputs[i], .fd = -1, .size = (uint64_t)st.st_size,
+					   .dev = st.st_dev, .ino = st.st_ino,
+					   .executable = (st.st_mode & 0111) != 0 };
 		e->n_outs++;
+		/* Sparse files may claim up to 2^63 - 1 bytes each: compare
+		 * before adding, or the sum wraps. */
+		if (o->size > budget - total) {
+			e->n_outs = 0;
+			e->truncated = true;
+			return 0;
+		}
+		total += o->size;
 	}
-	if (total > budget) {
-		for (size_t i = 0; i < e->n_outs; i++)
-			close_fdp(&e->outs[i].fd);
-		e->n_outs = 0;
-		e->truncated = true;
-	}
+	return 0;
 }
 
 static void exec_finish(struct agent *a, struct exec *e, int status)
@@ -138,7 +156,10 @@ static void exec_finish(struct agent *a, struct exec *e, int status)
 		res.exit_code = 128 + WTERMSIG(status);
 	else
 		res.exit_code = 127;
-	outputs_collect(e);
+	if (outputs_collect(e, why, sizeof(why)) < 0) {
+		exec_fail(a, e, "%s", why);
+		return;
+	}
 	res.timed_out = e->timed_out;
 	res.output_truncated = e->truncated;
 	res.duration_us = duration;
@@ -215,6 +236,22 @@ static size_t pread_full(int fd, uint8_t *p, size_t n, uint64_t off)
 	return have;
 }
 
+/* Opens the output whose turn it is: the file measured before the
+ * result, unchanged (no process of the exec is left to change it). */
+static int output_reopen(struct exec *e, struct exec_output *o)
+{
+	struct stat st;
+	int r = output_open(e->staging_fd, o->path, &o->fd, &st);
+
+	if (r != 0)
+		return r < 0 ? r : -ENOENT;
+	if (st.st_dev != o->dev || st.st_ino != o->ino || (uint64_t)st.st_size != o->size) {
+		close_fdp(&o->fd);
+		return -ESTALE;
+	}
+	return 0;
+}
+
 static void output_chunk(struct agent *a, struct exec *e)
 {
 	struct exec_output *o = &e->outs[e->cur_out];
@@ -222,8 +259,20 @@ static void output_chunk(struct agent *a, struct exec *e)
 	Hpcc__V1__FileChunk c = HPCC__V1__FILE_CHUNK__INIT;
 	uint64_t left = o->size - o->sent;
 	size_t want = left < AGENT_CHUNK_MAX ? (size_t)left : AGENT_CHUNK_MAX;
-	size_t got = pread_full(o->fd, a->chunk_buf, want, o->sent);
+	size_t got;
+	int r;
 
+	if (o->fd < 0 && (r = output_reopen(e, o)) < 0) {
+		got = 0;
+		goto changed;
+	}
+	/* Never more than announced (a file that grew is cut at its size),
+	 * never fewer: a file that shrank stops the stream below. */
+	got = pread_full(o->fd, a->chunk_buf, want, o->sent);
+	if (got < want) {
+		r = -ENODATA;
+		goto changed;
+	}
 	if (!o->started) {
 		c.path = (char *)o->path;
 		c.size = o->size;
@@ -231,11 +280,7 @@ static void output_chunk(struct agent *a, struct exec *e)
 	}
 	c.data.data = a->chunk_buf;
 	c.data.len = got;
-	/* A file that shrank since it was measured ends early: the host
-	 * sees a file shorter than announced, which it refuses. */
-	c.last = got < want || o->sent + got == o->size;
-	if (got < want)
-		agent_log("exec %llu: output %s shrank while being sent", (unsigned long long)e->id, o->path);
+	c.last = o->sent + got == o->size;
 	f.exec_id = e->id;
 	f.kind_case = HPCC__V1__AGENT_FRAME__KIND_OUTPUT;
 	f.output = &c;
@@ -248,10 +293,20 @@ static void output_chunk(struct agent *a, struct exec *e)
 	}
 	if (e->cur_out == e->n_outs)
 		exec_destroy(a, e);
+	return;
+
+changed:
+	/* The result promised this file at this size and cannot be taken
+	 * back: a short file would be a lie the host refuses, padding a
+	 * lie it might cache. The stream has to end. */
+	snprintf(a->fatal, sizeof(a->fatal), "exec %llu: output %.200s changed while being sent (%s at byte %llu)",
+		 (unsigned long long)e->id, o->path, strerror(-r), (unsigned long long)(o->sent + got));
 }
 
 bool exec_produce(struct agent *a)
 {
+	if (a->fatal[0])
+		return false;
 	for (struct exec *e = a->execs; e; e = e->next)
 		if (e->state == EXEC_SENDING) {
 			output_chunk(a, e);

@@ -6,8 +6,9 @@
  * the hello; a compile whose object equals a plain gcc -c byte for byte;
  * the pinned environment and user; stderr and exit code of a
  * failing compile; two execs interleaved on one stream; the vCPU queue and
- * the "busy" limit; timeout; output cap; cancel; a process one exec leaves behind, which
- * must neither touch another exec's files nor outlive its own exec; every hostile input we could think of (paths,
+ * the "busy" limit; timeout; output cap, also against sparse outputs whose
+ * sizes wrap a 64-bit sum; cancel; a process one exec leaves behind, which
+ * must neither touch another exec's files nor outlive its own exec; an output that shrinks while it is sent; every hostile input we could think of (paths,
  * headers, chunk order, sizes, symlinked and FIFO outputs, unknown and
  * duplicate ids, n_inputs mismatches) and the framing errors that make the
  * agent stop. After each test the agent must not have crashed and every
@@ -32,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -1332,6 +1334,116 @@ static void test_leftover_cannot_touch_other_exec(void **state)
 	free(stg_b);
 }
 
+/* Outputs whose sizes add up past 2^64 (sparse files on a tmpfs, which
+ * allows 2^63 - 1 bytes): the sum must not wrap below the budget. */
+static void test_sparse_outputs_over_budget(void **state)
+{
+	const char *argv[] = { "sh", "-c", "truncate -s 9223372036854775807 a b && echo ab > c", NULL };
+	const char *outputs[] = { "root/a", "root/b", "root/c", NULL };
+	const char *one[] = { "root/a", NULL };
+	struct agent_proc p;
+	char *mnt = NULL, *stg = NULL;
+	struct reply r;
+
+	start_agent(&p, 2);
+	assert_true(asprintf(&mnt, "%s/sparse", p.dir) > 0);
+	assert_int_equal(mkdir(mnt, 0755), 0);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "mode=0755,size=16m") < 0) {
+		stop_agent(&p);
+		free(mnt);
+		skip(); /* no mount allowed here */
+	}
+	assert_true(asprintf(&stg, "%s/x", mnt) > 0);
+	{
+		struct header_spec s = { .argv = argv, .outputs = outputs, .staging = stg };
+		send_header(p.fd, 1, &s);
+	}
+	r = wait_reply(p.fd, 1);
+	assert_null(r.error);
+	assert_int_equal(r.exit_code, 0);
+	assert_true(r.truncated);
+	assert_int_equal(r.n_outputs, 0);
+	reply_free(&r);
+	{
+		struct header_spec s = { .argv = argv, .outputs = one, .staging = stg };
+		send_header(p.fd, 2, &s);
+	}
+	r = wait_reply(p.fd, 2);
+	assert_true(r.truncated);
+	assert_int_equal(r.n_outputs, 0);
+	reply_free(&r);
+	expect_alive(&p, 3);
+	assert_int_equal(count_entries(mnt), 0);
+	assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+	stop_agent(&p);
+	free(mnt);
+	free(stg);
+}
+
+/* Starts an exec whose one output (root/big, 20 MB) is far larger than
+ * what the agent queues, and reads up to its result: the agent then waits,
+ * with the exec's outputs half sent, until the test reads on. */
+static void start_big_output(struct agent_proc *p, uint64_t id, const char *stg, struct reply *r)
+{
+	const char *argv[] = { "sh", "-c", "head -c 20000000 /dev/zero > big", NULL };
+	const char *outputs[] = { "root/big", NULL };
+	struct header_spec s = { .argv = argv, .outputs = outputs, .staging = stg, .max_output = 32u << 20 };
+
+	*r = (struct reply){ .id = id };
+	send_header(p->fd, id, &s);
+	while (!r->have_result) {
+		Hpcc__V1__AgentFrame *f = read_frame(p->fd);
+		assert_int_equal(f->exec_id, id);
+		reply_take(r, f);
+		hpcc__v1__agent_frame__free_unpacked(f, NULL);
+	}
+	assert_null(r->error);
+	assert_int_equal(r->n_outputs, 1);
+}
+
+/* An output that shrinks after the result announced its size (here the
+ * test truncates it, as root; no process of the exec is left to do it):
+ * the agent never sends a short file as if it were complete, it stops. */
+static void test_output_shrinks_while_sent(void **state)
+{
+	struct agent_proc p;
+	char *stg, *big = NULL;
+	struct reply r;
+	size_t got = 0;
+
+	start_agent(&p, 2);
+	stg = staging_name(&p, "shrink");
+	start_big_output(&p, 1, stg, &r);
+	assert_true(asprintf(&big, "%s/root/big", stg) > 0);
+	assert_int_equal(truncate(big, 1000), 0);
+	for (;;) {
+		struct pollfd pf = { .fd = p.fd, .events = POLLIN };
+		Hpcc__V1__AgentFrame *f;
+		uint8_t *body = NULL;
+		size_t len = 0;
+
+		assert_int_equal(poll(&pf, 1, READ_TIMEOUT_MS), 1);
+		if (frame_read(p.fd, FRAME_MAX_DEFAULT, &body, &len) < 0)
+			break; /* the agent stopped */
+		f = hpcc__v1__agent_frame__unpack(NULL, len, body);
+		free(body);
+		assert_non_null(f);
+		assert_int_equal(f->kind_case, HPCC__V1__AGENT_FRAME__KIND_OUTPUT);
+		assert_false(f->output->last);
+		got += f->output->data.len;
+		hpcc__v1__agent_frame__free_unpacked(f, NULL);
+	}
+	assert_true(got < 20000000);
+	assert_int_equal(wait_agent(&p, 10000), 1);
+	close(p.fd);
+	p.fd = -1;
+	assert_staging_clean(&p);
+	testutil_rm_rf(p.dir);
+	reply_free(&r);
+	free(big);
+	free(stg);
+}
+
 /* Sends raw bytes, then expects the agent to stop with a non-zero status
  * (after cleaning up the staging directory of a live exec). */
 static void expect_framing_error(const void *bytes, size_t n)
@@ -1617,6 +1729,8 @@ int main(void)
 		cmocka_unit_test(test_n_inputs_mismatch),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_leftover_cannot_touch_other_exec),
+		cmocka_unit_test(test_sparse_outputs_over_budget),
+		cmocka_unit_test(test_output_shrinks_while_sent),
 		cmocka_unit_test(test_oversize_frame),
 		cmocka_unit_test(test_nonzero_flag),
 		cmocka_unit_test(test_garbage),
