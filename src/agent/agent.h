@@ -159,6 +159,10 @@ struct mkdir_opts {
 	bool chown;
 	uid_t uid;
 	gid_t gid;
+	/* Every directory on the way, existing or made, must be owned by
+	 * root and writable by nobody else (or sticky, like /tmp): no other
+	 * user can then rename or replace a component under the agent. */
+	bool root_only;
 };
 int path_open_dir(int dirfd, const char *rel, size_t rel_len, const struct mkdir_opts *mk, int *ret_fd);
 int path_open_file(int dirfd, const char *rel, int flags, mode_t mode, const struct mkdir_opts *mk,

@@ -1,7 +1,8 @@
 /*
  * Files of one exec: its staging directory (created under the compilers'
- * root by a walk that never follows a symlink; a fresh tmpfs in the guest,
- * a plain directory in test mode), the inputs written into it, the outputs read
+ * root by a walk that never follows a symlink and accepts only parents
+ * that root alone can change; a fresh tmpfs in the guest, a plain
+ * directory in test mode), the inputs written into it, the outputs read
  * back from it (regular files only: a compiler may have replaced an output
  * with a symlink or a FIFO), and its removal afterwards. The staging
  * directory itself is root's (0711); root/ and tmp/ in it belong to the
@@ -54,10 +55,17 @@ int staging_create(struct agent *a, struct exec *e, char *why, size_t why_len)
 	const char *path = e->h->staging + 1; /* checked: absolute, normalised */
 	const char *slash = strrchr(path, '/');
 	const char *leaf = slash ? slash + 1 : path;
-	const struct mkdir_opts parents = { .mode = 0755 };
+	const struct mkdir_opts parents = { .mode = 0755, .root_only = true };
 	int pfd = -1, dfd = -1, r;
 
 	r = path_open_dir(a->root_fd, path, slash ? (size_t)(slash - path) : 0, &parents, &pfd);
+	if (r == -EPERM) {
+		snprintf(why, why_len,
+			 "cannot create the parents of staging directory %s: one is not root's alone (another owner, "
+			 "or writable by others)",
+			 e->h->staging);
+		return r;
+	}
 	if (r < 0) {
 		snprintf(why, why_len, "cannot create the parents of staging directory %s: %s", e->h->staging,
 			 strerror(-r));

@@ -99,11 +99,26 @@ bool path_has_top(const char *p, const char *top)
 	return strncmp(p, top, n) == 0 && p[n] == '/' && p[n + 1] != '\0';
 }
 
+/* -EPERM unless the open directory belongs to root and no one else may
+ * add, remove or rename its entries: not writable by group or others, or
+ * sticky (like /tmp, where only an entry's owner may move it, and the
+ * next component is checked to be root's in turn). */
+static int dir_root_only(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_uid != 0 || ((st.st_mode & 022) && !(st.st_mode & S_ISVTX)))
+		return -EPERM;
+	return 0;
+}
+
 /* Opens (and with mk, creates) one directory below dirfd, never through a
  * symlink. */
 static int open_component(int dirfd, const char *name, const struct mkdir_opts *mk, int *ret_fd)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), r;
 
 	if (fd < 0 && errno == ENOENT && mk) {
 		if (mkdirat(dirfd, name, mk->mode) < 0 && errno != EEXIST)
@@ -114,6 +129,11 @@ static int open_component(int dirfd, const char *name, const struct mkdir_opts *
 	}
 	if (fd < 0)
 		return errno == ELOOP ? -ENOTDIR : -errno;
+	/* Whether it was there or another user made it first (EEXIST). */
+	if (mk && mk->root_only && (r = dir_root_only(fd)) < 0) {
+		close(fd);
+		return r;
+	}
 	*ret_fd = fd;
 	return 0;
 }
@@ -127,6 +147,10 @@ int path_open_dir(int dirfd, const char *rel, size_t rel_len, const struct mkdir
 	cur = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
 	if (cur < 0)
 		return -errno;
+	if (mk && mk->root_only && (r = dir_root_only(cur)) < 0) {
+		close(cur);
+		return r;
+	}
 	while (i < rel_len) {
 		size_t n = 0;
 		int next = -1;

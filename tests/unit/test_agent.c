@@ -8,7 +8,8 @@
  * failing compile; two execs interleaved on one stream; the vCPU queue and
  * the "busy" limit; timeout; output cap, also against sparse outputs whose
  * sizes wrap a 64-bit sum; cancel; a process one exec leaves behind, which
- * must neither touch another exec's files nor outlive its own exec; an output that shrinks while it is sent; every hostile input we could think of (paths,
+ * must neither touch another exec's files nor outlive its own exec; staging
+ * parents that another user could change; an output that shrinks while it is sent; every hostile input we could think of (paths,
  * headers, chunk order, sizes, symlinked and FIFO outputs, unknown and
  * duplicate ids, n_inputs mismatches) and the framing errors that make the
  * agent stop. After each test the agent must not have crashed and every
@@ -1444,6 +1445,67 @@ static void test_output_shrinks_while_sent(void **state)
 	free(stg);
 }
 
+/* Staging parents that someone other than root could change are refused:
+ * world-writable (not sticky), owned by another user, or made by another
+ * user inside a sticky directory before the agent got there. Sticky,
+ * root-owned directories like /tmp are fine. */
+static void test_staging_parents_root_only(void **state)
+{
+	static const struct {
+		const char *dir;
+		mode_t mode;
+		uid_t owner;
+		const char *staging;
+	} bad[] = {
+		{ "ww", 0777, 0, "ww/x" },
+		{ "ww2", 0777, 0, "ww2/sub/x" },
+		{ "other", 0755, 12345, "other/x" },
+		{ "sticky/evil", 0755, 12345, "sticky/evil/x" },
+		{ "group", 0775, 0, "group/x" },
+	};
+	const char *argv[] = { "sh", "-c", "echo ok", NULL };
+	struct agent_proc p;
+	uint64_t id = 1;
+	char *path = NULL;
+
+	start_agent(&p, 2);
+	assert_true(asprintf(&path, "%s/sticky", p.dir) > 0);
+	assert_int_equal(mkdir(path, 0755), 0);
+	assert_int_equal(chmod(path, 01777), 0);
+	free(path);
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++, id++) {
+		struct header_spec s = { .argv = argv };
+		char *stg = NULL;
+		assert_true(asprintf(&path, "%s/%s", p.dir, bad[i].dir) > 0);
+		assert_int_equal(mkdir(path, 0755), 0);
+		assert_int_equal(chmod(path, bad[i].mode), 0);
+		assert_int_equal(chown(path, bad[i].owner, bad[i].owner), 0);
+		assert_true(asprintf(&stg, "%s/%s", p.dir, bad[i].staging) > 0);
+		s.staging = stg;
+		send_header(p.fd, id, &s);
+		expect_error(p.fd, id, "not root's alone");
+		/* Nothing was made in it. */
+		assert_int_equal(count_entries(path), 0);
+		free(path);
+		free(stg);
+	}
+	{
+		struct header_spec s = { .argv = argv };
+		char *stg = NULL;
+		struct reply r;
+		assert_true(asprintf(&stg, "%s/sticky/fine/x", p.dir) > 0);
+		s.staging = stg;
+		send_header(p.fd, id, &s);
+		r = wait_reply(p.fd, id++);
+		assert_null(r.error);
+		assert_string_equal(r.out, "ok\n");
+		reply_free(&r);
+		free(stg);
+	}
+	expect_alive(&p, id);
+	stop_agent(&p);
+}
+
 /* Sends raw bytes, then expects the agent to stop with a non-zero status
  * (after cleaning up the staging directory of a live exec). */
 static void expect_framing_error(const void *bytes, size_t n)
@@ -1731,6 +1793,7 @@ int main(void)
 		cmocka_unit_test(test_leftover_cannot_touch_other_exec),
 		cmocka_unit_test(test_sparse_outputs_over_budget),
 		cmocka_unit_test(test_output_shrinks_while_sent),
+		cmocka_unit_test(test_staging_parents_root_only),
 		cmocka_unit_test(test_oversize_frame),
 		cmocka_unit_test(test_nonzero_flag),
 		cmocka_unit_test(test_garbage),
