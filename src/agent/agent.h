@@ -47,6 +47,7 @@
 #define AGENT_LIVE_PER_VCPU 4                /* live execs per vCPU before "busy" */
 #define AGENT_TOMBSTONES 1024                /* finished ids whose late frames are dropped */
 #define AGENT_OUTQ_HIGH (2u << 20)           /* stop producing frames above this backlog */
+#define AGENT_OUTQ_MAX (8u << 20)            /* stop reading the host above this backlog */
 #define AGENT_STOP_WAIT_MS 2000              /* for the processes of a run to die */
 
 enum exec_state {

@@ -180,7 +180,7 @@ int agent_serve(struct agent *a)
 
 	for (;;) {
 		size_t n = 2;
-		bool room;
+		bool room, listen;
 		int r;
 
 		if (a->fatal[0])
@@ -191,7 +191,12 @@ int agent_serve(struct agent *a)
 		if (a->fatal[0])
 			break;
 		room = outq_pending(&a->out) < AGENT_OUTQ_HIGH;
-		pfd[0] = (struct pollfd){ .fd = a->chan, .events = POLLIN | (outq_pending(&a->out) ? POLLOUT : 0) };
+		/* Every frame from the host may earn a frame back: a host that
+		 * writes without reading would grow the queue without end.
+		 * Above the cap the agent reads nothing until it drains. */
+		listen = outq_pending(&a->out) < AGENT_OUTQ_MAX;
+		pfd[0] = (struct pollfd){ .fd = a->chan,
+					  .events = (listen ? POLLIN : 0) | (outq_pending(&a->out) ? POLLOUT : 0) };
 		pfd[1] = (struct pollfd){ .fd = a->sigfd, .events = POLLIN };
 		/* Above the high-water mark the pipes wait: a command that
 		 * writes faster than the host reads blocks in write(). */
@@ -229,6 +234,8 @@ int agent_serve(struct agent *a)
 					break;
 				}
 			}
+			/* A hang-up is read even above the cap: what is left
+			 * is bounded, and the EOF ends the loop. */
 			if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 				if (read_host(a, buf) == 1) {
 					rc = a->fatal[0] ? -1 : 0;

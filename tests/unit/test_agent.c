@@ -9,7 +9,8 @@
  * the "busy" limit; timeout; output cap, also against sparse outputs whose
  * sizes wrap a 64-bit sum; cancel; a process one exec leaves behind, which
  * must neither touch another exec's files nor outlive its own exec; staging
- * parents that another user could change; an output that shrinks while it is sent; every hostile input we could think of (paths,
+ * parents that another user could change; an output that shrinks while it is sent; a host that
+ * writes without reading; every hostile input we could think of (paths,
  * headers, chunk order, sizes, symlinked and FIFO outputs, unknown and
  * duplicate ids, n_inputs mismatches) and the framing errors that make the
  * agent stop. After each test the agent must not have crashed and every
@@ -167,7 +168,7 @@ static unsigned test_uid_base(void)
 	return 1000000000u + (unsigned)(getpid() % 400000) * 2048u;
 }
 
-static void start_agent(struct agent_proc *p, unsigned vcpus)
+static void start_agent_opts(struct agent_proc *p, unsigned vcpus, bool quiet)
 {
 	const char *bin = agent_binary();
 	char sock[128], n[16], base[16];
@@ -187,12 +188,22 @@ static void start_agent(struct agent_proc *p, unsigned vcpus)
 	p->pid = fork();
 	assert_true(p->pid >= 0);
 	if (p->pid == 0) {
+		if (quiet) { /* a test that makes the agent log an error per frame */
+			int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+			if (fd >= 0)
+				dup2(fd, 2);
+		}
 		execl(bin, bin, "--serve-unix", sock, "--root", "/", "--vcpus", n, "--uid-base", base, (char *)NULL);
 		_exit(127);
 	}
 	p->fd = connect_unix(sock, 10000);
 	assert_true(p->fd >= 0);
 	expect_hello(p->fd, vcpus);
+}
+
+static void start_agent(struct agent_proc *p, unsigned vcpus)
+{
+	start_agent_opts(p, vcpus, false);
 }
 
 /* Waits for the agent to exit; its exit status, or -1 if it was killed. */
@@ -1506,6 +1517,84 @@ static void test_staging_parents_root_only(void **state)
 	stop_agent(&p);
 }
 
+/* A host that sends without reading: every cancel for an unknown id earns
+ * an error result, and the agent must stop reading once its queue is at
+ * the cap (8 MiB) instead of growing it. Then the host reads: every frame
+ * is answered, and the agent serves on. */
+static void test_host_not_reading(void **state)
+{
+	const size_t n = 300000;
+	size_t frame_len[2], off = 0, answered = 0, stalled_at = 0;
+	uint8_t *stream, frame[32];
+	struct agent_proc p;
+	int fl;
+
+	start_agent_opts(&p, 1, true);
+	/* All cancels, for ids 1000000.. (same encoded length each). */
+	{
+		Hpcc__V1__AgentFrame f = HPCC__V1__AGENT_FRAME__INIT;
+		Hpcc__V1__Cancel c = HPCC__V1__CANCEL__INIT;
+		f.kind_case = HPCC__V1__AGENT_FRAME__KIND_CANCEL;
+		f.cancel = &c;
+		f.exec_id = 1000000;
+		frame_len[0] = hpcc__v1__agent_frame__get_packed_size(&f);
+		frame_len[1] = FRAME_HEADER_LEN + frame_len[0];
+		stream = malloc(n * frame_len[1]);
+		assert_non_null(stream);
+		for (size_t i = 0; i < n; i++) {
+			f.exec_id = 1000000 + i;
+			assert_int_equal(hpcc__v1__agent_frame__get_packed_size(&f), frame_len[0]);
+			frame_encode_header(frame, (uint32_t)frame_len[0]);
+			hpcc__v1__agent_frame__pack(&f, frame + FRAME_HEADER_LEN);
+			memcpy(stream + i * frame_len[1], frame, frame_len[1]);
+		}
+	}
+	fl = fcntl(p.fd, F_GETFL);
+	assert_int_equal(fcntl(p.fd, F_SETFL, fl | O_NONBLOCK), 0);
+	/* Write only, until no byte has been taken for 2 s. */
+	while (off < n * frame_len[1]) {
+		struct pollfd pf = { .fd = p.fd, .events = POLLOUT };
+		ssize_t w = write(p.fd, stream + off, n * frame_len[1] - off);
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		assert_true(w < 0 && (errno == EAGAIN || errno == EINTR));
+		if (poll(&pf, 1, 2000) == 0) {
+			stalled_at = off;
+			break;
+		}
+	}
+	if (!stalled_at)
+		fail_msg("the agent read all %zu frames without anyone reading its answers", n);
+	printf("# the agent stopped reading after %zu of %zu bytes\n", stalled_at, n * frame_len[1]);
+	/* Now both ways, until every cancel is answered. */
+	while (answered < n) {
+		struct pollfd pf = { .fd = p.fd, .events = POLLIN | (off < n * frame_len[1] ? POLLOUT : 0) };
+		assert_int_equal(poll(&pf, 1, READ_TIMEOUT_MS), 1);
+		if (pf.revents & POLLOUT) {
+			ssize_t w = write(p.fd, stream + off, n * frame_len[1] - off);
+			if (w > 0)
+				off += (size_t)w;
+		}
+		if (pf.revents & POLLIN) {
+			Hpcc__V1__AgentFrame *f;
+			assert_int_equal(fcntl(p.fd, F_SETFL, fl), 0);
+			f = read_frame(p.fd);
+			assert_int_equal(fcntl(p.fd, F_SETFL, fl | O_NONBLOCK), 0);
+			assert_int_equal(f->kind_case, HPCC__V1__AGENT_FRAME__KIND_RESULT);
+			assert_int_equal(f->exec_id, 1000000 + answered);
+			assert_non_null(strstr(f->result->error, "unknown exec"));
+			answered++;
+			hpcc__v1__agent_frame__free_unpacked(f, NULL);
+		}
+	}
+	assert_int_equal(fcntl(p.fd, F_SETFL, fl), 0);
+	free(stream);
+	expect_alive(&p, 1);
+	stop_agent(&p);
+}
+
 /* Sends raw bytes, then expects the agent to stop with a non-zero status
  * (after cleaning up the staging directory of a live exec). */
 static void expect_framing_error(const void *bytes, size_t n)
@@ -1794,6 +1883,7 @@ int main(void)
 		cmocka_unit_test(test_sparse_outputs_over_budget),
 		cmocka_unit_test(test_output_shrinks_while_sent),
 		cmocka_unit_test(test_staging_parents_root_only),
+		cmocka_unit_test(test_host_not_reading),
 		cmocka_unit_test(test_oversize_frame),
 		cmocka_unit_test(test_nonzero_flag),
 		cmocka_unit_test(test_garbage),
