@@ -240,6 +240,12 @@ void exec_handle_header(struct agent *a, uint64_t id, Hpcc__V1__ExecHeader *h)
 		goto refused;
 	}
 	e = exec_find(a, id);
+	if (e && e->state == EXEC_SENDING) {
+		/* Its outputs are on their way: they follow the result to the
+		 * end whatever else the host sends for the id. */
+		agent_log("exec %llu: a second header while its outputs are sent, ignored", (unsigned long long)id);
+		goto refused;
+	}
 	if (e) {
 		exec_fail(a, e, "a second header for exec %llu, which is live", (unsigned long long)id);
 		goto refused;
@@ -346,6 +352,10 @@ void exec_handle_input(struct agent *a, uint64_t id, const Hpcc__V1__FileChunk *
 		refuse_id(a, id, "an input chunk for an unknown exec");
 		return;
 	}
+	if (e->state == EXEC_SENDING) {
+		agent_log("exec %llu: an input chunk while its outputs are sent, ignored", (unsigned long long)id);
+		return;
+	}
 	if (e->state != EXEC_STAGING) {
 		exec_fail(a, e, "an input chunk after all %u inputs arrived", e->h->n_inputs);
 		return;
@@ -409,7 +419,9 @@ void exec_handle_unexpected(struct agent *a, uint64_t id, const char *what)
 	char why[AGENT_ERROR_MAX];
 
 	snprintf(why, sizeof(why), "unexpected frame from the host: %s", what);
-	if (e)
+	if (e && e->state == EXEC_SENDING)
+		agent_log("exec %llu: %s while its outputs are sent, ignored", (unsigned long long)id, why);
+	else if (e)
 		exec_fail(a, e, "%s", why);
 	else
 		refuse_id(a, id, why);

@@ -9,7 +9,8 @@
  * the "busy" limit; timeout; output cap, also against sparse outputs whose
  * sizes wrap a 64-bit sum; cancel; a process one exec leaves behind, which
  * must neither touch another exec's files nor outlive its own exec; staging
- * parents that another user could change; an output that shrinks while it is sent; a host that
+ * parents that another user could change; frames for an exec whose outputs
+ * are being sent; an output that shrinks while it is sent; a host that
  * writes without reading; every hostile input we could think of (paths,
  * headers, chunk order, sizes, symlinked and FIFO outputs, unknown and
  * duplicate ids, n_inputs mismatches) and the framing errors that make the
@@ -1413,6 +1414,40 @@ static void start_big_output(struct agent_proc *p, uint64_t id, const char *stg,
 	assert_int_equal(r->n_outputs, 1);
 }
 
+/* Once the result is out, the outputs follow it to the end: a second
+ * header, an input chunk, a frame of the wrong kind or a cancel for the
+ * exec are ignored, not answered with a second result. */
+static void test_frames_while_sending(void **state)
+{
+	struct agent_proc p;
+	char *stg;
+	struct reply r;
+
+	start_agent(&p, 2);
+	stg = staging_name(&p, "sending");
+	start_big_output(&p, 1, stg, &r);
+	{
+		const char *argv[] = { "true", NULL };
+		struct header_spec s = { .argv = argv, .staging = stg };
+		Hpcc__V1__AgentFrame f = HPCC__V1__AGENT_FRAME__INIT;
+		Hpcc__V1__StdioChunk sc = HPCC__V1__STDIO_CHUNK__INIT;
+		send_header(p.fd, 1, &s);
+		send_file(p.fd, 1, "root/late.c", "x");
+		f.exec_id = 1;
+		f.kind_case = HPCC__V1__AGENT_FRAME__KIND_STDIO;
+		f.stdio = &sc;
+		send_frame(p.fd, &f);
+		send_cancel(p.fd, 1);
+	}
+	collect(p.fd, &r, 1);
+	assert_int_equal(r.files[0].len, 20000000);
+	assert_int_equal(r.files[0].size, 20000000);
+	reply_free(&r);
+	expect_alive(&p, 2);
+	stop_agent(&p);
+	free(stg);
+}
+
 /* An output that shrinks after the result announced its size (here the
  * test truncates it, as root; no process of the exec is left to do it):
  * the agent never sends a short file as if it were complete, it stops. */
@@ -1881,6 +1916,7 @@ int main(void)
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_leftover_cannot_touch_other_exec),
 		cmocka_unit_test(test_sparse_outputs_over_budget),
+		cmocka_unit_test(test_frames_while_sending),
 		cmocka_unit_test(test_output_shrinks_while_sent),
 		cmocka_unit_test(test_staging_parents_root_only),
 		cmocka_unit_test(test_host_not_reading),
