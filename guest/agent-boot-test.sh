@@ -3,7 +3,7 @@
 # small squashfs image under QEMU (-M microvm, TCG, -smp 2), then play the
 # worker over QEMU's virtio-serial chardev socket with test_agent's guest
 # mode (HPCC_TEST_AGENT_SOCKET): wait for the hello, run execs of a static
-# test program that reports what it sees (user, groups, hostname,
+# test program that reports what it sees (user, groups, priority, hostname,
 # cwd, tmpfs staging only its uid can enter, no /proc, no /dev/shm, a /tmp
 # it cannot write, read-only image, /dev nodes, closed fds, no AF_INET), get
 # its output file back, check a timeout, a staging path through an image
@@ -69,6 +69,7 @@ cat >"$tmp/prog.c" <<'EOF'
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -138,6 +139,7 @@ int main(int argc, char **argv)
     if (fds_closed)
         puts("fds-closed");
     printf("uid=%d gid=%d groups=%d\n", (int)getuid(), (int)getgid(), getgroups(0, NULL));
+    printf("nice=%d\n", getpriority(PRIO_PROCESS, 0));
     {
         /* The staging directory is root's (0711); root/ and tmp/ are
          * this uid's alone (0700). */

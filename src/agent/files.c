@@ -98,6 +98,8 @@ int staging_create(struct agent *a, struct exec *e, char *why, size_t why_len)
 			snprintf(why, why_len, "cannot mount a tmpfs on %s: %s", e->h->staging, strerror(-r));
 			return r;
 		}
+		/* If the reopen below fails, staging_destroy() still finds
+		 * the mount through the parent. */
 		e->mounted = true;
 		close(dfd);
 		dfd = openat(pfd, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -124,11 +126,22 @@ void staging_destroy(struct agent *a, struct exec *e)
 
 	if (e->parent_fd < 0)
 		return;
-	if (e->mounted && e->staging_fd >= 0) {
-		char target[64];
+	if (e->mounted) {
+		char target[64 + AGENT_NAME_MAX];
+		int flags = MNT_DETACH;
 
-		snprintf(target, sizeof(target), "/proc/self/fd/%d", e->staging_fd);
-		if (umount2(target, MNT_DETACH) < 0)
+		/* Without the directory's fd, the mount is reached by name in
+		 * its parent, which is root's and writable by no one else
+		 * (checked when it was made): the name cannot have been
+		 * swapped. The fd's own magic link must be followed. */
+		if (e->staging_fd >= 0)
+			snprintf(target, sizeof(target), "/proc/self/fd/%d", e->staging_fd);
+		else if (e->leaf) {
+			snprintf(target, sizeof(target), "/proc/self/fd/%d/%s", e->parent_fd, e->leaf);
+			flags |= UMOUNT_NOFOLLOW;
+		} else
+			target[0] = '\0';
+		if (target[0] && umount2(target, flags) < 0)
 			agent_log("cannot unmount staging directory %s: %s", e->h->staging, strerror(errno));
 	}
 	if (e->staging_fd >= 0)

@@ -3,7 +3,7 @@
  * owns a compile uid (a slot); its child enters its own session, gets
  * /dev/null as stdin and two pipes as stdout/stderr, chroots into the
  * compilers' root, drops to that uid, moves into <staging>/root/<cwd>,
- * sets resource limits and looks the bare command
+ * sets resource limits and a lower priority and looks the bare command
  * name up in the pinned PATH. Each step that fails is reported to the
  * agent through a close-on-exec status pipe, so "the agent could not run
  * it" (an error result) stays apart from the command's own exit status.
@@ -26,6 +26,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Compilers run below the agent's priority: with many runs busy, PID 1
+ * must still keep the host stream moving. */
+#define CHILD_NICE 10
 
 enum spawn_stage {
 	STAGE_SETSID = 1,
@@ -112,6 +116,8 @@ static _Noreturn void child_main(const struct child_args *c)
 		if (setrlimit(child_limits[i].resource, &rl) < 0)
 			child_fail(STAGE_RLIMIT, errno);
 	}
+	if (setpriority(PRIO_PROCESS, 0, CHILD_NICE) < 0)
+		child_fail(STAGE_RLIMIT, errno);
 	/* execvpe() would search the agent's own PATH; search the pinned one. */
 	while (*path) {
 		const char *colon = strchr(path, ':');
@@ -140,7 +146,7 @@ int exec_spawn_failure(int status_fd, char *why, size_t why_len)
 		[STAGE_CHROOT] = "enter the image root",
 		[STAGE_CREDENTIALS] = "switch to the compile user",
 		[STAGE_CHDIR] = "enter the working directory",
-		[STAGE_RLIMIT] = "set resource limits",
+		[STAGE_RLIMIT] = "set resource limits and priority",
 		[STAGE_EXEC] = "run the command",
 	};
 	struct spawn_failure f;

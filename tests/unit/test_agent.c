@@ -4,7 +4,7 @@
  * runs, as a compile uid of the exec's own from a range this process picks),
  * and this file plays the host, frame by frame, with protobuf-c. Covered:
  * the hello; a compile whose object equals a plain gcc -c byte for byte;
- * the pinned environment and user; stderr and exit code of a
+ * the pinned environment, user and priority; stderr and exit code of a
  * failing compile; two execs interleaved on one stream; the vCPU queue and
  * the "busy" limit; timeout; output cap, also against sparse outputs whose
  * sizes wrap a 64-bit sum; cancel; a process one exec leaves behind, which
@@ -671,7 +671,7 @@ static void test_pinned_environment_and_user(void **state)
 {
 	const char *argv[] = { "sh", "-c",
 			       "echo \"$PATH|$LC_ALL|$TZ|$HOME|$TMPDIR|$SOURCE_DATE_EPOCH|$(id -u):$(id -g)|$(pwd)\";"
-			       "test -w \"$TMPDIR\" && echo tmp-writable; id -G;"
+			       "test -w \"$TMPDIR\" && echo tmp-writable; id -G; echo nice=$(nice);"
 			       "stat -c %a:%u ../ . ../tmp; echo done",
 			       NULL };
 	const char *outputs[] = { "tmp/t.txt", NULL };
@@ -690,11 +690,11 @@ static void test_pinned_environment_and_user(void **state)
 	assert_null(r.error);
 	assert_int_equal(r.exit_code, 0);
 	/* The first exec gets the first compile uid, as its gid too and
-	 * with no supplementary groups. The staging
+	 * with no supplementary groups; it runs at nice 10. The staging
 	 * directory is root's (0711), root/ and tmp/ the exec's own (0700). */
 	assert_true(asprintf(&want,
 			     "/usr/local/bin:/usr/bin:/bin|C|UTC|%s/tmp|%s/tmp|1234|%u:%u|%s/root\n"
-			     "tmp-writable\n%u\n711:0\n700:%u\n700:%u\ndone\n",
+			     "tmp-writable\n%u\nnice=10\n711:0\n700:%u\n700:%u\ndone\n",
 			     stg, stg, p.uid_base, p.uid_base, stg, p.uid_base, p.uid_base, p.uid_base) > 0);
 	assert_string_equal(r.out, want);
 	reply_free(&r);
@@ -1723,6 +1723,7 @@ static void test_guest(void **state)
 	/* The test program reports what it sees; see agent-boot-test.sh.
 	 * The first exec of the VM gets the first compile uid. */
 	assert_non_null(strstr(r.out, "uid=100000 gid=100000 groups=0"));
+	assert_non_null(strstr(r.out, "nice=10"));
 	assert_non_null(strstr(r.out, "staging-private"));
 	assert_non_null(strstr(r.out, "input=input from the host"));
 	assert_non_null(strstr(r.out, "hostname=hpcc"));
