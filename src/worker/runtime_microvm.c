@@ -119,10 +119,9 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 		uid = pw.pw_uid;
 		gid = pw.pw_gid;
 		if (w->vm_uid_base > 0) {
-			/* Checked with the range's first uid: the files must be
-			 * reachable by "others", as for every uid of the range. */
+			/* Checked with the range's first uid and the user's
+			 * group, which every VM of the range keeps. */
 			uid = (uid_t)w->vm_uid_base;
-			gid = (gid_t)w->vm_uid_base;
 		}
 	}
 	_cleanup_free_ char *run_base = path_join(w->dir, "vms");

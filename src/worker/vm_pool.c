@@ -351,7 +351,9 @@ static struct vm *new_vm_locked(struct vm_pool *p, const char *tenant, const cha
 			return NULL;
 		}
 		vm->uid = p->cfg.uid_base + (uid_t)vm->slot;
-		vm->gid = (gid_t)vm->uid;
+		/* The group stays the user's primary group (say "kvm", for /dev/kvm):
+		 * isolation between VMMs comes from the uid, and run dirs are 0700. */
+		vm->gid = p->cfg.gid;
 	}
 	vm->tenant = strdup(tenant);
 	vm->image = strdup(image);

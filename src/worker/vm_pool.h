@@ -29,9 +29,9 @@ struct vm_pool_config {
 	bool sandbox;
 	uid_t uid;                  /* the VMM's user (used when the worker runs as root) */
 	gid_t gid;
-	/* When > 0: each VM runs as its own uid and gid, uid_base + a slot
-	 * number below 2 x max_vms, so that VMMs cannot signal, trace or reach
-	 * each other's run directories; uid/gid above are then unused. */
+	/* When > 0: each VM runs as its own uid, uid_base + a slot number
+	 * below 2 x max_vms, with gid above, so that VMMs cannot signal,
+	 * trace or reach each other's (0700) run directories. */
 	uid_t uid_base;
 	unsigned vcpus, memory_mib;
 	unsigned max_vms, max_vms_per_tenant;

@@ -41,7 +41,7 @@ struct worker_config {
 	bool allow_tcg;          /* software emulation only when set */
 	bool sandbox;            /* QEMU -sandbox on (default true) */
 	char *vm_user;           /* the unprivileged user VMMs run as (default "nobody") */
-	unsigned vm_uid_base;    /* > 0: VM n runs as uid/gid vm_uid_base + n instead (n < 2 x max_vms) */
+	unsigned vm_uid_base;    /* > 0: VM n runs as uid vm_uid_base + n (n < 2 x max_vms), group of vm_user */
 	unsigned vcpus, memory_mib;
 	unsigned max_vms, max_vms_per_tenant;
 	unsigned vm_idle_timeout; /* seconds before an idle VM is torn down */
