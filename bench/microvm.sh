@@ -68,7 +68,7 @@ remote() { # TENANT NAME: compile $P/NAME.c through the worker as TENANT (fresh 
     HPCC_REMOTE_TENANT="$t" HPCC_REMOTE_IMAGE="$IMAGE" HPCC_REMOTE_TOKEN_FILE="$W/$t.tok" \
     bash -c "cd '$P' && '$HPCC' gcc -O2 -c $n.c -o $n.o"
 }
-median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "%d\n", (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 
 say "a. $COLD cold starts (one fresh tenant each)"
 for i in $(seq "$COLD"); do
