@@ -32,7 +32,8 @@
 #include "vmm.h"
 #include "worker_config.h"
 
-#define MICROVM_MAX_INPUTS 100000
+#define MICROVM_MAX_INPUTS 65536   /* the agent's own limit */
+#define MICROVM_STAGING_MAX 256     /* the agent's limit on the staging path */
 
 static int64_t now_us(void)
 {
@@ -125,8 +126,15 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 		}
 	}
 	_cleanup_free_ char *run_base = path_join(w->dir, "vms");
-	if (!run_base)
+	_cleanup_free_ char *staging = path_join(w->dir, "staging/exec-XXXXXX/root");
+	if (!run_base || !staging)
 		return error_set(err, -ENOMEM, "out of memory");
+	/* The guest rebuilds the host's staging path and accepts only short,
+	 * plain ones: refuse here rather than fail every exec. */
+	if (strlen(staging) > MICROVM_STAGING_MAX ||
+	    strspn(staging, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-/") != strlen(staging))
+		return error_set(err, -EINVAL, "the worker directory %s is too long or has characters other than "
+				 "letters, digits, '.', '_', '-' for the microVM runtime", w->dir);
 	if ((r = fs_mkdir_p(run_base, 0711)) < 0)
 		return error_set(err, r, "cannot create %s: %s", run_base, strerror(-r));
 	/* With KVM, the VMM opens /dev/kvm as that user too (through its
