@@ -291,18 +291,6 @@ fail:;
 	_exit(127);
 }
 
-/* Moves fd above the standard streams (a worker started with one of them
- * closed could get one there, and the child's dup2 would clobber it). */
-static int fd_above_stdio(int fd)
-{
-	if (fd < 0 || fd > 2)
-		return fd;
-	int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	int saved = errno;
-	close(fd);
-	errno = saved;
-	return moved;
-}
 
 static int64_t now_ms(void)
 {

@@ -183,18 +183,6 @@ static struct rlimit clamp_limit(int resource, rlim_t want)
 	return r;
 }
 
-/* Moves fd above the standard streams (a worker started with one of them
- * closed could get a pipe there, and the child's dup2 would clobber it). */
-static int fd_above_stdio(int fd)
-{
-	if (fd < 0 || fd > 2)
-		return fd;
-	int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	int saved = errno;
-	close(fd);
-	errno = saved;
-	return moved;
-}
 
 static int pipe_above_stdio(int p[2])
 {

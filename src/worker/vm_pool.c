@@ -597,13 +597,7 @@ void vm_pool_free(struct vm_pool *p)
 {
 	if (!p)
 		return;
-	pthread_mutex_lock(&p->lock);
-	p->stopping = true;
-	for (struct vm *vm = p->vms; vm; vm = vm->next)
-		kill_vm_locked(p, vm, NULL);
-	pthread_cond_broadcast(&p->cond);
-	pthread_cond_broadcast(&p->manager_cond);
-	pthread_mutex_unlock(&p->lock);
+	vm_pool_interrupt(p);
 	if (p->manager_started)
 		pthread_join(p->manager, NULL);
 	/* No exec may run any more (the worker stopped its server first). */
