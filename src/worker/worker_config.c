@@ -14,6 +14,7 @@
 #include "config.h"
 #include "digest.h"
 #include "fs.h"
+#include "image_store.h"
 
 #define WORKER_CONFIG_MAX (64 * 1024)
 #define WORKER_LINE_MAX 199
@@ -235,10 +236,9 @@ int worker_config_load(const char *path, struct worker_config *c, struct error *
 		return error_set(err, -EINVAL, "%s: [worker] %s is required", path, missing);
 	}
 	for (size_t i = 0; i < c->images.n; i++) {
-		struct digest d;
+		struct error ignored = { 0 };
 		const char *v = c->images.v[i];
-		bool ok = strlen(v) == 71 && strncmp(v, "sha256:", 7) == 0;
-		if (!ok || strspn(v + 7, "0123456789abcdef") != 64 || digest_parse(v, &d) < 0) {
+		if (image_digest_check(v, NULL, &ignored) < 0) {
 			error_set(err, -EINVAL, "%s: [worker] images: '%.80s' is not sha256:<64 lowercase hex>", path, v);
 			worker_config_free(c);
 			return -EINVAL;

@@ -14,6 +14,7 @@
 
 #include "compiler.h"
 #include "fs.h"
+#include "image_store.h"
 #include "token.h"
 #include "x509.h"
 
@@ -139,8 +140,8 @@ int worker_init_main(int argc, char **argv)
 		fprintf(stderr, "hpcc: worker init: --kernel, --initrd and --allow-tcg go with --microvm\n");
 		return 2;
 	}
-	if (image_arg && (strlen(image_arg) != 71 || strncmp(image_arg, "sha256:", 7) != 0 ||
-			  strspn(image_arg + 7, "0123456789abcdef") != 64)) {
+	struct error digest_err = { 0 };
+	if (image_arg && image_digest_check(image_arg, NULL, &digest_err) < 0) {
 		fprintf(stderr, "hpcc: worker init: --image takes sha256:<64 lowercase hex>\n");
 		return 2;
 	}
