@@ -38,9 +38,11 @@ int main(int argc, char **argv)
 		return command_clean(argc - 1, argv + 1);
 	if (strcmp(cmd, "daemon") == 0)
 		return command_daemon(argc - 1, argv + 1);
-	if (strcmp(cmd, "worker") == 0 || strcmp(cmd, "token") == 0 || strcmp(cmd, "image") == 0) {
-		/* The worker, token and image tools link grpc, libarchive and
-		 * jansson: they live in hpccd. */
+	if (strcmp(cmd, "worker") == 0 || strcmp(cmd, "token") == 0 || strcmp(cmd, "image") == 0 ||
+	    strcmp(cmd, "scheduler") == 0 || strcmp(cmd, "login") == 0 || strcmp(cmd, "logout") == 0 ||
+	    strcmp(cmd, "auth") == 0) {
+		/* The worker, scheduler, token, image and login tools link grpc,
+		 * libcurl, libarchive and jansson: they live in hpccd. */
 		command_exec_hpccd(argv);
 		fprintf(stderr, "hpcc: %s: hpccd is not installed beside hpcc\n", cmd);
 		return 1;

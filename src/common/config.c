@@ -40,6 +40,11 @@ static const struct config_def defs[CONFIG_N_KEYS] = {
 	[CONFIG_REMOTE_MODE] = { "remote.mode", "HPCC_REMOTE_MODE", "cas" },
 	[CONFIG_REMOTE_TIMEOUT] = { "remote.timeout", "HPCC_REMOTE_TIMEOUT", "300" },
 	[CONFIG_REMOTE_COMPRESSION_LEVEL] = { "remote.compression_level", "HPCC_REMOTE_COMPRESSION_LEVEL", "3" },
+	/* With a scheduler, the worker, its pin and the routing token come from Route answers. */
+	[CONFIG_REMOTE_SCHEDULER] = { "remote.scheduler", "HPCC_REMOTE_SCHEDULER", NULL },
+	[CONFIG_REMOTE_SCHEDULER_PIN] = { "remote.scheduler_pin", "HPCC_REMOTE_SCHEDULER_PIN", NULL },
+	/* The OAuth2 token file of `hpcc login` (default: <cache dir>/auth/<tenant>.json). */
+	[CONFIG_REMOTE_AUTH_FILE] = { "remote.auth_file", "HPCC_REMOTE_AUTH_FILE", NULL },
 	[CONFIG_LOG_FILE] = { "log.file", "HPCC_LOG_FILE", NULL },
 	[CONFIG_LOG_LEVEL] = { "log.level", "HPCC_LOG_LEVEL", "warn" },
 };
