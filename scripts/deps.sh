@@ -21,7 +21,9 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-((${#missing[@]} == 0)) && exit 0
+# The test servers' node modules (tests/idp), for the sets that run tests.
+npm_deps() { case "${1:-build}" in check|bench|demo) "$(dirname "$0")/npm-deps.sh" >/dev/null ;; esac; }
+((${#missing[@]} == 0)) && { npm_deps "${1:-build}"; exit 0; }
 
 if [ "$(id -u)" != 0 ]; then
   echo "deps.sh: missing packages: ${missing[*]} (run as root, or install them)" >&2
@@ -31,3 +33,4 @@ echo "deps.sh: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+npm_deps "${1:-build}"
