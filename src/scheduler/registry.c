@@ -1,0 +1,313 @@
+/*
+ * The worker table and the routing decision (see registry.h). One
+ * read-write lock: Route only reads; registrations and heartbeats write
+ * and sweep out workers that have been silent for too long.
+ */
+#include "registry.h"
+
+#include <errno.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "scheduler_config.h"
+#include "strv.h"
+
+/* A forgotten worker must register again; before that it is only stale. */
+#define REGISTRY_FORGET_FACTOR 10
+/* A full worker still gets work when every worker is full, but last. */
+#define REGISTRY_FULL_WEIGHT 0.01
+
+struct worker_entry {
+	char id[TOKEN_NAME_MAX + 1];
+	char address[REGISTRY_ADDRESS_MAX + 1];
+	char cert_fingerprint[DIGEST_STR_LEN + 1];
+	unsigned capacity, free_capacity;
+	struct strv images;
+	struct strv active;  /* "tenant image" */
+	int64_t last_seen_ms;
+	bool stale_logged;
+};
+
+struct registry {
+	pthread_rwlock_t lock;
+	int64_t stale_ms;
+	struct worker_entry **v;
+	size_t n;
+};
+
+int registry_new(int64_t stale_ms, struct registry **ret)
+{
+	struct registry *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	pthread_rwlock_init(&r->lock, NULL);
+	r->stale_ms = stale_ms > 0 ? stale_ms : 1;
+	*ret = r;
+	return 0;
+}
+
+static void entry_free(struct worker_entry *w)
+{
+	if (!w)
+		return;
+	strv_free(&w->images);
+	strv_free(&w->active);
+	free(w);
+}
+
+void registry_free(struct registry *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		entry_free(r->v[i]);
+	free(r->v);
+	pthread_rwlock_destroy(&r->lock);
+	free(r);
+}
+
+static bool image_valid(const char *s)
+{
+	return s && strncmp(s, "sha256:", 7) == 0 && strlen(s) == 71 && strspn(s + 7, "0123456789abcdef") == 64;
+}
+
+/* host:port, printable, no spaces; the port a number. */
+static bool address_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n == 0 || n > REGISTRY_ADDRESS_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f || s[i] == '/' || s[i] == '@')
+			return false;
+	const char *colon = strrchr(s, ':');
+	if (!colon || colon == s || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+	    strlen(colon + 1) > 5)
+		return false;
+	long port = strtol(colon + 1, NULL, 10);
+	return port > 0 && port < 65536;
+}
+
+static int report_check(const struct registry_report *rep, bool full)
+{
+	if (!rep->worker_id || !scheduler_name_valid(rep->worker_id))
+		return -EINVAL;
+	if (full) {
+		if (!address_valid(rep->address) || !image_valid(rep->cert_fingerprint) || rep->capacity == 0 ||
+		    rep->capacity > REGISTRY_MAX_CAPACITY)
+			return -EINVAL;
+	}
+	if (rep->free_capacity > REGISTRY_MAX_CAPACITY || rep->n_images > REGISTRY_MAX_IMAGES ||
+	    rep->n_active > REGISTRY_MAX_ACTIVE)
+		return -EINVAL;
+	for (size_t i = 0; i < rep->n_images; i++)
+		if (!image_valid(rep->images[i]))
+			return -EINVAL;
+	for (size_t i = 0; i < rep->n_active; i++)
+		if (!rep->active[i].tenant || !scheduler_name_valid(rep->active[i].tenant) ||
+		    !image_valid(rep->active[i].image))
+			return -EINVAL;
+	return 0;
+}
+
+/* Images and active pairs of a report, into fresh vectors (swapped in only when complete). */
+static int report_lists(const struct registry_report *rep, struct strv *images, struct strv *active)
+{
+	for (size_t i = 0; i < rep->n_images; i++)
+		if (strv_push(images, rep->images[i]) < 0)
+			return -ENOMEM;
+	for (size_t i = 0; i < rep->n_active; i++)
+		if (strv_pushf(active, "%s %s", rep->active[i].tenant, rep->active[i].image) < 0)
+			return -ENOMEM;
+	return 0;
+}
+
+static struct worker_entry *find(struct registry *r, const char *id, size_t *ret_index)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->v[i]->id, id) == 0) {
+			if (ret_index)
+				*ret_index = i;
+			return r->v[i];
+		}
+	return NULL;
+}
+
+/* Under the write lock: forget workers silent for REGISTRY_FORGET_FACTOR stale times. */
+static void sweep(struct registry *r, int64_t now_ms)
+{
+	for (size_t i = 0; i < r->n;) {
+		struct worker_entry *w = r->v[i];
+		if (now_ms - w->last_seen_ms > REGISTRY_FORGET_FACTOR * r->stale_ms) {
+			log_info("scheduler: worker %s forgotten after %lld ms without a heartbeat", w->id,
+				 (long long)(now_ms - w->last_seen_ms));
+			entry_free(w);
+			r->v[i] = r->v[--r->n];
+			continue;
+		}
+		if (!w->stale_logged && now_ms - w->last_seen_ms > r->stale_ms) {
+			log_info("scheduler: worker %s is not routed to: no heartbeat for %lld ms", w->id,
+				 (long long)(now_ms - w->last_seen_ms));
+			w->stale_logged = true;
+		}
+		i++;
+	}
+}
+
+int registry_register(struct registry *r, const struct registry_report *rep, int64_t now_ms)
+{
+	if (report_check(rep, true) < 0)
+		return -EINVAL;
+	struct worker_entry *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	snprintf(w->id, sizeof(w->id), "%s", rep->worker_id);
+	snprintf(w->address, sizeof(w->address), "%s", rep->address);
+	snprintf(w->cert_fingerprint, sizeof(w->cert_fingerprint), "%s", rep->cert_fingerprint);
+	w->capacity = rep->capacity;
+	w->free_capacity = rep->free_capacity ? rep->free_capacity : rep->capacity;
+	if (w->free_capacity > w->capacity)
+		w->free_capacity = w->capacity;
+	w->last_seen_ms = now_ms;
+	if (report_lists(rep, &w->images, &w->active) < 0) {
+		entry_free(w);
+		return -ENOMEM;
+	}
+	pthread_rwlock_wrlock(&r->lock);
+	sweep(r, now_ms);
+	size_t i;
+	int ret = 0;
+	struct worker_entry *old = find(r, rep->worker_id, &i);
+	if (old) {
+		if (strcmp(old->address, w->address) != 0 || strcmp(old->cert_fingerprint, w->cert_fingerprint) != 0)
+			log_info("scheduler: worker %s registered again at %s (was %s)", w->id, w->address, old->address);
+		r->v[i] = w;
+		entry_free(old);
+	} else if (r->n >= REGISTRY_MAX_WORKERS) {
+		ret = -E2BIG;
+	} else {
+		struct worker_entry **v = realloc(r->v, (r->n + 1) * sizeof(*v));
+		if (!v)
+			ret = -ENOMEM;
+		else {
+			r->v = v;
+			r->v[r->n++] = w;
+			log_info("scheduler: worker %s registered: %s, capacity %u, %zu images", w->id, w->address,
+				 w->capacity, w->images.n);
+		}
+	}
+	pthread_rwlock_unlock(&r->lock);
+	if (ret < 0)
+		entry_free(w);
+	return ret;
+}
+
+int registry_heartbeat(struct registry *r, const struct registry_report *rep, int64_t now_ms)
+{
+	if (report_check(rep, false) < 0)
+		return -EINVAL;
+	struct strv images = { 0 }, active = { 0 };
+	if (report_lists(rep, &images, &active) < 0) {
+		strv_free(&images);
+		strv_free(&active);
+		return -ENOMEM;
+	}
+	pthread_rwlock_wrlock(&r->lock);
+	sweep(r, now_ms);
+	struct worker_entry *w = find(r, rep->worker_id, NULL);
+	int ret = -ENOENT;
+	if (w) {
+		if (w->stale_logged)
+			log_info("scheduler: worker %s is back", w->id);
+		w->stale_logged = false;
+		w->last_seen_ms = now_ms;
+		w->free_capacity = rep->free_capacity > w->capacity ? w->capacity : rep->free_capacity;
+		struct strv t = w->images;
+		w->images = images;
+		images = t;
+		t = w->active;
+		w->active = active;
+		active = t;
+		ret = 0;
+	}
+	pthread_rwlock_unlock(&r->lock);
+	strv_free(&images);
+	strv_free(&active);
+	return ret;
+}
+
+double registry_hash_unit(const char *tenant, const char *image, const char *worker_id)
+{
+	/* NUL-separated: no two different triples give the same input. */
+	unsigned char in[3 * 80 + 8], md[EVP_MAX_MD_SIZE];
+	size_t a = strnlen(tenant, 79), b = strnlen(image, 79), c = strnlen(worker_id, 79), n = 0;
+	memcpy(in + n, tenant, a), n += a, in[n++] = 0;
+	memcpy(in + n, image, b), n += b, in[n++] = 0;
+	memcpy(in + n, worker_id, c), n += c;
+	unsigned md_len = 0;
+	EVP_Digest(in, n, md, &md_len, EVP_sha256(), NULL);
+	uint64_t x = 0;
+	for (int i = 0; i < 8; i++)
+		x = x << 8 | md[i];
+	/* The top 53 bits, centred in their interval: never 0, never 1. */
+	return ((double)(x >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static bool has(const struct strv *s, const char *item)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->v[i], item) == 0)
+			return true;
+	return false;
+}
+
+int registry_route(struct registry *r, const char *tenant, const char *image, bool sticky, int64_t now_ms,
+		   struct registry_choice *ret)
+{
+	char pair[TOKEN_NAME_MAX + DIGEST_STR_LEN + 2];
+	snprintf(pair, sizeof(pair), "%s %s", tenant, image);
+	pthread_rwlock_rdlock(&r->lock);
+	const struct worker_entry *best = NULL, *best_sticky = NULL;
+	double best_score = 0, best_sticky_score = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		const struct worker_entry *w = r->v[i];
+		if (now_ms - w->last_seen_ms > r->stale_ms || !has(&w->images, image))
+			continue;
+		/* Weighted rendezvous (logarithmic method): score = weight / -ln(u). The highest
+		 * score wins; a worker's share is proportional to its weight, and adding or losing
+		 * one worker moves only the pairs that it wins or held. */
+		double weight = w->free_capacity ? (double)w->free_capacity : REGISTRY_FULL_WEIGHT;
+		double score = weight / -log(registry_hash_unit(tenant, image, w->id));
+		if (!best || score > best_score || (score == best_score && strcmp(w->id, best->id) < 0))
+			best = w, best_score = score;
+		if (sticky && w->free_capacity && has(&w->active, pair) &&
+		    (!best_sticky || score > best_sticky_score ||
+		     (score == best_sticky_score && strcmp(w->id, best_sticky->id) < 0)))
+			best_sticky = w, best_sticky_score = score;
+	}
+	const struct worker_entry *w = best_sticky ? best_sticky : best;
+	if (w) {
+		snprintf(ret->worker_id, sizeof(ret->worker_id), "%s", w->id);
+		snprintf(ret->address, sizeof(ret->address), "%s", w->address);
+		snprintf(ret->cert_fingerprint, sizeof(ret->cert_fingerprint), "%s", w->cert_fingerprint);
+		ret->sticky_hit = best_sticky != NULL;
+	}
+	pthread_rwlock_unlock(&r->lock);
+	return w ? 0 : -ENOENT;
+}
+
+size_t registry_count(struct registry *r, int64_t now_ms, size_t *ret_healthy)
+{
+	pthread_rwlock_rdlock(&r->lock);
+	size_t healthy = 0, n = r->n;
+	for (size_t i = 0; i < r->n; i++)
+		healthy += now_ms - r->v[i]->last_seen_ms <= r->stale_ms;
+	pthread_rwlock_unlock(&r->lock);
+	if (ret_healthy)
+		*ret_healthy = healthy;
+	return n;
+}

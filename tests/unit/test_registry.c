@@ -1,0 +1,246 @@
+/*
+ * Unit tests for the scheduler's worker table and routing
+ * (src/scheduler/registry.c): report validation, stale and forgotten
+ * workers, image filtering, weighted rendezvous (deterministic, spread by
+ * weight, minimal movement when a worker leaves), stickiness, and that two
+ * independent tables fed the same reports route alike (replicas).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "registry.h"
+
+#define IMG_A "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define IMG_B "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define FP "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static const char *const both[] = { IMG_A, IMG_B };
+static const char *const only_a[] = { IMG_A };
+
+static void add(struct registry *r, const char *id, unsigned capacity, const char *const *images, size_t n,
+		int64_t now)
+{
+	char addr[64];
+	snprintf(addr, sizeof(addr), "10.0.0.%zu:7070", strlen(id));
+	struct registry_report rep = { .worker_id = id, .address = addr, .cert_fingerprint = FP, .capacity = capacity,
+				       .images = images, .n_images = n };
+	assert_int_equal(registry_register(r, &rep, now), 0);
+}
+
+static void beat(struct registry *r, const char *id, unsigned free_capacity, const char *const *images, size_t n,
+		 const struct registry_active *active, size_t n_active, int64_t now, int expect)
+{
+	struct registry_report rep = { .worker_id = id, .free_capacity = free_capacity, .images = images,
+				       .n_images = n, .active = active, .n_active = n_active };
+	assert_int_equal(registry_heartbeat(r, &rep, now), expect);
+}
+
+static const char *route(struct registry *r, const char *tenant, const char *image, bool sticky, int64_t now)
+{
+	static struct registry_choice c;
+	if (registry_route(r, tenant, image, sticky, now, &c) < 0)
+		return NULL;
+	return c.worker_id;
+}
+
+static void test_malformed_reports(void **state)
+{
+	struct registry *r;
+	assert_int_equal(registry_new(1500, &r), 0);
+	const char *bad_image[] = { "sha256:AAAA" };
+	struct registry_report cases[] = {
+		{ .worker_id = "", .address = "h:1", .cert_fingerprint = FP, .capacity = 1 },
+		{ .worker_id = ".hidden", .address = "h:1", .cert_fingerprint = FP, .capacity = 1 },
+		{ .worker_id = "w/1", .address = "h:1", .cert_fingerprint = FP, .capacity = 1 },
+		{ .worker_id = "w", .address = "h", .cert_fingerprint = FP, .capacity = 1 },
+		{ .worker_id = "w", .address = "h:0", .cert_fingerprint = FP, .capacity = 1 },
+		{ .worker_id = "w", .address = "h:70000", .cert_fingerprint = FP, .capacity = 1 },
+		{ .worker_id = "w", .address = "h x:1", .cert_fingerprint = FP, .capacity = 1 },
+		{ .worker_id = "w", .address = "h:1", .cert_fingerprint = "md5:00", .capacity = 1 },
+		{ .worker_id = "w", .address = "h:1", .cert_fingerprint = FP, .capacity = 0 },
+		{ .worker_id = "w", .address = "h:1", .cert_fingerprint = FP, .capacity = REGISTRY_MAX_CAPACITY + 1 },
+		{ .worker_id = "w", .address = "h:1", .cert_fingerprint = FP, .capacity = 1, .images = bad_image,
+		  .n_images = 1 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(registry_register(r, &cases[i], 0), -EINVAL);
+	size_t healthy;
+	assert_int_equal(registry_count(r, 0, &healthy), 0);
+	/* A heartbeat from a worker never registered asks it to register. */
+	beat(r, "w", 1, only_a, 1, NULL, 0, 0, -ENOENT);
+	struct registry_active bad_active = { "t/../x", IMG_A };
+	add(r, "w", 4, only_a, 1, 0);
+	beat(r, "w", 1, only_a, 1, &bad_active, 1, 0, -EINVAL);
+	registry_free(r);
+}
+
+static void test_image_filter_and_stale(void **state)
+{
+	struct registry *r;
+	assert_int_equal(registry_new(1500, &r), 0);
+	add(r, "wa", 4, only_a, 1, 0);
+	assert_null(route(r, "t", IMG_B, true, 0));
+	assert_string_equal(route(r, "t", IMG_A, true, 0), "wa");
+	/* Silent past the stale time: not routed to, but still known. */
+	assert_string_equal(route(r, "t", IMG_A, true, 1500), "wa");
+	assert_null(route(r, "t", IMG_A, true, 1501));
+	size_t healthy;
+	assert_int_equal(registry_count(r, 1501, &healthy), 1);
+	assert_int_equal(healthy, 0);
+	/* A heartbeat brings it back. */
+	beat(r, "wa", 4, both, 2, NULL, 0, 2000, 0);
+	assert_string_equal(route(r, "t", IMG_B, true, 2000), "wa");
+	/* Forgotten after ten stale times: it must register again. */
+	beat(r, "wa", 4, both, 2, NULL, 0, 2000 + 10 * 1500 + 1, -ENOENT);
+	assert_int_equal(registry_count(r, 20000, NULL), 0);
+	registry_free(r);
+}
+
+static void test_rendezvous_spread_and_movement(void **state)
+{
+	struct registry *r;
+	assert_int_equal(registry_new(1500, &r), 0);
+	const char *ids[] = { "w1", "w2", "w3", "w4" };
+	for (size_t i = 0; i < 4; i++)
+		add(r, ids[i], 8, only_a, 1, 0);
+	enum { N = 2000 };
+	static char before[N][16];
+	size_t counts[4] = { 0 };
+	for (int k = 0; k < N; k++) {
+		char tenant[32];
+		snprintf(tenant, sizeof(tenant), "tenant-%d", k);
+		const char *w = route(r, tenant, IMG_A, false, 0);
+		assert_non_null(w);
+		snprintf(before[k], sizeof(before[k]), "%s", w);
+		/* Deterministic: the same question, the same answer. */
+		assert_string_equal(route(r, tenant, IMG_A, false, 0), before[k]);
+		counts[w[1] - '1']++;
+	}
+	/* Equal weights: each worker gets about a quarter (500 ± 100). */
+	for (size_t i = 0; i < 4; i++)
+		assert_true(counts[i] > 400 && counts[i] < 600);
+	/* w4 goes silent: only its pairs move. */
+	for (size_t i = 0; i < 3; i++)
+		beat(r, ids[i], 8, only_a, 1, NULL, 0, 1000, 0);
+	size_t moved = 0;
+	for (int k = 0; k < N; k++) {
+		char tenant[32];
+		snprintf(tenant, sizeof(tenant), "tenant-%d", k);
+		const char *w = route(r, tenant, IMG_A, false, 2000);
+		assert_string_not_equal(w, "w4");
+		if (strcmp(before[k], "w4") != 0)
+			assert_string_equal(w, before[k]);
+		else
+			moved++;
+	}
+	assert_int_equal(moved, counts[3]);
+	registry_free(r);
+}
+
+static void test_weight_by_free_capacity(void **state)
+{
+	struct registry *r;
+	assert_int_equal(registry_new(1500, &r), 0);
+	add(r, "big", 30, only_a, 1, 0);
+	add(r, "small", 10, only_a, 1, 0);
+	size_t big = 0;
+	enum { N = 4000 };
+	for (int k = 0; k < N; k++) {
+		char tenant[32];
+		snprintf(tenant, sizeof(tenant), "t%d", k);
+		big += strcmp(route(r, tenant, IMG_A, false, 0), "big") == 0;
+	}
+	/* 3:1 weights: about 75 %. */
+	assert_true(big > N * 70 / 100 && big < N * 80 / 100);
+	/* A full worker is chosen only when every worker is full. */
+	beat(r, "big", 0, only_a, 1, NULL, 0, 100, 0);
+	for (int k = 0; k < 200; k++) {
+		char tenant[32];
+		snprintf(tenant, sizeof(tenant), "t%d", k);
+		assert_string_equal(route(r, tenant, IMG_A, false, 100), "small");
+	}
+	beat(r, "small", 0, only_a, 1, NULL, 0, 100, 0);
+	assert_non_null(route(r, "t1", IMG_A, false, 100));
+	registry_free(r);
+}
+
+static void test_sticky(void **state)
+{
+	struct registry *r;
+	assert_int_equal(registry_new(1500, &r), 0);
+	add(r, "w1", 8, both, 2, 0);
+	add(r, "w2", 8, both, 2, 0);
+	const char *natural = route(r, "acme", IMG_A, true, 0);
+	const char *other = strcmp(natural, "w1") == 0 ? "w2" : "w1";
+	char other_id[8];
+	snprintf(other_id, sizeof(other_id), "%s", other);
+	/* The other worker already runs a VM for (acme, A): sticky routing prefers it. */
+	struct registry_active vm = { "acme", IMG_A };
+	beat(r, other_id, 8, both, 2, &vm, 1, 10, 0);
+	struct registry_choice c;
+	assert_int_equal(registry_route(r, "acme", IMG_A, true, 10, &c), 0);
+	assert_string_equal(c.worker_id, other_id);
+	assert_true(c.sticky_hit);
+	/* Not for another pair, and not when the tenant is not sticky. */
+	assert_int_equal(registry_route(r, "acme", IMG_A, false, 10, &c), 0);
+	assert_string_not_equal(c.worker_id, other_id);
+	assert_false(c.sticky_hit);
+	/* A full worker is not sticky. */
+	beat(r, other_id, 0, both, 2, &vm, 1, 20, 0);
+	assert_int_equal(registry_route(r, "acme", IMG_A, true, 20, &c), 0);
+	assert_false(c.sticky_hit);
+	registry_free(r);
+}
+
+/* Two scheduler replicas hear the same workers in a different order and answer alike. */
+static void test_replicas_agree(void **state)
+{
+	struct registry *r1, *r2;
+	assert_int_equal(registry_new(1500, &r1), 0);
+	assert_int_equal(registry_new(1500, &r2), 0);
+	const char *ids[] = { "alpha", "beta", "gamma", "delta", "epsilon" };
+	for (size_t i = 0; i < 5; i++) {
+		add(r1, ids[i], 4 + (unsigned)i, both, 2, 0);
+		add(r2, ids[4 - i], 4 + (unsigned)(4 - i), both, 2, 5);
+	}
+	for (int k = 0; k < 500; k++) {
+		char tenant[32];
+		snprintf(tenant, sizeof(tenant), "tenant%d", k);
+		const char *img = k % 2 ? IMG_A : IMG_B;
+		char a[TOKEN_NAME_MAX + 1];
+		snprintf(a, sizeof(a), "%s", route(r1, tenant, img, true, 10));
+		assert_string_equal(a, route(r2, tenant, img, true, 10));
+	}
+	registry_free(r1);
+	registry_free(r2);
+}
+
+static void test_hash_unit(void **state)
+{
+	double u = registry_hash_unit("t", IMG_A, "w");
+	assert_true(u > 0 && u < 1);
+	assert_true(u == registry_hash_unit("t", IMG_A, "w"));
+	/* The separator matters: ("ab", "c") and ("a", "bc") differ. */
+	assert_true(registry_hash_unit("ab", "c", "w") != registry_hash_unit("a", "bc", "w"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_malformed_reports),
+		cmocka_unit_test(test_image_filter_and_stale),
+		cmocka_unit_test(test_rendezvous_spread_and_movement),
+		cmocka_unit_test(test_weight_by_free_capacity),
+		cmocka_unit_test(test_sticky),
+		cmocka_unit_test(test_replicas_agree),
+		cmocka_unit_test(test_hash_unit),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
