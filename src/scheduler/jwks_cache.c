@@ -1,0 +1,280 @@
+/*
+ * Per-tenant JWKS cache (see jwks_cache.h). Readers take a reference to the
+ * current key set under a short mutex and verify without it; a fetch runs
+ * without the lock (one per tenant at a time) and swaps the set in.
+ */
+#include "jwks_cache.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "http.h"
+#include "log.h"
+
+struct keyset {
+	atomic_int refs;
+	struct jwks *jwks;
+};
+
+struct tenant_keys {
+	pthread_mutex_t lock;  /* guards everything below */
+	struct keyset *current;
+	int64_t fetched_at;    /* last successful fetch, 0: never */
+	int64_t attempted_at;  /* last attempt, successful or not */
+	bool fetching;
+	char *jwks_url;        /* configured or discovered */
+	char *token_url;
+};
+
+struct jwks_cache {
+	const struct scheduler_config *cfg;
+	struct tenant_keys *t;
+	atomic_uint_fast64_t fetches, failures;
+};
+
+static void keyset_unref(struct keyset *k)
+{
+	if (k && atomic_fetch_sub(&k->refs, 1) == 1) {
+		jwks_free(k->jwks);
+		free(k);
+	}
+}
+
+int jwks_cache_new(const struct scheduler_config *cfg, struct jwks_cache **ret)
+{
+	struct jwks_cache *c = calloc(1, sizeof(*c));
+	if (!c || !(c->t = calloc(cfg->n_tenants ? cfg->n_tenants : 1, sizeof(*c->t)))) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->cfg = cfg;
+	for (size_t i = 0; i < cfg->n_tenants; i++) {
+		pthread_mutex_init(&c->t[i].lock, NULL);
+		const struct scheduler_tenant *t = &cfg->tenants[i];
+		if ((t->jwks_url && !(c->t[i].jwks_url = strdup(t->jwks_url))) ||
+		    (t->token_url && !(c->t[i].token_url = strdup(t->token_url)))) {
+			jwks_cache_free(c);
+			return -ENOMEM;
+		}
+	}
+	*ret = c;
+	return 0;
+}
+
+void jwks_cache_free(struct jwks_cache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->cfg->n_tenants; i++) {
+		keyset_unref(c->t[i].current);
+		free(c->t[i].jwks_url);
+		free(c->t[i].token_url);
+		pthread_mutex_destroy(&c->t[i].lock);
+	}
+	free(c->t);
+	free(c);
+}
+
+static bool url_allowed(const struct jwks_cache *c, const char *url)
+{
+	if (strlen(url) > SCHEDULER_URL_MAX)
+		return false;
+	for (const char *p = url; *p; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+			return false;
+	return strncmp(url, "https://", 8) == 0 || (c->cfg->allow_insecure_idp && strncmp(url, "http://", 7) == 0);
+}
+
+/* The discovery document: its issuer must be ours; jwks_uri and token_endpoint are taken from it. */
+static int discover(struct jwks_cache *c, size_t i, char **ret_jwks, char **ret_token, struct error *err)
+{
+	const struct scheduler_tenant *t = &c->cfg->tenants[i];
+	char url[SCHEDULER_URL_MAX + 64];
+	size_t n = strlen(t->issuer);
+	snprintf(url, sizeof(url), "%.*s/.well-known/openid-configuration", (int)(n && t->issuer[n - 1] == '/' ? n - 1 : n),
+		 t->issuer);
+	_cleanup_buf_ struct buf body;
+	buf_init(&body, DISCOVERY_MAX_SIZE + 1);
+	long status = 0;
+	int r = http_get(url, DISCOVERY_MAX_SIZE, JWKS_FETCH_TIMEOUT_MS, &body, &status, err);
+	if (r < 0)
+		return r;
+	if (status != 200)
+		return error_set(err, -EAGAIN, "tenant %s: discovery %s answered HTTP %ld", t->id, url, status);
+	json_error_t je;
+	json_t *doc = json_loadb(body.data, body.len, JSON_REJECT_DUPLICATES, &je);
+	const char *iss = doc ? json_string_value(json_object_get(doc, "issuer")) : NULL;
+	const char *jwks = doc ? json_string_value(json_object_get(doc, "jwks_uri")) : NULL;
+	const char *tok = doc ? json_string_value(json_object_get(doc, "token_endpoint")) : NULL;
+	if (!iss || !jwks)
+		r = error_set(err, -EBADMSG, "tenant %s: discovery document lacks issuer or jwks_uri", t->id);
+	else if (strcmp(iss, t->issuer) != 0)
+		r = error_set(err, -EACCES, "tenant %s: discovery names issuer '%.80s', configured '%.80s'", t->id, iss,
+			      t->issuer);
+	else if (!url_allowed(c, jwks) || (tok && !url_allowed(c, tok)))
+		r = error_set(err, -EACCES, "tenant %s: discovery gives a URL that is not allowed", t->id);
+	else if (!(*ret_jwks = strdup(jwks)) || (tok && !(*ret_token = strdup(tok))))
+		r = error_set(err, -ENOMEM, "out of memory");
+	json_decref(doc);
+	return r;
+}
+
+/*
+ * One fetch for tenant i, called with the tenant's lock held; drops it while
+ * the network is used. Only one fetch per tenant runs at a time; a caller
+ * that finds one running returns -EAGAIN at once.
+ */
+static int fetch_locked(struct jwks_cache *c, size_t i, int64_t now, struct error *err)
+{
+	struct tenant_keys *tk = &c->t[i];
+	const struct scheduler_tenant *t = &c->cfg->tenants[i];
+	if (tk->fetching)
+		return error_set(err, -EAGAIN, "tenant %s: keys are being fetched", t->id);
+	tk->fetching = true;
+	tk->attempted_at = now;
+	_cleanup_free_ char *jwks_url = tk->jwks_url ? strdup(tk->jwks_url) : NULL;
+	bool need_discovery = !tk->jwks_url || (!t->token_url && !tk->token_url);
+	pthread_mutex_unlock(&tk->lock);
+
+	int r = 0;
+	_cleanup_free_ char *found_jwks = NULL, *found_token = NULL;
+	if (need_discovery && !t->jwks_url) {
+		r = discover(c, i, &found_jwks, &found_token, err);
+		if (r == 0) {
+			free(jwks_url);
+			jwks_url = strdup(found_jwks);
+		}
+	}
+	struct jwks *keys = NULL;
+	if (r == 0 && !jwks_url)
+		r = error_set(err, -ENOMEM, "out of memory");
+	if (r == 0) {
+		_cleanup_buf_ struct buf body;
+		buf_init(&body, JWKS_MAX_SIZE + 1);
+		long status = 0;
+		r = http_get(jwks_url, JWKS_MAX_SIZE, JWKS_FETCH_TIMEOUT_MS, &body, &status, err);
+		if (r == 0 && status != 200)
+			r = error_set(err, -EAGAIN, "tenant %s: JWKS %.200s answered HTTP %ld", t->id, jwks_url, status);
+		if (r == 0)
+			r = jwks_parse(body.data, body.len, &keys, err);
+	}
+	struct keyset *ks = NULL;
+	if (r == 0 && !(ks = calloc(1, sizeof(*ks)))) {
+		jwks_free(keys);
+		r = error_set(err, -ENOMEM, "out of memory");
+	}
+
+	pthread_mutex_lock(&tk->lock);
+	tk->fetching = false;
+	if (found_jwks && !tk->jwks_url)
+		tk->jwks_url = TAKE_PTR(found_jwks);
+	if (found_token && !tk->token_url)
+		tk->token_url = TAKE_PTR(found_token);
+	if (r < 0) {
+		atomic_fetch_add(&c->failures, 1);
+		return r;
+	}
+	atomic_init(&ks->refs, 1);
+	ks->jwks = keys;
+	keyset_unref(tk->current);
+	tk->current = ks;
+	tk->fetched_at = now;
+	atomic_fetch_add(&c->fetches, 1);
+	log_info("scheduler: tenant %s: %zu signing keys fetched", t->id, jwks_count(keys));
+	return 0;
+}
+
+/* A reference to the tenant's current keys, fetching first when there are none or they are old. */
+static struct keyset *keys_get(struct jwks_cache *c, size_t i, int64_t now, bool force, struct error *err)
+{
+	struct tenant_keys *tk = &c->t[i];
+	pthread_mutex_lock(&tk->lock);
+	bool old = !tk->current || now - tk->fetched_at >= (int64_t)c->cfg->jwks_max_age;
+	/* A failed or forced fetch is repeated only after jwks_min_interval. */
+	bool may = tk->attempted_at == 0 || now - tk->attempted_at >= (int64_t)c->cfg->jwks_min_interval;
+	struct error fetch_err = { 0 };
+	if ((old || force) && may && !tk->fetching && fetch_locked(c, i, now, &fetch_err) < 0) {
+		log_warn("scheduler: %s", fetch_err.msg);
+		if (!tk->current)
+			error_set(err, -EAGAIN, "%s", fetch_err.msg);
+	}
+	struct keyset *ks = tk->current;
+	if (ks)
+		atomic_fetch_add(&ks->refs, 1);
+	else if (!err->code)
+		error_set(err, -EAGAIN, "tenant %s: no signing keys yet (IdP unreachable?)", c->cfg->tenants[i].id);
+	pthread_mutex_unlock(&tk->lock);
+	return ks;
+}
+
+void jwks_cache_prefetch(struct jwks_cache *c)
+{
+	for (size_t i = 0; i < c->cfg->n_tenants; i++) {
+		struct error err = { 0 };
+		keyset_unref(keys_get(c, i, time(NULL), false, &err));
+	}
+}
+
+int jwks_cache_verify(struct jwks_cache *c, size_t i, const char *token, size_t n, int64_t now,
+		      struct jwt_claims *ret, struct error *err)
+{
+	const struct scheduler_tenant *t = &c->cfg->tenants[i];
+	struct jwt_expect want = { .issuer = t->issuer, .audience = t->audience, .now = now,
+				   .skew = c->cfg->clock_skew };
+	struct keyset *ks = keys_get(c, i, now, false, err);
+	if (!ks)
+		return -EAGAIN;
+	struct error verr = { 0 };
+	int r = jwt_verify(ks->jwks, token, n, &want, ret, &verr);
+	keyset_unref(ks);
+	if (r == -ENOKEY) {
+		/* A key the IdP added since we fetched (rotation): fetch again, at a bounded rate. */
+		struct error ferr = { 0 };
+		ks = keys_get(c, i, now, true, &ferr);
+		if (ks) {
+			error_clear(&verr);
+			r = jwt_verify(ks->jwks, token, n, &want, ret, &verr);
+			keyset_unref(ks);
+		}
+	}
+	if (r < 0)
+		error_set(err, r, "%s", verr.msg);
+	return r;
+}
+
+int jwks_cache_token_url(struct jwks_cache *c, size_t i, char *ret, size_t size, struct error *err)
+{
+	struct tenant_keys *tk = &c->t[i];
+	pthread_mutex_lock(&tk->lock);
+	bool have = tk->token_url != NULL;
+	pthread_mutex_unlock(&tk->lock);
+	if (!have) {
+		struct error ignored = { 0 };
+		keyset_unref(keys_get(c, i, time(NULL), true, &ignored));
+	}
+	pthread_mutex_lock(&tk->lock);
+	int r = 0;
+	if (!tk->token_url)
+		r = error_set(err, -EAGAIN, "tenant %s: token endpoint unknown (IdP discovery failed)",
+			      c->cfg->tenants[i].id);
+	else if (strlen(tk->token_url) >= size)
+		r = error_set(err, -E2BIG, "tenant %s: token endpoint too long", c->cfg->tenants[i].id);
+	else
+		memcpy(ret, tk->token_url, strlen(tk->token_url) + 1);
+	pthread_mutex_unlock(&tk->lock);
+	return r;
+}
+
+void jwks_cache_counts(struct jwks_cache *c, uint64_t *ret_fetches, uint64_t *ret_failures)
+{
+	if (ret_fetches)
+		*ret_fetches = atomic_load(&c->fetches);
+	if (ret_failures)
+		*ret_failures = atomic_load(&c->failures);
+}
