@@ -18,6 +18,7 @@
 #include "log.h"
 #include "remote.h"
 #include "rpc.h"
+#include "scheduler_cmd.h"
 #include "server.h"
 #include "service.h"
 #include "worker_init.h"
@@ -28,6 +29,7 @@ static void usage(void)
 	      "       hpccd worker [run] [--config FILE] [--port-file FILE]\n"
 	      "       hpccd worker init DIR [--id ID] [--listen ADDR] [--allow-unsafe-local]\n"
 	      "       hpccd worker host-image\n"
+	      "       hpccd scheduler init DIR [--listen ADDR] [--name DNS]... | hpccd scheduler [run] [--config FILE]\n"
 	      "       hpccd token issue --key FILE --tenant T --image DIGEST --worker ID [--ttl S] [--out FILE]\n"
 	      "       hpccd image import|list|rm [--dir DIR | --config FILE] ...\n"
 	      "(normally run through hpcc: `hpcc worker ...`, `hpcc token ...`, `hpcc image ...`)\n",
@@ -168,6 +170,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "worker") == 0)
 		return worker_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "scheduler") == 0)
+		return scheduler_command(argc - 1, argv + 1);
 	if (strcmp(cmd, "token") == 0 && argc > 2 && strcmp(argv[2], "issue") == 0)
 		return token_issue_main(argc - 2, argv + 2);
 	if (strcmp(cmd, "image") == 0)
