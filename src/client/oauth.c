@@ -252,11 +252,33 @@ static int token_answer(const struct buf *body, int64_t now, bool keep_refresh, 
 	return 0;
 }
 
+bool oauth_endpoint_is_allowed(const char *url)
+{
+	if (!url)
+		return false;
+	if (strncasecmp(url, "https://", 8) == 0)
+		return true;
+	if (strncasecmp(url, "http://", 7) != 0)
+		return false;
+	const char *host = url + 7;
+	size_t n = strcspn(host, "/?#");
+	if (memchr(host, '@', n))
+		return false;
+	static const char *const loopback[] = { "127.", "localhost:", "localhost/", "[::1]" };
+	for (size_t i = 0; i < ARRAY_SIZE(loopback); i++)
+		if (strncasecmp(host, loopback[i], strlen(loopback[i])) == 0)
+			return true;
+	return strcasecmp(host, "localhost") == 0;
+}
+
 static int token_request(struct oauth_session *s, const char *const *fields, int64_t now, bool refresh,
 			 struct error *err)
 {
 	if (!s->token_endpoint || !s->client_id)
 		return error_set(err, -EINVAL, "no token endpoint or client id for tenant %s", s->tenant ? s->tenant : "?");
+	/* A password must not cross a network in clear text. */
+	if (!oauth_endpoint_is_allowed(s->token_endpoint))
+		return error_set(err, -EPROTONOSUPPORT, "the token endpoint must be an https URL (http only on loopback)");
 	_cleanup_(secret_buf_freep) struct buf body;
 	buf_init(&body, OAUTH_RESPONSE_MAX + 1);
 	long status = 0;

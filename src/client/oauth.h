@@ -88,6 +88,9 @@ int oauth_session_remove(const char *path, struct error *err);
  * [A-Za-z0-9._-]{1,64} or starts with '.'. */
 int oauth_session_path(const struct config *cfg, const char *tenant, char **ret_path, struct error *err);
 bool oauth_tenant_is_valid(const char *tenant);
+/* https URLs, and http ones only to a loopback host (127.*, localhost,
+ * [::1]): the grants refuse other token endpoints (-EPROTONOSUPPORT). */
+bool oauth_endpoint_is_allowed(const char *url);
 
 /*
  * Returns (malloc'd) an access token from the token file at path that stays

@@ -546,6 +546,29 @@ static void test_session_path(void **state)
 	assert_true(oauth_tenant_is_valid("acme-1.prod_2"));
 }
 
+static void test_endpoint_allowed(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const ok[] = { "https://idp.example/token", "HTTPS://idp.example:8443/t",
+					  "http://127.0.0.1:8080/token", "http://localhost:80/t", "http://localhost",
+					  "http://[::1]:99/t" };
+	static const char *const bad[] = { "http://idp.example/token", "http://127.0.0.1@evil.example/t",
+					   "http://localhost.evil.example/t", "ftp://127.0.0.1/t", "file:///etc/passwd", "" };
+	for (size_t i = 0; i < ARRAY_SIZE(ok); i++)
+		assert_true(oauth_endpoint_is_allowed(ok[i]));
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		assert_false(oauth_endpoint_is_allowed(bad[i]));
+	/* The grant refuses before sending the password. */
+	_cleanup_oauth_session_ struct oauth_session s = new_session(f);
+	free(s.token_endpoint);
+	s.token_endpoint = strdup("http://idp.example/token");
+	unsigned before = testserver_requests(&f->idp.server);
+	struct error err = { 0 };
+	assert_int_equal(oauth_password_grant(&s, "s3cret word&=", NOW, &err), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err.msg, "https"));
+	assert_int_equal(testserver_requests(&f->idp.server), before);
+}
+
 /* --- oauth_access_token --- */
 
 static char *saved_session(struct fixture *f, const char *name, int64_t expires_at)
@@ -830,6 +853,7 @@ int main(void)
 		cmocka_unit_test(test_not_logged_in),
 		cmocka_unit_test(test_remove),
 		cmocka_unit_test(test_session_path),
+		cmocka_unit_test(test_endpoint_allowed),
 		cmocka_unit_test(test_access_token_valid),
 		cmocka_unit_test(test_access_token_refreshed),
 		cmocka_unit_test(test_access_token_session_expired),
