@@ -22,6 +22,7 @@
 #include "fs.h"
 #include "log.h"
 #include "rpc.h"
+#include "route.h"
 #include "token.h"
 #include "token.pb-c.h"
 #include "worker.pb-c.h"
@@ -42,7 +43,8 @@ struct remote_client {
 	bool preprocessed;
 	int timeout_ms;
 	int level;
-	struct rpc_channel *ch;
+	struct rpc_channel *ch;        /* a fixed worker (remote.worker), or */
+	struct route_client *route;    /* the scheduler's choice (remote.scheduler) */
 	struct daemon_remote hooks;
 
 	pthread_mutex_t lock;          /* guards the token cache and the uploads */
@@ -340,7 +342,7 @@ static int call_failed(struct call_failure *f, int local_error, const struct rpc
 /* One unary call to the worker: packs req, decodes the reply (capped at
  * max_reply) as reply_desc. ret_code (may be NULL) gets the status code, or
  * -1 when the call did not complete. */
-static int call_worker(struct remote_client *rc, const char *method, const ProtobufCMessage *req,
+static int call_worker(const struct route_lease *lease, const char *method, const ProtobufCMessage *req,
 		       const ProtobufCMessageDescriptor *reply_desc, int timeout_ms, size_t max_reply,
 		       ProtobufCMessage **ret, int *ret_code, struct call_failure *f, const char *what)
 {
@@ -352,7 +354,7 @@ static int call_worker(struct remote_client *rc, const char *method, const Proto
 	_cleanup_buf_ struct buf reply;
 	buf_init(&reply, max_reply);
 	struct rpc_status st = { 0 };
-	int r = rpc_unary(rc->ch, method, packed, len, timeout_ms, &reply, &st);
+	int r = rpc_unary(lease->ch, method, packed, len, timeout_ms, &reply, &st);
 	if (ret_code)
 		*ret_code = r < 0 ? -1 : st.code;
 	if (r < 0 || st.code != GRPC_STATUS_OK)
@@ -366,17 +368,17 @@ static int call_worker(struct remote_client *rc, const char *method, const Proto
 
 /* A probe by action digest (direct = false) or by direct key: *ret_reply
  * is the whole reply. */
-static int probe(struct remote_client *rc, const struct buf *token, const struct digest *key, bool direct,
+static int probe(struct remote_client *rc, const struct route_lease *lease, const struct digest *key, bool direct,
 		 Hpcc__V1__ProbeReply **ret_reply, struct call_failure *f)
 {
 	Hpcc__V1__ProbeRequest req = HPCC__V1__PROBE_REQUEST__INIT;
-	req.token.data = (uint8_t *)token->data;
-	req.token.len = token->len;
+	req.token.data = (uint8_t *)lease->token.data;
+	req.token.len = lease->token.len;
 	ProtobufCBinaryData *k = direct ? &req.direct_key : &req.action_digest;
 	k->data = (uint8_t *)key->b;
 	k->len = DIGEST_LEN;
 	atomic_fetch_add(&rc->n_probes, 1);
-	return call_worker(rc, "/hpcc.v1.WorkerService/Probe", &req.base, &hpcc__v1__probe_reply__descriptor,
+	return call_worker(lease, "/hpcc.v1.WorkerService/Probe", &req.base, &hpcc__v1__probe_reply__descriptor,
 			   PROBE_TIMEOUT_MS, MAX_REPLY, (ProtobufCMessage **)ret_reply, NULL, f, "probe");
 }
 
@@ -438,12 +440,12 @@ static int deps_from_result(struct engine *e, struct engine_job *job, const Hpcc
 	return r;
 }
 
-static int find_missing(struct remote_client *rc, const struct buf *token, const Hpcc__V1__Action *a,
+static int find_missing(struct remote_client *rc, const struct route_lease *lease, const Hpcc__V1__Action *a,
 			bool *missing, size_t *ret_n, struct call_failure *f)
 {
 	Hpcc__V1__FindMissingRequest req = HPCC__V1__FIND_MISSING_REQUEST__INIT;
-	req.token.data = (uint8_t *)token->data;
-	req.token.len = token->len;
+	req.token.data = (uint8_t *)lease->token.data;
+	req.token.len = lease->token.len;
 	_cleanup_free_ ProtobufCBinaryData *d = calloc(a->n_inputs + 1, sizeof(*d));
 	if (!d)
 		return call_failed(f, -ENOMEM, NULL, "find-missing");
@@ -452,7 +454,7 @@ static int find_missing(struct remote_client *rc, const struct buf *token, const
 	req.n_digests = a->n_inputs;
 	req.digests = d;
 	Hpcc__V1__FindMissingReply *rep = NULL;
-	if (call_worker(rc, "/hpcc.v1.WorkerService/FindMissing", &req.base, &hpcc__v1__find_missing_reply__descriptor,
+	if (call_worker(lease, "/hpcc.v1.WorkerService/FindMissing", &req.base, &hpcc__v1__find_missing_reply__descriptor,
 			PROBE_TIMEOUT_MS, (size_t)64 << 20, (ProtobufCMessage **)&rep, NULL, f, "find-missing") < 0)
 		return -EIO;
 	/* The worker lists the missing digests in the order asked: one pass.
@@ -525,10 +527,10 @@ static void upload_wait(struct remote_client *rc, const uint8_t *digest)
 /* Streams the missing blobs, each read from the checkout and checked
  * against the digest that the action names (a file edited since the scan
  * makes the whole remote attempt moot). */
-static int upload_claimed(struct remote_client *rc, struct engine *e, const struct buf *token, const char *root,
+static int upload_claimed(struct remote_client *rc, struct engine *e, const struct route_lease *lease, const char *root,
 			  const Hpcc__V1__Action *a, const bool *missing, struct call_failure *f);
 
-static int upload(struct remote_client *rc, struct engine *e, const struct buf *token, const char *root,
+static int upload(struct remote_client *rc, struct engine *e, const struct route_lease *lease, const char *root,
 		  const Hpcc__V1__Action *a, bool *missing, struct call_failure *f)
 {
 	_cleanup_free_ bool *others = calloc(a->n_inputs + 1, sizeof(bool));
@@ -540,7 +542,7 @@ static int upload(struct remote_client *rc, struct engine *e, const struct buf *
 			others[i] = true;
 		else if (missing[i])
 			mine++;
-	int r = mine ? upload_claimed(rc, e, token, root, a, missing, f) : 0;
+	int r = mine ? upload_claimed(rc, e, lease, root, a, missing, f) : 0;
 	for (size_t i = 0; i < a->n_inputs; i++)
 		if (missing[i])
 			upload_release(rc, a->inputs[i]->digest.data);
@@ -550,11 +552,11 @@ static int upload(struct remote_client *rc, struct engine *e, const struct buf *
 	return r;
 }
 
-static int upload_claimed(struct remote_client *rc, struct engine *e, const struct buf *token, const char *root,
+static int upload_claimed(struct remote_client *rc, struct engine *e, const struct route_lease *lease, const char *root,
 			  const Hpcc__V1__Action *a, const bool *missing, struct call_failure *f)
 {
 	struct rpc_stream *s = NULL;
-	int r = rpc_stream_open(rc->ch, "/hpcc.v1.WorkerService/Upload", rc->timeout_ms, &s);
+	int r = rpc_stream_open(lease->ch, "/hpcc.v1.WorkerService/Upload", rc->timeout_ms, &s);
 	if (r < 0)
 		return call_failed(f, r, NULL, "upload");
 	_cleanup_buf_ struct buf data, packed_blob;
@@ -586,8 +588,8 @@ static int upload_claimed(struct remote_client *rc, struct engine *e, const stru
 			size_t n = blob.data.len - off < CHUNK_SIZE ? blob.data.len - off : CHUNK_SIZE;
 			Hpcc__V1__UploadChunk ch = HPCC__V1__UPLOAD_CHUNK__INIT;
 			if (first) {
-				ch.token.data = (uint8_t *)token->data;
-				ch.token.len = token->len;
+				ch.token.data = (uint8_t *)lease->token.data;
+				ch.token.len = lease->token.len;
 			}
 			if (off == 0) {
 				ch.digest = blob.digest;
@@ -626,12 +628,12 @@ static int upload_claimed(struct remote_client *rc, struct engine *e, const stru
 	return 0;
 }
 
-static int execute(struct remote_client *rc, struct engine *e, const struct buf *token, const Hpcc__V1__Action *a,
+static int execute(struct remote_client *rc, struct engine *e, const struct route_lease *lease, const Hpcc__V1__Action *a,
 		   const struct buf *pp, Hpcc__V1__ActionResult **ret, int *ret_code, struct call_failure *f)
 {
 	Hpcc__V1__ExecuteRequest req = HPCC__V1__EXECUTE_REQUEST__INIT;
-	req.token.data = (uint8_t *)token->data;
-	req.token.len = token->len;
+	req.token.data = (uint8_t *)lease->token.data;
+	req.token.len = lease->token.len;
 	req.action = (Hpcc__V1__Action *)a;
 	Hpcc__V1__Blob blob;
 	_cleanup_buf_ struct buf storage;
@@ -648,7 +650,7 @@ static int execute(struct remote_client *rc, struct engine *e, const struct buf 
 		engine_add(e, &delta);
 	}
 	Hpcc__V1__ExecuteReply *rep = NULL;
-	if (call_worker(rc, "/hpcc.v1.WorkerService/Execute", &req.base, &hpcc__v1__execute_reply__descriptor,
+	if (call_worker(lease, "/hpcc.v1.WorkerService/Execute", &req.base, &hpcc__v1__execute_reply__descriptor,
 			rc->timeout_ms, MAX_REPLY, (ProtobufCMessage **)&rep, ret_code, f, "execute") < 0)
 		return -EIO;
 	if (!rep->result) {
@@ -722,7 +724,7 @@ static int take_result(struct engine *e, struct engine_result *res,
 /* Direct mode on the worker: one round trip when this checkout's files
  * match what a compile of the same command and source read. 0 and *ret
  * (maybe NULL: no candidate matched), or -EIO. */
-static int try_direct(struct remote_client *rc, struct engine *e, struct engine_job *job, const struct buf *token,
+static int try_direct(struct remote_client *rc, struct engine *e, struct engine_job *job, const struct route_lease *lease,
 		      struct action_build *b, Hpcc__V1__ActionResult **ret, struct call_failure *f)
 {
 	*ret = NULL;
@@ -731,7 +733,7 @@ static int try_direct(struct remote_client *rc, struct engine *e, struct engine_
 	if (!source || action_direct_key(&b->action, source, &job->source_digest, &key) < 0)
 		return 0;
 	Hpcc__V1__ProbeReply *rep = NULL;
-	if (probe(rc, token, &key, true, &rep, f) < 0)
+	if (probe(rc, lease, &key, true, &rep, f) < 0)
 		return -EIO;
 	int r = 0;
 	for (size_t i = rep->n_candidates; i-- > 0;) {
@@ -746,7 +748,7 @@ static int try_direct(struct remote_client *rc, struct engine *e, struct engine_
 		struct digest action;
 		memcpy(action.b, c->action_digest.data, DIGEST_LEN);
 		Hpcc__V1__ProbeReply *rep2 = NULL;
-		if ((r = probe(rc, token, &action, false, &rep2, f)) == 0) {
+		if ((r = probe(rc, lease, &action, false, &rep2, f)) == 0) {
 			*ret = take_probe_result(rep2, action.b);
 			hpcc__v1__probe_reply__free_unpacked(rep2, NULL);
 		}
@@ -790,9 +792,10 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 	struct dep_info *deps = NULL;
 	size_t n = 0;
 	enum stat_counter refuse = STAT_N;
-	_cleanup_buf_ struct buf pp, token;
+	_cleanup_buf_ struct buf pp;
 	buf_init(&pp, ENGINE_MAX_OUTPUT + 1);
-	buf_init(&token, TOKEN_MAX_SIZE + 1);
+	struct route_lease lease_storage = { 0 }, *lease = &lease_storage;
+	buf_init(&lease->token, TOKEN_MAX_SIZE + 1);
 	struct action_build b = { 0 };
 	struct digest pp_digest, action;
 	Hpcc__V1__ActionResult *ar = NULL;
@@ -806,13 +809,23 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 		f.counter = STAT_FALLBACK_INTERNAL;
 		goto failed;
 	}
-	if (current_token(rc, &token, &err) < 0) {
+	if (rc->route) {
+		/* The scheduler names the worker, its pin and the routing token. */
+		buf_free(&lease->token);
+		if ((r = route_get(rc->route, lease, &err)) < 0) {
+			f.counter = r == -EAGAIN ? STAT_FALLBACK_REMOTE_UNREACHABLE : STAT_FALLBACK_REMOTE_TOKEN;
+			snprintf(f.msg, sizeof(f.msg), "%.390s", err.msg);
+			buf_init(&lease->token, TOKEN_MAX_SIZE + 1);
+			goto failed;
+		}
+	} else if (current_token(rc, &lease->token, &err) < 0) {
 		f.counter = STAT_FALLBACK_REMOTE_TOKEN;
 		snprintf(f.msg, sizeof(f.msg), "%.390s", err.msg);
 		goto failed;
-	}
+	} else
+		lease->ch = rc->ch;
 	if (!rc->preprocessed) {
-		if (try_direct(rc, e, job, &token, &b, &ar, &f) < 0)
+		if (try_direct(rc, e, job, lease, &b, &ar, &f) < 0)
 			goto failed;
 		if (ar && ar->exit_code == 0) {
 			if (finish(rc, e, res, &b, &deps, &n, ar, true, &f) < 0)
@@ -839,7 +852,7 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 		goto failed;
 	}
 	Hpcc__V1__ProbeReply *rep = NULL;
-	if (probe(rc, &token, &action, false, &rep, &f) < 0)
+	if (probe(rc, lease, &action, false, &rep, &f) < 0)
 		goto failed;
 	ar = take_probe_result(rep, action.b);
 	hpcc__v1__probe_reply__free_unpacked(rep, NULL);
@@ -852,12 +865,12 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 				f.counter = STAT_FALLBACK_INTERNAL;
 				goto failed;
 			}
-			if (find_missing(rc, &token, &b.action, missing, &n_missing, &f) < 0 ||
-			    (n_missing && upload(rc, e, &token, job->root, &b.action, missing, &f) < 0))
+			if (find_missing(rc, lease, &b.action, missing, &n_missing, &f) < 0 ||
+			    (n_missing && upload(rc, e, lease, job->root, &b.action, missing, &f) < 0))
 				goto failed;
 		}
 		int code = 0;
-		if (execute(rc, e, &token, &b.action, rc->preprocessed ? &pp : NULL, &ar, &code, &f) < 0) {
+		if (execute(rc, e, lease, &b.action, rc->preprocessed ? &pp : NULL, &ar, &code, &f) < 0) {
 			/* Blobs evicted between upload and execute: once more. */
 			if (code == GRPC_STATUS_FAILED_PRECONDITION && attempt == 0)
 				continue;
@@ -876,7 +889,11 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 		goto failed;
 	goto done;
 failed:
-	if (f.counter == STAT_FALLBACK_REMOTE_UNREACHABLE)
+	if (rc->route && lease->slot) {
+		/* The worker failed us: the next compile asks the scheduler, which may name another. */
+		if (f.counter == STAT_FALLBACK_REMOTE_UNREACHABLE || f.counter == STAT_FALLBACK_REMOTE_REFUSED)
+			route_forget(rc->route, lease->worker_id);
+	} else if (f.counter == STAT_FALLBACK_REMOTE_UNREACHABLE && !rc->route)
 		atomic_store(&rc->down_until, (long)time(NULL) + DOWN_SECONDS);
 	if (f.counter != STAT_N)
 		engine_count(e, f.counter);
@@ -886,6 +903,10 @@ local:
 done:
 	if (ar)
 		hpcc__v1__action_result__free_unpacked(ar, NULL);
+	if (lease->slot)
+		route_put(rc->route, lease);
+	else
+		buf_free(&lease->token);
 	action_build_free(&b);
 	engine_deps_free(deps, n);
 }
@@ -894,10 +915,15 @@ static void remote_status(void *ctx, char *out, size_t n)
 {
 	struct remote_client *rc = ctx;
 	long down = atomic_load(&rc->down_until) - (long)time(NULL);
+	char where[512];
+	if (rc->route)
+		route_status(rc->route, where, sizeof(where));
+	else
+		snprintf(where, sizeof(where), "remote %s\n", rc->worker);
 	snprintf(out, n,
-		 "remote %s\nremote_tenant %s\nremote_image %s\nremote_mode %s\nremote_probes %lu\nremote_hits %lu\n"
+		 "%sremote_tenant %s\nremote_image %s\nremote_mode %s\nremote_probes %lu\nremote_hits %lu\n"
 		 "remote_executed %lu\nremote_fallbacks %lu\nremote_state %s\n",
-		 rc->worker, rc->tenant, rc->image_str, rc->preprocessed ? "preprocessed" : "cas",
+		 where, rc->tenant, rc->image_str, rc->preprocessed ? "preprocessed" : "cas",
 		 atomic_load(&rc->n_probes), atomic_load(&rc->n_hits), atomic_load(&rc->n_executed),
 		 atomic_load(&rc->n_fallbacks), down > 0 ? "unreachable (retrying soon)" : "ok");
 }
@@ -917,7 +943,9 @@ int remote_client_new(const struct config *cfg, struct remote_client **ret, stru
 {
 	*ret = NULL;
 	const char *worker = config_get(cfg, CONFIG_REMOTE_WORKER);
-	if (!worker || !*worker)
+	const char *sched = config_get(cfg, CONFIG_REMOTE_SCHEDULER);
+	bool routed = sched && *sched;
+	if (!routed && (!worker || !*worker))
 		return 0;
 	struct remote_client *rc = calloc(1, sizeof(*rc));
 	if (!rc)
@@ -928,11 +956,12 @@ int remote_client_new(const struct config *cfg, struct remote_client **ret, stru
 	int r;
 	uint64_t timeout = 300, level = 3;
 	const char *mode = config_get(cfg, CONFIG_REMOTE_MODE);
-	if ((r = need(cfg, CONFIG_REMOTE_WORKER, &rc->worker, err)) < 0 ||
-	    (r = need(cfg, CONFIG_REMOTE_PIN, &rc->pin, err)) < 0 ||
-	    (r = need(cfg, CONFIG_REMOTE_TENANT, &rc->tenant, err)) < 0 ||
+	/* With a scheduler, Route answers name the worker, its pin and the token. */
+	if ((r = need(cfg, CONFIG_REMOTE_TENANT, &rc->tenant, err)) < 0 ||
 	    (r = need(cfg, CONFIG_REMOTE_IMAGE, &rc->image_str, err)) < 0 ||
-	    (r = need(cfg, CONFIG_REMOTE_TOKEN_FILE, &rc->token_file, err)) < 0)
+	    (!routed && ((r = need(cfg, CONFIG_REMOTE_WORKER, &rc->worker, err)) < 0 ||
+			 (r = need(cfg, CONFIG_REMOTE_PIN, &rc->pin, err)) < 0 ||
+			 (r = need(cfg, CONFIG_REMOTE_TOKEN_FILE, &rc->token_file, err)) < 0)))
 		goto fail;
 	if (digest_parse(rc->image_str, &rc->image) < 0 || strncmp(rc->image_str, DIGEST_PREFIX, 7) != 0) {
 		r = error_set(err, -EINVAL, "remote.image must be sha256:<64 hex digits>");
@@ -951,9 +980,14 @@ int remote_client_new(const struct config *cfg, struct remote_client **ret, stru
 	}
 	rc->timeout_ms = (int)timeout * 1000;
 	rc->level = (int)level;
-	struct rpc_channel_config cc = { .target = rc->worker, .pin = rc->pin, .max_message = MAX_REPLY };
-	if ((r = rpc_channel_new(&cc, &rc->ch, err)) < 0)
-		goto fail;
+	if (routed) {
+		if ((r = route_client_new(cfg, rc->tenant, rc->image_str, &rc->route, err)) < 0)
+			goto fail;
+	} else {
+		struct rpc_channel_config cc = { .target = rc->worker, .pin = rc->pin, .max_message = MAX_REPLY };
+		if ((r = rpc_channel_new(&cc, &rc->ch, err)) < 0)
+			goto fail;
+	}
 	rc->hooks = (struct daemon_remote){
 		.image = &rc->image, .compile = remote_compile, .ctx = rc, .status = remote_status,
 	};
@@ -971,6 +1005,7 @@ void remote_client_free(struct remote_client *rc)
 	if (!rc)
 		return;
 	rpc_channel_free(rc->ch);
+	route_client_free(rc->route);
 	buf_free(&rc->token);
 	while (rc->uploading) {
 		struct uploading *u = rc->uploading;

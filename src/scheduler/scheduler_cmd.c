@@ -14,7 +14,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "commands.h"
+#include "config.h"
 #include "fs.h"
+#include "jwt.h"
+#include "oauth.h"
+#include "scheduler.pb-c.h"
+#include <openssl/crypto.h>
+#include <time.h>
 #include "log.h"
 #include "rpc.h"
 #include "scheduler.h"
@@ -24,7 +31,9 @@
 static void usage(void)
 {
 	fputs("usage: hpcc scheduler init DIR [--listen ADDR] [--name DNS]... [--force]\n"
-	      "       hpcc scheduler [run] [--config FILE] [--port-file FILE]\n",
+	      "       hpcc scheduler [run] [--config FILE] [--port-file FILE]\n"
+	      "       hpcc scheduler route [--scheduler ADDR --pin PIN] [--tenant T] [--image DIGEST]\n"
+	      "                            [--access-token-file F] [--token-out F]\n",
 	      stderr);
 }
 
@@ -211,8 +220,110 @@ static int run_main(int argc, char **argv)
 	return r < 0 ? 1 : 0;
 }
 
+/* ---- route: ask Route once, as the daemon would (diagnostics, tests) ---- */
+
+static int route_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "scheduler", required_argument, NULL, 's' }, { "pin", required_argument, NULL, 'p' },
+		{ "tenant", required_argument, NULL, 't' },    { "image", required_argument, NULL, 'i' },
+		{ "access-token-file", required_argument, NULL, 'a' }, { "token-out", required_argument, NULL, 'o' },
+		{ 0 },
+	};
+	struct config cfg;
+	if (command_load_config(&cfg) < 0)
+		return 1;
+	rpc_global_init();  /* before any TLS context of the process, curl's included */
+	const char *sched = config_get(&cfg, CONFIG_REMOTE_SCHEDULER), *pin = config_get(&cfg, CONFIG_REMOTE_SCHEDULER_PIN);
+	const char *tenant = config_get(&cfg, CONFIG_REMOTE_TENANT), *image = config_get(&cfg, CONFIG_REMOTE_IMAGE);
+	const char *access_file = NULL, *out = NULL;
+	int o, code = 1;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 's': sched = optarg; break;
+		case 'p': pin = optarg; break;
+		case 't': tenant = optarg; break;
+		case 'i': image = optarg; break;
+		case 'a': access_file = optarg; break;
+		case 'o': out = optarg; break;
+		default: usage(); config_free(&cfg); return 2;
+		}
+	}
+	struct error err = { 0 };
+	_cleanup_free_ char *access = NULL, *session = NULL;
+	_cleanup_free_ uint8_t *packed = NULL;
+	_cleanup_buf_ struct buf text, reply;
+	buf_init(&text, JWT_MAX_SIZE + 1);
+	buf_init(&reply, 16 * 1024);
+	struct rpc_channel *ch = NULL;
+	if (!sched || !pin || !tenant || !image) {
+		fprintf(stderr, "hpcc: scheduler route: needs remote.scheduler, remote.scheduler_pin, remote.tenant and "
+				"remote.image (or --scheduler, --pin, --tenant, --image)\n");
+		goto out;
+	}
+	if (access_file) {
+		int r = fs_read_file(access_file, JWT_MAX_SIZE, &text);
+		if (r < 0) {
+			fprintf(stderr, "hpcc: scheduler route: %s: %s\n", access_file, strerror(-r));
+			goto out;
+		}
+		while (text.len && (text.data[text.len - 1] == '\n' || text.data[text.len - 1] == '\r'))
+			text.data[--text.len] = '\0';
+		access = strndup(text.data, text.len);
+	} else if (oauth_session_path(&cfg, tenant, &session, &err) < 0 ||
+		   oauth_access_token(session, 30, &access, &err) < 0) {
+		fprintf(stderr, "hpcc: scheduler route: %s\n", err.msg);
+		goto out;
+	}
+	if (!access)
+		goto out;
+	struct rpc_channel_config cc = { .target = sched, .pin = pin, .max_message = 16 * 1024 };
+	if (rpc_channel_new(&cc, &ch, &err) < 0) {
+		fprintf(stderr, "hpcc: scheduler route: %s\n", err.msg);
+		goto out;
+	}
+	Hpcc__V1__RouteRequest req = HPCC__V1__ROUTE_REQUEST__INIT;
+	req.tenant = (char *)tenant;
+	req.image_digest = (char *)image;
+	req.access_token = access;
+	size_t len = hpcc__v1__route_request__get_packed_size(&req);
+	if (!(packed = malloc(len ? len : 1)))
+		goto out;
+	hpcc__v1__route_request__pack(&req, packed);
+	struct rpc_status st = { 0 };
+	int r = rpc_unary(ch, "/hpcc.v1.SchedulerService/Route", packed, len, 10000, &reply, &st);
+	if (r < 0 || st.code != GRPC_STATUS_OK) {
+		fprintf(stderr, "hpcc: scheduler route: refused (status %d): %s\n", r < 0 ? -1 : st.code,
+			r < 0 ? strerror(-r) : st.msg);
+		goto out;
+	}
+	Hpcc__V1__RouteReply *rep = hpcc__v1__route_reply__unpack(NULL, reply.len, (uint8_t *)reply.data);
+	if (!rep) {
+		fprintf(stderr, "hpcc: scheduler route: malformed answer\n");
+		goto out;
+	}
+	printf("worker %s at %s (pin %s)\nrouting token expires in %lld s, cache mode %s\n", rep->worker_id,
+	       rep->worker_address, rep->worker_cert_fingerprint, (long long)(rep->expires_at - time(NULL)),
+	       rep->cache_mode);
+	code = 0;
+	if (out && token_write_file(out, rep->routing_token.data, rep->routing_token.len, &err) < 0) {
+		fprintf(stderr, "hpcc: scheduler route: %s\n", err.msg);
+		code = 1;
+	}
+	hpcc__v1__route_reply__free_unpacked(rep, NULL);
+out:
+	if (access)
+		OPENSSL_cleanse(access, strlen(access));
+	rpc_channel_free(ch);
+	config_free(&cfg);
+	return code;
+}
+
 int scheduler_command(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "route") == 0)
+		return route_main(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "init") == 0)
 		return init_main(argc - 1, argv + 1);
 	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
