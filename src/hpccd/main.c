@@ -16,6 +16,7 @@
 #include "fs.h"
 #include "image_cmd.h"
 #include "log.h"
+#include "login.h"
 #include "remote.h"
 #include "rpc.h"
 #include "scheduler_cmd.h"
@@ -30,6 +31,8 @@ static void usage(void)
 	      "       hpccd worker init DIR [--id ID] [--listen ADDR] [--allow-unsafe-local]\n"
 	      "       hpccd worker host-image\n"
 	      "       hpccd scheduler init DIR [--listen ADDR] [--name DNS]... | hpccd scheduler [run] [--config FILE]\n"
+	      "       hpccd login [--tenant T] [--scheduler ADDR --scheduler-pin PIN] [--username U] | hpccd logout [--tenant T]\n"
+	      "       hpccd auth status [--tenant T]\n"
 	      "       hpccd token issue --key FILE --tenant T --image DIGEST --worker ID [--ttl S] [--out FILE]\n"
 	      "       hpccd image import|list|rm [--dir DIR | --config FILE] ...\n"
 	      "(normally run through hpcc: `hpcc worker ...`, `hpcc token ...`, `hpcc image ...`)\n",
@@ -172,6 +175,12 @@ int main(int argc, char **argv)
 		return worker_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "scheduler") == 0)
 		return scheduler_command(argc - 1, argv + 1);
+	if (strcmp(cmd, "login") == 0)
+		return login_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "logout") == 0)
+		return logout_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "auth") == 0)
+		return auth_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "token") == 0 && argc > 2 && strcmp(argv[2], "issue") == 0)
 		return token_issue_main(argc - 2, argv + 2);
 	if (strcmp(cmd, "image") == 0)
