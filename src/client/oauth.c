@@ -194,6 +194,10 @@ static int error_answer(const struct buf *body, long status, bool refresh, struc
 	if (!valid)
 		return error_set(err, refresh && (status == 400 || status == 401) ? -EKEYEXPIRED : -EPROTO,
 				 "the IdP answered HTTP %ld without an OAuth2 error", status);
+	/* A 5xx is the IdP's failure, not a verdict on the credentials: the
+	 * session is not over, and a refresh may be tried again later. */
+	if (status >= 500)
+		return error_set(err, -EPROTO, "the IdP failed (HTTP %ld, %s)", status, code);
 	if (refresh)
 		return error_set(err, -EKEYEXPIRED, "the IdP refused the refresh token (%s)", code);
 	if (strcmp(code, "invalid_grant") == 0)

@@ -66,9 +66,10 @@ static inline void oauth_session_clearp(struct oauth_session *s) { oauth_session
 int oauth_password_grant(struct oauth_session *s, const char *password, int64_t now, struct error *err);
 /* The refresh_token grant (RFC 6749 §6) with s->refresh_token. On success
  * replaces the tokens; keeps the old refresh token when the answer has
- * none. -EKEYEXPIRED when the IdP refuses the refresh token (the session is
- * over: log in again), -ENOKEY when s holds no refresh token; the other
- * errors as above. */
+ * none. -EKEYEXPIRED when the IdP refuses the refresh token with a 4xx (the
+ * session is over: log in again), -EPROTO for a 5xx (the IdP's trouble: try
+ * again later), -ENOKEY when s holds no refresh token; the other errors as
+ * above. */
 int oauth_refresh(struct oauth_session *s, int64_t now, struct error *err);
 
 /* Reads a token file: at most OAUTH_FILE_MAX bytes, a regular file owned by

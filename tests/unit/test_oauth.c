@@ -43,6 +43,7 @@ enum idp_mode {
 	IDP_INVALID_CLIENT,
 	IDP_HUGE_ANSWER,      /* an answer over 64 KiB */
 	IDP_SLOW,             /* waits 300 ms before answering */
+	IDP_SERVER_ERROR,     /* 503 with an OAuth2 error body */
 };
 
 /* A token endpoint: user alice, password "s3cret word&=", one-time refresh tokens. */
@@ -94,7 +95,9 @@ static enum testserver_action idp_handler(const struct testserver_request *req, 
 		nanosleep(&(struct timespec){ .tv_nsec = 300 * 1000 * 1000 }, NULL);
 		pthread_mutex_lock(&idp->lock);
 	}
-	if (mode == IDP_HTTP_500) {
+	if (mode == IDP_SERVER_ERROR) {
+		testserver_reply(out, 503, "application/json", "{\"error\":\"temporarily_unavailable\"}");
+	} else if (mode == IDP_HTTP_500) {
 		testserver_reply(out, 500, "text/html", "<html>oops</html>");
 	} else if (mode == IDP_INVALID_CLIENT) {
 		testserver_reply(out, 401, "application/json",
@@ -320,6 +323,12 @@ static void test_refresh(void **state)
 	struct error err = { 0 };
 	assert_int_equal(oauth_refresh(&s, NOW + 200, &err), -EKEYEXPIRED);
 	assert_string_equal(err.msg, "the IdP refused the refresh token (invalid_grant)");
+	/* An IdP in trouble does not end the session. */
+	idp_set(f, IDP_SERVER_ERROR);
+	error_clear(&err);
+	assert_int_equal(oauth_refresh(&s, NOW + 200, &err), -EPROTO);
+	assert_string_equal(err.msg, "the IdP failed (HTTP 503, temporarily_unavailable)");
+	idp_set(f, IDP_NORMAL);
 	/* No refresh token at all. */
 	free(s.refresh_token);
 	s.refresh_token = NULL;
