@@ -83,6 +83,10 @@ struct runtime_ops {
 	/* Optional: makes running and waiting execs return an error at once
 	 * (the worker's shutdown grace period is over). Any thread. */
 	void (*interrupt)(void *state);
+	/* Optional: calls fn for each VM that is up, with its tenant and image
+	 * (the scheduler's heartbeat lists them). fn must only copy. */
+	void (*list_vms)(void *state, void (*fn)(const char *tenant, const char *image, void *userdata),
+			 void *userdata);
 };
 
 const struct runtime_ops *runtime_find(const char *name); /* NULL if unknown */

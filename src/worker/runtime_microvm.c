@@ -313,10 +313,18 @@ static void mv_interrupt(void *state)
 		vm_pool_interrupt(m->pool);
 }
 
+static void mv_list_vms(void *state, void (*fn)(const char *tenant, const char *image, void *userdata), void *userdata)
+{
+	struct microvm *m = state;
+	if (m)
+		vm_pool_list_active(m->pool, fn, userdata);
+}
+
 const struct runtime_ops runtime_microvm = {
 	.name = "microvm",
 	.open = mv_open,
 	.exec = mv_exec,
 	.close = mv_close,
 	.interrupt = mv_interrupt,
+	.list_vms = mv_list_vms,
 };

@@ -582,6 +582,16 @@ void vm_pool_get_stats(struct vm_pool *p, struct vm_pool_stats *ret)
 	*ret = s;
 }
 
+void vm_pool_list_active(struct vm_pool *p, void (*fn)(const char *tenant, const char *image, void *userdata),
+			 void *userdata)
+{
+	pthread_mutex_lock(&p->lock);
+	for (struct vm *vm = p->vms; vm; vm = vm->next)
+		if (vm->state != VM_DEAD)
+			fn(vm->tenant, vm->image, userdata);
+	pthread_mutex_unlock(&p->lock);
+}
+
 void vm_pool_interrupt(struct vm_pool *p)
 {
 	pthread_mutex_lock(&p->lock);

@@ -58,6 +58,12 @@ int vm_pool_exec(struct vm_pool *p, const char *tenant, const char *image, const
 
 void vm_pool_get_stats(struct vm_pool *p, struct vm_pool_stats *ret);
 
+/* Calls fn once per VM that is booting or ready (not one being torn down),
+ * with its tenant and image, for the scheduler's heartbeat. fn runs under
+ * the pool's lock: it must only copy, never call into the pool. */
+void vm_pool_list_active(struct vm_pool *p, void (*fn)(const char *tenant, const char *image, void *userdata),
+			 void *userdata);
+
 /* Fails every running and waiting exec at once and refuses new ones (the
  * worker is stopping and its grace period is over). */
 void vm_pool_interrupt(struct vm_pool *p);
