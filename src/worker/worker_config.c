@@ -4,11 +4,14 @@
  */
 #include "worker_config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "buf.h"
 #include "config.h"
@@ -49,6 +52,17 @@ static int set_uint(struct parse_state *st, const char *name, const char *v, uin
 	return 0;
 }
 
+/* Appends each space-, comma- or tab-separated word of v. */
+static int push_words(struct strv *list, const char *v)
+{
+	_cleanup_free_ char *copy = strdup(v);
+	char *save = NULL;
+	int r = copy ? 0 : -ENOMEM;
+	for (char *tok = copy ? strtok_r(copy, " ,\t", &save) : NULL; r == 0 && tok; tok = strtok_r(NULL, " ,\t", &save))
+		r = strv_push(list, tok);
+	return r;
+}
+
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
 	struct parse_state *st = user;
@@ -69,14 +83,17 @@ static int handler(void *user, const char *section, const char *key, const char 
 		r = set_path(st, &c->key_file, value);
 	else if (strcmp(name, "worker.token_key") == 0)
 		r = set_path(st, &c->token_key_file, value);
-	else if (strcmp(name, "worker.images") == 0) {
-		_cleanup_free_ char *copy = strdup(value);
-		char *save = NULL;
-		r = copy ? 0 : -ENOMEM;
-		for (char *tok = copy ? strtok_r(copy, " ,\t", &save) : NULL; r == 0 && tok;
-		     tok = strtok_r(NULL, " ,\t", &save))
-			r = strv_push(&c->images, tok);
-	} else if (strcmp(name, "worker.max_calls") == 0) {
+	else if (strcmp(name, "worker.images") == 0)
+		r = push_words(&c->images, value);
+	else if (strcmp(name, "scheduler.address") == 0)
+		r = push_words(&c->sched_addresses, value);
+	else if (strcmp(name, "scheduler.pin") == 0)
+		r = push_words(&c->sched_pins, value);
+	else if (strcmp(name, "scheduler.worker_token_file") == 0)
+		r = set_path(st, &c->sched_token_file, value);
+	else if (strcmp(name, "scheduler.advertise") == 0)
+		r = set_str(&c->advertise, value);
+	else if (strcmp(name, "worker.max_calls") == 0) {
 		if ((r = set_uint(st, name, value, 4096, &u)) == 0)
 			c->max_calls = (unsigned)u;
 	} else if (strcmp(name, "cache.max_size") == 0)
@@ -161,6 +178,161 @@ static int handler(void *user, const char *section, const char *key, const char 
 	return r == 0;
 }
 
+int worker_config_split_hostport(const char *s, char host[WORKER_HOSTPORT_MAX + 1], unsigned *ret_port)
+{
+	size_t n = strnlen(s, WORKER_HOSTPORT_MAX + 1);
+	const char *colon = strrchr(s, ':');
+	if (n > WORKER_HOSTPORT_MAX || !colon)
+		return -EINVAL;
+	const char *h = s, *h_end = colon;
+	bool v6 = s[0] == '[';
+	if (v6) {
+		if (colon == s || colon[-1] != ']')
+			return -EINVAL;
+		h++;
+		h_end--;
+	}
+	if (h_end <= h)
+		return -EINVAL;
+	for (const char *p = h; p < h_end; p++) {
+		bool ok = v6 ? strchr("0123456789abcdefABCDEF:.", *p) != NULL :
+			       (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+				       *p == '.' || *p == '-';
+		if (!ok || !*p)
+			return -EINVAL;
+	}
+	const char *port = colon + 1;
+	if (!*port || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port))
+		return -EINVAL;
+	unsigned long v = strtoul(port, NULL, 10);
+	if (v > 65535)
+		return -EINVAL;
+	memcpy(host, h, (size_t)(h_end - h));
+	host[h_end - h] = '\0';
+	*ret_port = (unsigned)v;
+	return 0;
+}
+
+bool worker_config_host_is_wildcard(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (!host[0] || strcmp(host, "*") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return a4.s_addr == htonl(INADDR_ANY);
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return memcmp(&a6, &in6addr_any, sizeof(a6)) == 0;
+	return false;
+}
+
+/* The worker token: one line of at least WORKER_TOKEN_MIN printable ASCII
+ * characters (no spaces) in a file that only its owner may access, like
+ * every other secret hpcc reads; the scheduler reads its copy the same way. */
+static int read_worker_token(const char *path, char **ret, struct error *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		int r = negative_errno();
+		return error_set(err, r, "[scheduler] worker_token_file %s: %s", path, strerror(-r));
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		int r = negative_errno();
+		return error_set(err, r, "[scheduler] worker_token_file %s: %s", path, strerror(-r));
+	}
+	if (!S_ISREG(st.st_mode))
+		return error_set(err, -EINVAL, "[scheduler] worker_token_file %s is not a regular file", path);
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+		return error_set(err, -EPERM,
+				 "[scheduler] worker_token_file %s is accessible by group or others (mode %04o); chmod 600 it",
+				 path, (unsigned)(st.st_mode & 07777));
+	struct buf b;
+	buf_init(&b, WORKER_TOKEN_FILE_MAX + 1);
+	int r = fs_read_fd(fd, WORKER_TOKEN_FILE_MAX, &b);
+	size_t len = b.len;
+	if (r == 0 && len > 0 && b.data[len - 1] == '\n')
+		len--;
+	for (size_t i = 0; r == 0 && i < len; i++)
+		if ((unsigned char)b.data[i] < 0x21 || (unsigned char)b.data[i] > 0x7e)
+			r = -EBADMSG;
+	char *token = r == 0 && len >= WORKER_TOKEN_MIN ? strndup(b.data, len) : NULL;
+	if (b.data)
+		explicit_bzero(b.data, b.alloc);
+	buf_free(&b);
+	if (r == -EFBIG)
+		return error_set(err, r, "[scheduler] worker_token_file %s is larger than %d bytes", path,
+				 WORKER_TOKEN_FILE_MAX);
+	if (r == -EBADMSG)
+		return error_set(err, r, "[scheduler] worker_token_file %s: the token must be one line of printable "
+				 "ASCII without spaces", path);
+	if (r < 0)
+		return error_set(err, r, "[scheduler] worker_token_file %s: %s", path, strerror(-r));
+	if (len < WORKER_TOKEN_MIN)
+		return error_set(err, -EBADMSG, "[scheduler] worker_token_file %s: the token is shorter than %d characters",
+				 path, WORKER_TOKEN_MIN);
+	if (!token)
+		return error_set(err, -ENOMEM, "out of memory");
+	*ret = token;
+	return 0;
+}
+
+static bool pin_ok(const char *pin)
+{
+	struct digest d;
+	return strlen(pin) == DIGEST_STR_LEN && strncmp(pin, DIGEST_PREFIX, strlen(DIGEST_PREFIX)) == 0 &&
+	       digest_parse(pin, &d) == 0;
+}
+
+/* [scheduler]: each key checked, one pin per address, the worker token
+ * read, and the address clients dial decided. */
+static int check_scheduler(struct worker_config *c, struct error *err)
+{
+	char host[WORKER_HOSTPORT_MAX + 1];
+	unsigned port = 0;
+	if (c->sched_addresses.n == 0) {
+		if (c->sched_pins.n || c->sched_token_file || c->advertise)
+			return error_set(err, -EINVAL, "[scheduler] pin, worker_token_file and advertise need an address");
+		return 0;
+	}
+	if (c->sched_addresses.n > WORKER_SCHEDULERS_MAX)
+		return error_set(err, -EINVAL, "[scheduler] address: at most %d schedulers", WORKER_SCHEDULERS_MAX);
+	for (size_t i = 0; i < c->sched_addresses.n; i++)
+		if (worker_config_split_hostport(c->sched_addresses.v[i], host, &port) < 0 || port == 0)
+			return error_set(err, -EINVAL, "[scheduler] address: '%.80s' is not host:port", c->sched_addresses.v[i]);
+	if (c->sched_pins.n == 0)
+		return error_set(err, -EINVAL, "[scheduler] pin is required with address (the scheduler's certificate "
+				 "pin, sha256:<hex>)");
+	for (size_t i = 0; i < c->sched_pins.n; i++)
+		if (!pin_ok(c->sched_pins.v[i]))
+			return error_set(err, -EINVAL, "[scheduler] pin: '%.80s' is not sha256:<64 hex>", c->sched_pins.v[i]);
+	/* One pin for every replica (they share a certificate), or one each. */
+	if (c->sched_pins.n == 1) {
+		while (c->sched_pins.n < c->sched_addresses.n)
+			if (strv_push(&c->sched_pins, c->sched_pins.v[0]) < 0)
+				return error_set(err, -ENOMEM, "out of memory");
+	} else if (c->sched_pins.n != c->sched_addresses.n)
+		return error_set(err, -EINVAL, "[scheduler] pin: give one pin, or one per address (%zu pins, %zu addresses)",
+				 c->sched_pins.n, c->sched_addresses.n);
+	if (!c->sched_token_file)
+		return error_set(err, -EINVAL, "[scheduler] worker_token_file is required with address");
+	int r = read_worker_token(c->sched_token_file, &c->sched_worker_token, err);
+	if (r < 0)
+		return r;
+	if (c->advertise) {
+		if (worker_config_split_hostport(c->advertise, host, &port) < 0 || worker_config_host_is_wildcard(host))
+			return error_set(err, -EINVAL, "[scheduler] advertise: '%.80s' is not host:port that clients can dial",
+					 c->advertise);
+		return 0;
+	}
+	/* Clients dial what the worker tells the scheduler: a wildcard
+	 * listen address tells them nothing. */
+	if (worker_config_split_hostport(c->listen, host, &port) < 0 || worker_config_host_is_wildcard(host))
+		return error_set(err, -EINVAL, "[scheduler] advertise is required: [worker] listen '%.80s' is not an address "
+				 "clients can dial", c->listen);
+	return set_str(&c->advertise, c->listen) < 0 ? error_set(err, -ENOMEM, "out of memory") : 0;
+}
+
 int worker_config_load(const char *path, struct worker_config *c, struct error *err)
 {
 	*c = (struct worker_config){
@@ -230,10 +402,19 @@ int worker_config_load(const char *path, struct worker_config *c, struct error *
 		return -EINVAL;
 	}
 	const char *missing = !c->id ? "id" : !c->listen ? "listen" : !c->dir ? "dir" : !c->cert_file ? "cert" :
-			      !c->key_file ? "key" : !c->token_key_file ? "token_key" : !c->images.n ? "images" : NULL;
+			      !c->key_file ? "key" : !c->token_key_file && !c->sched_addresses.n ? "token_key" :
+			      !c->images.n ? "images" : NULL;
 	if (missing) {
 		worker_config_free(c);
-		return error_set(err, -EINVAL, "%s: [worker] %s is required", path, missing);
+		return error_set(err, -EINVAL, "%s: [worker] %s is required%s", path, missing,
+				 strcmp(missing, "token_key") == 0 ? " (or a [scheduler] address)" : "");
+	}
+	if ((r = check_scheduler(c, err)) < 0) {
+		struct error e2 = { 0 };
+		error_set(&e2, r, "%s: %s", path, err->msg);
+		*err = e2;
+		worker_config_free(c);
+		return r;
 	}
 	for (size_t i = 0; i < c->images.n; i++) {
 		struct error ignored = { 0 };
@@ -287,6 +468,13 @@ void worker_config_free(struct worker_config *c)
 	free(c->initrd);
 	free(c->accel);
 	free(c->vm_user);
+	strv_free(&c->sched_addresses);
+	strv_free(&c->sched_pins);
+	free(c->sched_token_file);
+	if (c->sched_worker_token)
+		explicit_bzero(c->sched_worker_token, strlen(c->sched_worker_token));
+	free(c->sched_worker_token);
+	free(c->advertise);
 	*c = (struct worker_config){ 0 };
 }
 

@@ -12,6 +12,11 @@
 #include "error.h"
 #include "strv.h"
 
+#define WORKER_SCHEDULERS_MAX 8        /* [scheduler] address: replicas registered with */
+#define WORKER_HOSTPORT_MAX 255        /* an address or advertise value */
+#define WORKER_TOKEN_FILE_MAX 4096     /* [scheduler] worker_token_file */
+#define WORKER_TOKEN_MIN 16            /* characters in a worker token (the scheduler's minimum too) */
+
 struct worker_config {
 	char *path;              /* the file that was read */
 	char *id;
@@ -47,8 +52,26 @@ struct worker_config {
 	unsigned vm_idle_timeout; /* seconds before an idle VM is torn down */
 	unsigned vm_max_age;      /* seconds: a VM is retired after this (session limit) */
 	unsigned boot_timeout;    /* seconds to wait for the agent's hello */
+	/* [scheduler]: registration with route-only schedulers (docs/worker.md).
+	 * Without an address the worker registers nowhere and token_key is
+	 * required; with one, token_key is optional. */
+	struct strv sched_addresses; /* "host:port" of each replica */
+	struct strv sched_pins;      /* "sha256:<hex>", exactly one per address once loaded */
+	char *sched_token_file;
+	char *sched_worker_token;    /* the token file's one line (a secret: zeroed when freed) */
+	char *advertise;             /* "host:port" clients dial (port 0: the bound port); set with an address */
+	/* Not read from the file (0: the default, 500 ms): the first delay
+	 * after a refused registration, doubled up to 30 s. Tests shorten it. */
+	unsigned sched_retry_ms;
 };
 
 int worker_config_load(const char *path, struct worker_config *ret, struct error *err);
 void worker_config_free(struct worker_config *c);
 bool worker_config_serves(const struct worker_config *c, const char *image);
+/* Splits "host:port" or "[v6]:port" (host without brackets into host,
+ * which holds WORKER_HOSTPORT_MAX + 1 bytes); -EINVAL for anything else:
+ * an empty host, a character outside [A-Za-z0-9.-] (or hex digits, ':' and
+ * '.' inside brackets), a port that is not 0..65535. */
+int worker_config_split_hostport(const char *s, char host[WORKER_HOSTPORT_MAX + 1], unsigned *ret_port);
+/* True for a host that names no interface: "0.0.0.0", "::", "" and the like. */
+bool worker_config_host_is_wildcard(const char *host);

@@ -6,9 +6,12 @@
  * every kind of mistake (unknown key or section, bad number or boolean, a
  * missing required key, a syntax error, an oversized or missing file, a
  * line longer than the INI reader's buffer) is refused with a message that
- * names the key or the line, and leaves nothing allocated; and
- * worker_config_serves matches image digests exactly. Each test writes its
- * files into its own temporary directory.
+ * names the key or the line, and leaves nothing allocated;
+ * worker_config_serves matches image digests exactly; and the [scheduler]
+ * section: addresses and pins (one for all, or one each), the worker token
+ * file (mode 0600, size, one line), the advertised address (refused for a
+ * wildcard listen address without advertise), and token_key becoming
+ * optional. Each test writes its files into its own temporary directory.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +23,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -74,6 +78,11 @@ static void assert_zeroed(const struct worker_config *c)
 	assert_null(c->runtime);
 	assert_null(c->search_path);
 	assert_int_equal(c->images.n, 0);
+	assert_int_equal(c->sched_addresses.n, 0);
+	assert_int_equal(c->sched_pins.n, 0);
+	assert_null(c->sched_token_file);
+	assert_null(c->sched_worker_token);
+	assert_null(c->advertise);
 }
 
 /* Loads text as worker.ini and expects a refusal whose message holds each
@@ -432,6 +441,220 @@ static void test_serves(void **state)
 	worker_config_free(&c);
 }
 
+/* ---- [scheduler] -------------------------------------------------------- */
+
+#define PIN_A "sha256:" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define PIN_B "sha256:" "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define WORKER_TOKEN "worker-token-0123456789"
+/* [worker] without token_key: the schedulers hand the key out. */
+#define SCHED_WORKER "[worker]\n" REQUIRED_ID REQUIRED_LISTEN REQUIRED_DIR REQUIRED_CERT REQUIRED_KEY REQUIRED_IMAGES
+
+static void write_token(const char *dir, const char *text, mode_t mode)
+{
+	_cleanup_free_ char *path = write_file(dir, "worker.token", text, strlen(text));
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static void test_scheduler_section(void **state)
+{
+	const char *dir = *state;
+	write_token(dir, WORKER_TOKEN "\n", 0600);
+	_cleanup_free_ char *path = write_ini(dir, SCHED_WORKER
+		"[scheduler]\n"
+		"address = sched1.example.com:7443, 10.0.0.2:7443\n"
+		"address = [fd00::3]:7443\n"
+		"pin = " PIN_A "\n"
+		"worker_token_file = worker.token\n");
+	struct worker_config c;
+	struct error err = { 0 };
+	if (worker_config_load(path, &c, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_null(c.token_key_file);
+	assert_int_equal(c.sched_addresses.n, 3);
+	assert_string_equal(c.sched_addresses.v[0], "sched1.example.com:7443");
+	assert_string_equal(c.sched_addresses.v[1], "10.0.0.2:7443");
+	assert_string_equal(c.sched_addresses.v[2], "[fd00::3]:7443");
+	/* One pin stands for every replica. */
+	assert_int_equal(c.sched_pins.n, 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_string_equal(c.sched_pins.v[i], PIN_A);
+	_cleanup_free_ char *token_path = in_dir(dir, "worker.token");
+	assert_string_equal(c.sched_token_file, token_path);
+	assert_string_equal(c.sched_worker_token, WORKER_TOKEN);  /* the newline is gone */
+	/* listen is a concrete address: it is what clients dial. */
+	assert_string_equal(c.advertise, "127.0.0.1:7070");
+	worker_config_free(&c);
+	assert_null(c.sched_worker_token);
+
+	/* One pin per address, in order; and token_key may stay. */
+	_cleanup_free_ char *path2 = write_ini(dir, "[worker]\n" REQUIRED
+		"[scheduler]\naddress = a:1 b:2\npin = " PIN_A ", " PIN_B "\nworker_token_file = worker.token\n"
+		"advertise = build1.example.com:7443\n");
+	if (worker_config_load(path2, &c, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_string_equal(c.sched_pins.v[0], PIN_A);
+	assert_string_equal(c.sched_pins.v[1], PIN_B);
+	assert_non_null(c.token_key_file);
+	assert_string_equal(c.advertise, "build1.example.com:7443");
+	worker_config_free(&c);
+
+	/* Without [scheduler], token_key is still required. */
+	expect_error(dir, SCHED_WORKER, "token_key", NULL);
+}
+
+static void test_scheduler_bad_addresses_and_pins(void **state)
+{
+	const char *dir = *state;
+	write_token(dir, WORKER_TOKEN "\n", 0600);
+#define TOK "worker_token_file = worker.token\n"
+	expect_error(dir, SCHED_WORKER "[scheduler]\naddress = sched1\npin = " PIN_A "\n" TOK, "address", "sched1", NULL);
+	expect_error(dir, SCHED_WORKER "[scheduler]\naddress = sched1:0\npin = " PIN_A "\n" TOK, "address", NULL);
+	expect_error(dir, SCHED_WORKER "[scheduler]\naddress = sched1:70000\npin = " PIN_A "\n" TOK, "address", NULL);
+	expect_error(dir, SCHED_WORKER "[scheduler]\naddress = user@sched1:7000\npin = " PIN_A "\n" TOK, "address", NULL);
+	expect_error(dir, SCHED_WORKER "[scheduler]\naddress = ::1:7000\npin = " PIN_A "\n" TOK, "address", NULL);
+	expect_error(dir, SCHED_WORKER "[scheduler]\naddress = a:1 b:1 c:1 d:1 e:1 f:1 g:1 h:1 i:1\npin = " PIN_A "\n" TOK,
+		     "at most 8", NULL);
+	/* The pin: required, sha256 and 64 hex digits, one or one per address. */
+	expect_error(dir, SCHED_WORKER "[scheduler]\naddress = s:1\n" TOK, "pin is required", NULL);
+	expect_error(dir, SCHED_WORKER "[scheduler]\naddress = s:1\npin = sha256:abcd\n" TOK, "pin", "sha256:abcd", NULL);
+	expect_error(dir, SCHED_WORKER "[scheduler]\naddress = s:1\npin = md5:" PIN_A "\n" TOK, "pin", NULL);
+	expect_error(dir, SCHED_WORKER "[scheduler]\naddress = s:1\npin = " PIN_A "0\n" TOK, "pin", NULL);
+	expect_error(dir, SCHED_WORKER "[scheduler]\naddress = s:1\npin = sha256:"
+		     "gggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg\n" TOK, "pin", NULL);
+	expect_error(dir, SCHED_WORKER "[scheduler]\naddress = a:1 b:1 c:1\npin = " PIN_A " " PIN_B "\n" TOK,
+		     "one per address", NULL);
+	/* Scheduler keys without an address. */
+	expect_error(dir, "[worker]\n" REQUIRED "[scheduler]\npin = " PIN_A "\n", "need an address", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[scheduler]\nadvertise = h:1\n", "need an address", NULL);
+	expect_error(dir, SCHED_WORKER "[scheduler]\naddress = s:1\npin = " PIN_A "\n" TOK "colour = blue\n",
+		     "scheduler.colour", NULL);
+#undef TOK
+}
+
+static void test_scheduler_token_file(void **state)
+{
+	const char *dir = *state;
+	const char *ini = SCHED_WORKER "[scheduler]\naddress = s:1\npin = " PIN_A "\nworker_token_file = worker.token\n";
+	/* Required with an address; a missing file is named. */
+	expect_error(dir, SCHED_WORKER "[scheduler]\naddress = s:1\npin = " PIN_A "\n", "worker_token_file is required",
+		     NULL);
+	expect_error(dir, ini, "worker_token_file", "worker.token", "No such file", NULL);
+	/* Group or others may read it: refused, like a private key. */
+	write_token(dir, WORKER_TOKEN "\n", 0640);
+	expect_error(dir, ini, "worker.token", "chmod 600", NULL);
+	{
+		_cleanup_free_ char *path = write_ini(dir, ini);
+		struct worker_config c;
+		struct error err = { 0 };
+		assert_int_equal(worker_config_load(path, &c, &err), -EPERM);
+	}
+	write_token(dir, WORKER_TOKEN "\n", 0604);
+	expect_error(dir, ini, "chmod 600", NULL);
+	/* Empty, short, two lines, a space, a control byte: one line of printable ASCII. */
+	write_token(dir, "", 0600);
+	expect_error(dir, ini, "shorter than 16", NULL);
+	write_token(dir, "short\n", 0600);
+	expect_error(dir, ini, "shorter than 16", NULL);
+	write_token(dir, WORKER_TOKEN "\n" WORKER_TOKEN "\n", 0600);
+	expect_error(dir, ini, "one line", NULL);
+	write_token(dir, "worker token with spaces\n", 0600);
+	expect_error(dir, ini, "one line", NULL);
+	write_token(dir, WORKER_TOKEN "\r\n", 0600);
+	expect_error(dir, ini, "one line", NULL);
+	/* At most 4 KiB. */
+	char big[WORKER_TOKEN_FILE_MAX + 2];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	write_token(dir, big, 0600);
+	expect_error(dir, ini, "larger than 4096", NULL);
+	big[WORKER_TOKEN_FILE_MAX - 1] = '\n';
+	big[WORKER_TOKEN_FILE_MAX] = '\0';
+	write_token(dir, big, 0600);
+	_cleanup_free_ char *path = write_ini(dir, ini);
+	struct worker_config c;
+	struct error err = { 0 };
+	if (worker_config_load(path, &c, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(strlen(c.sched_worker_token), WORKER_TOKEN_FILE_MAX - 1);
+	worker_config_free(&c);
+	/* A directory in its place. */
+	_cleanup_free_ char *token_path = in_dir(dir, "worker.token");
+	assert_int_equal(unlink(token_path), 0);
+	assert_int_equal(mkdir(token_path, 0700), 0);
+	expect_error(dir, ini, "not a regular file", NULL);
+	assert_int_equal(rmdir(token_path), 0);
+}
+
+static void test_scheduler_advertise(void **state)
+{
+	const char *dir = *state;
+	write_token(dir, WORKER_TOKEN "\n", 0600);
+#define SCHED "[scheduler]\naddress = s:1\npin = " PIN_A "\nworker_token_file = worker.token\n"
+#define WORKER_LISTEN(l) "[worker]\n" REQUIRED_ID "listen = " l "\n" REQUIRED_DIR REQUIRED_CERT REQUIRED_KEY REQUIRED_IMAGES
+	/* A wildcard listen address tells clients nothing: advertise is required. */
+	expect_error(dir, WORKER_LISTEN("0.0.0.0:7070") SCHED, "advertise is required", "0.0.0.0:7070", NULL);
+	expect_error(dir, WORKER_LISTEN("[::]:7070") SCHED, "advertise is required", NULL);
+	expect_error(dir, WORKER_LISTEN("[::0]:7070") SCHED, "advertise is required", NULL);
+	expect_error(dir, WORKER_LISTEN(":7070") SCHED, "advertise is required", NULL);
+	expect_error(dir, WORKER_LISTEN("unix:/run/hpcc.sock") SCHED, "advertise is required", NULL);
+	/* An advertised address must be one that can be dialled. */
+	expect_error(dir, WORKER_LISTEN("0.0.0.0:7070") SCHED "advertise = 0.0.0.0:7070\n", "advertise", NULL);
+	expect_error(dir, WORKER_LISTEN("0.0.0.0:7070") SCHED "advertise = [::]:7070\n", "advertise", NULL);
+	expect_error(dir, WORKER_LISTEN("0.0.0.0:7070") SCHED "advertise = build1\n", "advertise", "build1", NULL);
+	expect_error(dir, WORKER_LISTEN("0.0.0.0:7070") SCHED "advertise = b/1:7070\n", "advertise", NULL);
+	static const struct {
+		const char *ini, *advertise;
+	} ok[] = {
+		{ WORKER_LISTEN("0.0.0.0:7070") SCHED "advertise = build1.example.com:7070\n", "build1.example.com:7070" },
+		{ WORKER_LISTEN("[::]:7070") SCHED "advertise = [2001:db8::7]:7070\n", "[2001:db8::7]:7070" },
+		{ WORKER_LISTEN("10.1.2.3:7070") SCHED, "10.1.2.3:7070" },
+		{ WORKER_LISTEN("[::1]:7070") SCHED, "[::1]:7070" },
+		/* Port 0: the worker puts the port it bound in its place. */
+		{ WORKER_LISTEN("127.0.0.1:0") SCHED, "127.0.0.1:0" },
+		{ WORKER_LISTEN("0.0.0.0:0") SCHED "advertise = build1:0\n", "build1:0" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
+		_cleanup_free_ char *path = write_ini(dir, ok[i].ini);
+		struct worker_config c;
+		struct error err = { 0 };
+		if (worker_config_load(path, &c, &err) < 0)
+			fail_msg("%s\n%s", err.msg, ok[i].ini);
+		assert_string_equal(c.advertise, ok[i].advertise);
+		worker_config_free(&c);
+	}
+#undef SCHED
+#undef WORKER_LISTEN
+}
+
+static void test_hostport(void **state)
+{
+	(void)state;
+	char host[WORKER_HOSTPORT_MAX + 1];
+	unsigned port = 1;
+	assert_int_equal(worker_config_split_hostport("example.com:443", host, &port), 0);
+	assert_string_equal(host, "example.com");
+	assert_int_equal(port, 443);
+	assert_int_equal(worker_config_split_hostport("[fe80::1]:0", host, &port), 0);
+	assert_string_equal(host, "fe80::1");
+	assert_int_equal(port, 0);
+	static const char *const bad[] = { "", ":1", "h", "h:", "h:x", "h:65536", "h:-1", "[::1:1", "[]:1",
+					   "a b:1", "h:1 ", "h_1:1", "[::1]x:1", "h:123456" };
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		if (worker_config_split_hostport(bad[i], host, &port) != -EINVAL)
+			fail_msg("'%s' accepted", bad[i]);
+	char longer[WORKER_HOSTPORT_MAX + 8];
+	memset(longer, 'a', sizeof(longer));
+	memcpy(longer + sizeof(longer) - 6, ":7070", 6);
+	assert_int_equal(worker_config_split_hostport(longer, host, &port), -EINVAL);
+	assert_true(worker_config_host_is_wildcard("0.0.0.0"));
+	assert_true(worker_config_host_is_wildcard("::"));
+	assert_true(worker_config_host_is_wildcard("0:0::0"));
+	assert_true(worker_config_host_is_wildcard(""));
+	assert_false(worker_config_host_is_wildcard("127.0.0.1"));
+	assert_false(worker_config_host_is_wildcard("::1"));
+	assert_false(worker_config_host_is_wildcard("localhost"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -449,6 +672,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_long_line, testutil_setup_tmpdir, testutil_teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_long_comment_line, testutil_setup_tmpdir, testutil_teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_serves, testutil_setup_tmpdir, testutil_teardown_tmpdir),
+		cmocka_unit_test_setup_teardown(test_scheduler_section, testutil_setup_tmpdir, testutil_teardown_tmpdir),
+		cmocka_unit_test_setup_teardown(test_scheduler_bad_addresses_and_pins, testutil_setup_tmpdir,
+						testutil_teardown_tmpdir),
+		cmocka_unit_test_setup_teardown(test_scheduler_token_file, testutil_setup_tmpdir, testutil_teardown_tmpdir),
+		cmocka_unit_test_setup_teardown(test_scheduler_advertise, testutil_setup_tmpdir, testutil_teardown_tmpdir),
+		cmocka_unit_test(test_hostport),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
