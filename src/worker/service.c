@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <grpc/status.h>
 
@@ -25,10 +26,14 @@
 #include "fs.h"
 #include "log.h"
 #include "rpc.h"
+#include "image_store.h"
 #include "runtime.h"
+#include "sched_client.h"
 #include "staging.h"
 #include "token.h"
 #include "worker.pb-c.h"
+#include "worker_init.h"
+#include "x509.h"
 
 #define MAX_CAPTURE ((size_t)8 << 20)
 #define MAX_FIND_MISSING 100000
@@ -57,6 +62,9 @@ struct worker {
 	char *staging_dir;
 	struct audit_log *audit;
 	struct rpc_server *server;
+	struct sched_client *sched;  /* NULL without [scheduler] */
+	unsigned capacity;           /* compiles at once, as told to the scheduler */
+	unsigned running;            /* compiles running now (atomic) */
 };
 
 /* ---- shared checks ----------------------------------------------------- */
@@ -109,7 +117,7 @@ static int authorize(struct worker *w, const ProtobufCBinaryData *tok, struct to
 		return 0;
 	}
 	struct token_expect expect = { .worker_id = w->cfg.id };
-	r = token_verify(w->token_key, tok->data, tok->len, &expect, now, claims, err);
+	r = sched_client_verify(w->sched, w->token_key, tok->data, tok->len, &expect, now, claims, err);
 	if (r < 0)
 		return r;
 	if (!worker_config_serves(&w->cfg, claims->image_digest))
@@ -121,10 +129,12 @@ static int authorize(struct worker *w, const ProtobufCBinaryData *tok, struct to
 }
 
 /* No token or an unreadable one: UNAUTHENTICATED; a token that does not
- * allow this: PERMISSION_DENIED. */
+ * allow this: PERMISSION_DENIED; no key yet to check it (no scheduler
+ * answered so far): UNAVAILABLE, so that the client compiles locally. */
 static int auth_status(int r)
 {
-	return r == -ENOKEY || r == -E2BIG || r == -EBADMSG ? GRPC_STATUS_UNAUTHENTICATED : GRPC_STATUS_PERMISSION_DENIED;
+	return r == -EAGAIN ? GRPC_STATUS_UNAVAILABLE :
+	       r == -ENOKEY || r == -E2BIG || r == -EBADMSG ? GRPC_STATUS_UNAUTHENTICATED : GRPC_STATUS_PERMISSION_DENIED;
 }
 
 static void finish_error(struct rpc_call *c, int code, const struct error *err, const char *what);
@@ -839,7 +849,9 @@ static void handle_execute(struct rpc_call *c, void *user)
 	Hpcc__V1__ActionResult res = HPCC__V1__ACTION_RESULT__INIT;
 	int code = GRPC_STATUS_OK;
 	if (!cached) {
+		__atomic_add_fetch(&w->running, 1, __ATOMIC_RELAXED);
 		r = execute(w, claims.tenant, req, &action, &x, &res, &code, &err);
+		__atomic_sub_fetch(&w->running, 1, __ATOMIC_RELAXED);
 		if (r < 0) {
 			finish_error(c, code, &err, "execute failed");
 			exec_state_free(&x);
@@ -919,6 +931,73 @@ static char *read_text(const char *path, struct error *err)
 	return buf_steal(&b);
 }
 
+/* ---- scheduler ---------------------------------------------------------- */
+
+static void add_vm(const char *tenant, const char *image, void *user)
+{
+	(void)sched_load_add_vm(user, tenant, image);
+}
+
+/* What a heartbeat reports: free capacity, the configured images this
+ * worker can run now (a microVM worker only those imported), its VMs. */
+static int sched_load(void *user, struct sched_load *ret)
+{
+	struct worker *w = user;
+	unsigned running = __atomic_load_n(&w->running, __ATOMIC_RELAXED);
+	ret->free_capacity = running < w->capacity ? w->capacity - running : 0;
+	bool microvm = strcmp(w->rt->name, "microvm") == 0;
+	for (size_t i = 0; i < w->cfg.images.n; i++) {
+		_cleanup_free_ char *path = NULL;
+		struct error ignored = { 0 };
+		if (microvm && image_store_path(w->cfg.images_dir, w->cfg.images.v[i], &path, &ignored) < 0)
+			continue;
+		if (strv_push(&ret->images, w->cfg.images.v[i]) < 0)
+			return -ENOMEM;
+	}
+	if (w->rt->list_vms)
+		w->rt->list_vms(w->rt_state, add_vm, ret);
+	return 0;
+}
+
+/* [scheduler]: the address clients dial (the bound port for port 0), the
+ * certificate pin, the capacity; the threads start in worker_run. */
+static int sched_setup(struct worker *w, const char *cert, struct error *err)
+{
+	const struct worker_config *c = &w->cfg;
+	char fp[DIGEST_STR_LEN + 1], host[WORKER_HOSTPORT_MAX + 1], advertise[WORKER_HOSTPORT_MAX + 16];
+	unsigned port = 0;
+	if (x509_fingerprint_pem(cert, fp) < 0)
+		return error_set(err, -EINVAL, "%s: no certificate", c->cert_file);
+	if (worker_config_split_hostport(c->advertise, host, &port) < 0)
+		return error_set(err, -EINVAL, "advertise '%s' is not host:port", c->advertise);
+	snprintf(advertise, sizeof(advertise), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host,
+		 port ? port : (unsigned)worker_port(w));
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned cap = strcmp(w->rt->name, "microvm") == 0 ? c->max_vms * c->vcpus :
+		       c->max_parallel > 0 ? (unsigned)c->max_parallel : cpus > 0 ? (unsigned)cpus : 1;
+	w->capacity = cap < c->max_calls ? cap : c->max_calls;
+	w->capacity = w->capacity ? w->capacity : 1;
+	char host_image[80];
+	if (strcmp(w->rt->name, "unsafe-local") == 0 && worker_host_image(c->search_path, host_image) == 0 &&
+	    !worker_config_serves(c, host_image))
+		log_warn("the host's compilers are image %s, which [worker] images does not list: the scheduler is told "
+			 "the configured images", host_image);
+	struct sched_client_config sc = {
+		.addresses = (const char *const *)c->sched_addresses.v,
+		.pins = (const char *const *)c->sched_pins.v,
+		.n = c->sched_addresses.n,
+		.worker_token = c->sched_worker_token,
+		.worker_id = c->id,
+		.advertise = advertise,
+		.cert_fingerprint = fp,
+		.capacity = w->capacity,
+		.retry_ms = c->sched_retry_ms,
+		.load = sched_load,
+		.userdata = w,
+	};
+	return sched_client_new(&sc, &w->sched, err);
+}
+
 int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err)
 {
 	struct worker *w = calloc(1, sizeof(*w));
@@ -943,7 +1022,7 @@ int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err
 	};
 	if ((r = w->rt->open(&rc, &w->rt_state, err)) < 0)
 		goto fail;
-	if ((r = token_key_load_file(w->cfg.token_key_file, false, &w->token_key, err)) < 0)
+	if (w->cfg.token_key_file && (r = token_key_load_file(w->cfg.token_key_file, false, &w->token_key, err)) < 0)
 		goto fail;
 	if ((r = cas_open(w->cfg.dir, w->cfg.max_size, &w->cas, err)) < 0)
 		goto fail;
@@ -972,6 +1051,8 @@ int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err
 	};
 	if ((r = rpc_server_new(&sc, methods, ARRAY_SIZE(methods), w, &w->server, err)) < 0)
 		goto fail;
+	if (w->cfg.sched_addresses.n && (r = sched_setup(w, cert, err)) < 0)
+		goto fail;
 	*ret = w;
 	return 0;
 fail:
@@ -980,13 +1061,30 @@ fail:
 }
 
 int worker_port(const struct worker *w) { return rpc_server_port(w->server); }
-int worker_run(struct worker *w) { return rpc_server_run(w->server); }
-void worker_stop(struct worker *w) { rpc_server_shutdown(w->server); }
+int worker_run(struct worker *w)
+{
+	struct error err = { 0 };
+	if (w->sched && sched_client_start(w->sched, &err) < 0)
+		log_error("%s", err.msg);
+	int r = rpc_server_run(w->server);
+	sched_client_stop(w->sched);
+	return r;
+}
+
+/* The server stops taking calls first; then the scheduler threads are
+ * woken and joined (the scheduler drops the worker when its heartbeats
+ * stop). */
+void worker_stop(struct worker *w)
+{
+	rpc_server_shutdown(w->server);
+	sched_client_stop(w->sched);
+}
 
 void worker_free(struct worker *w)
 {
 	if (!w)
 		return;
+	sched_client_free(w->sched);
 	rpc_server_free(w->server);
 	if (w->rt && w->rt_state)
 		w->rt->close(w->rt_state);
