@@ -16,6 +16,7 @@
 #include "fs.h"
 #include "image_store.h"
 #include "token.h"
+#include "worker_config.h"
 #include "x509.h"
 
 int worker_host_image(const char *search_path, char ret[80])
@@ -51,6 +52,96 @@ int worker_host_image(const char *search_path, char ret[80])
 	return r;
 }
 
+#define USAGE                                                                                                   \
+	"usage: hpcc worker init DIR (--signing-key FILE | --verify-key FILE | --scheduler ADDR[,ADDR...] "    \
+	"--scheduler-pin PIN[,PIN...] --worker-token-file FILE [--advertise HOST:PORT]) [--id ID] [--listen ADDR] " \
+	"[--name DNS]... [--image DIGEST] [--allow-unsafe-local | --microvm --kernel FILE --initrd FILE "       \
+	"[--allow-tcg]] [--force]\n"
+
+/* The [scheduler] section, from --scheduler and its companions; checked
+ * again as a whole when worker.ini is loaded at the end of init. */
+static int scheduler_section(const char *addresses, const char *pins, const char *token_file, const char *advertise,
+			     const char *listen, char **ret)
+{
+	struct strv a = { 0 }, p = { 0 };
+	_cleanup_free_ char *abs_token = NULL;
+	struct buf b;
+	buf_init(&b, 8192);
+	char host[WORKER_HOSTPORT_MAX + 1];
+	unsigned port = 0;
+	int r = 0;
+	_cleanup_free_ char *copy = strdup(addresses), *pcopy = strdup(pins);
+	char *save = NULL;
+	for (char *t = copy ? strtok_r(copy, ", ", &save) : NULL; t && r == 0; t = strtok_r(NULL, ", ", &save))
+		r = strv_push(&a, t);
+	save = NULL;
+	for (char *t = pcopy ? strtok_r(pcopy, ", ", &save) : NULL; t && r == 0; t = strtok_r(NULL, ", ", &save))
+		r = strv_push(&p, t);
+	if (r < 0 || !copy || !pcopy) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = -EINVAL;
+	if (a.n == 0 || a.n > WORKER_SCHEDULERS_MAX) {
+		fprintf(stderr, "hpcc: worker init: --scheduler takes 1 to %d host:port addresses\n", WORKER_SCHEDULERS_MAX);
+		goto out;
+	}
+	for (size_t i = 0; i < a.n; i++)
+		if (worker_config_split_hostport(a.v[i], host, &port) < 0 || port == 0) {
+			fprintf(stderr, "hpcc: worker init: --scheduler: '%s' is not host:port\n", a.v[i]);
+			goto out;
+		}
+	for (size_t i = 0; i < p.n; i++) {
+		struct digest d;
+		if (strlen(p.v[i]) != DIGEST_STR_LEN || strncmp(p.v[i], DIGEST_PREFIX, strlen(DIGEST_PREFIX)) != 0 ||
+		    digest_parse(p.v[i], &d) < 0) {
+			fprintf(stderr, "hpcc: worker init: --scheduler-pin: '%s' is not sha256:<64 hex> (the scheduler's "
+					"certificate pin)\n", p.v[i]);
+			goto out;
+		}
+	}
+	if (p.n != 1 && p.n != a.n) {
+		fprintf(stderr, "hpcc: worker init: --scheduler-pin takes one pin, or one per --scheduler address\n");
+		goto out;
+	}
+	if (advertise && (worker_config_split_hostport(advertise, host, &port) < 0 || worker_config_host_is_wildcard(host))) {
+		fprintf(stderr, "hpcc: worker init: --advertise takes the host:port clients dial\n");
+		goto out;
+	}
+	if (!advertise && (worker_config_split_hostport(listen, host, &port) < 0 || worker_config_host_is_wildcard(host))) {
+		fprintf(stderr, "hpcc: worker init: give --advertise HOST:PORT: the listen address %s is not one clients "
+				"can dial\n", listen);
+		goto out;
+	}
+	if (!(abs_token = realpath(token_file, NULL))) {
+		fprintf(stderr, "hpcc: worker init: --worker-token-file %s: %s\n", token_file, strerror(errno));
+		goto out;
+	}
+	buf_printf(&b, "\n[scheduler]\n"
+		       "# Registers with each scheduler (replicas), which hands out the key that\n"
+		       "# verifies routing tokens and routes clients to this worker.\n"
+		       "address = ");
+	for (size_t i = 0; i < a.n; i++)
+		buf_printf(&b, "%s%s", i ? ", " : "", a.v[i]);
+	buf_printf(&b, "\n# sha256 of the scheduler's certificate: one for all, or one per address.\npin = ");
+	for (size_t i = 0; i < p.n; i++)
+		buf_printf(&b, "%s%s", i ? ", " : "", p.v[i]);
+	buf_printf(&b, "\n# The scheduler's worker token (mode 0600).\nworker_token_file = %s\n", abs_token);
+	if (advertise)
+		buf_printf(&b, "# What clients dial.\nadvertise = %s\n", advertise);
+	if (b.error) {
+		r = b.error;
+		goto out;
+	}
+	*ret = buf_steal(&b);
+	r = 0;
+out:
+	buf_free(&b);
+	strv_free(&a);
+	strv_free(&p);
+	return r;
+}
+
 static int write_text(const char *dir, const char *name, const char *text, mode_t mode)
 {
 	_cleanup_free_ char *p = path_join(dir, name);
@@ -77,8 +168,13 @@ int worker_init_main(int argc, char **argv)
 		{ "kernel", required_argument, NULL, 'K' },
 		{ "initrd", required_argument, NULL, 'I' },
 		{ "allow-tcg", no_argument, NULL, 'T' },
+		{ "scheduler", required_argument, NULL, 'S' },
+		{ "scheduler-pin", required_argument, NULL, 'P' },
+		{ "worker-token-file", required_argument, NULL, 'W' },
+		{ "advertise", required_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *sched = NULL, *sched_pin = NULL, *worker_token_file = NULL, *advertise = NULL;
 	const char *signing_out = NULL, *verify_in = NULL, *image_arg = NULL, *kernel = NULL, *initrd = NULL;
 	bool microvm = false, allow_tcg = false;
 	char host[256] = "localhost";
@@ -109,28 +205,38 @@ int worker_init_main(int argc, char **argv)
 		case 'K': kernel = optarg; break;
 		case 'I': initrd = optarg; break;
 		case 'T': allow_tcg = true; break;
+		case 'S': sched = optarg; break;
+		case 'P': sched_pin = optarg; break;
+		case 'W': worker_token_file = optarg; break;
+		case 'A': advertise = optarg; break;
 		default:
-			fprintf(stderr, "usage: hpcc worker init DIR (--signing-key FILE | --verify-key FILE) [--id ID] "
-					"[--listen ADDR] [--name DNS]... [--image DIGEST] [--allow-unsafe-local | --microvm --kernel FILE "
-					"--initrd FILE [--allow-tcg]] [--force]\n");
+			fprintf(stderr, USAGE);
 			return 2;
 		}
 	}
 	if (optind != argc - 1) {
-		fprintf(stderr, "usage: hpcc worker init DIR (--signing-key FILE | --verify-key FILE) [--id ID] "
-				"[--listen ADDR] [--name DNS]... [--image DIGEST] [--allow-unsafe-local | --microvm --kernel FILE "
-					"--initrd FILE [--allow-tcg]] [--force]\n");
+		fprintf(stderr, USAGE);
 		return 2;
 	}
 	const char *dir = argv[optind];
 	/* The signing key never goes into the worker's directory: whatever
 	 * the worker (and, under unsafe-local, a compile) can read must not be
 	 * able to mint tokens. */
-	if (!signing_out == !verify_in) {
-		fprintf(stderr, "hpcc: worker init: give --signing-key FILE (a new key pair; keep FILE away from the "
-				"worker) or --verify-key FILE (an existing public key)\n");
+	if ((signing_out && verify_in) || (!signing_out && !verify_in && !sched)) {
+		fprintf(stderr, "hpcc: worker init: give --scheduler ADDR (the scheduler hands out the routing key), "
+				"--signing-key FILE (a new key pair; keep FILE away from the worker) or --verify-key FILE "
+				"(an existing public key)\n");
 		return 2;
 	}
+	if (!sched != !sched_pin || !sched != !worker_token_file || (advertise && !sched)) {
+		fprintf(stderr, "hpcc: worker init: --scheduler, --scheduler-pin and --worker-token-file go together "
+				"(and --advertise with them)\n");
+		return 2;
+	}
+	_cleanup_free_ char *sched_text = NULL;
+	int rs = sched ? scheduler_section(sched, sched_pin, worker_token_file, advertise, listen, &sched_text) : 0;
+	if (rs < 0)
+		return rs == -EINVAL ? 2 : 1;
 	if (microvm && (!kernel || !initrd || unsafe)) {
 		fprintf(stderr, "hpcc: worker init: --microvm needs --kernel and --initrd, and excludes "
 				"--allow-unsafe-local\n");
@@ -203,9 +309,11 @@ int worker_init_main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!verify || (signing_out ? token_key_generate(&tk) < 0 || token_key_save_private(tk, signing_out, &err) < 0 :
-				      token_key_load_file(verify_in, false, &tk, &err) < 0) ||
-	    token_key_save_public(tk, verify, &err) < 0) {
+	bool own_key = signing_out || verify_in;
+	if (!verify || (own_key && ((signing_out ? token_key_generate(&tk) < 0 ||
+							   token_key_save_private(tk, signing_out, &err) < 0 :
+						   token_key_load_file(verify_in, false, &tk, &err) < 0) ||
+				    token_key_save_public(tk, verify, &err) < 0))) {
 		fprintf(stderr, "hpcc: worker init: token key: %s\n", err.msg[0] ? err.msg : "cannot generate");
 		return 1;
 	}
@@ -219,9 +327,7 @@ int worker_init_main(int argc, char **argv)
 		     "dir = state\n"
 		     "cert = cert.pem\n"
 		     "key = key.pem\n"
-		     "# Verifies routing tokens (signed by the scheduler, or by hpcc token issue\n"
-		     "# with the signing key, which must never be readable by this worker).\n"
-		     "token_key = token-verify.pem\n"
+		     "%s"
 		     "# The toolchain images this worker serves. For unsafe-local this names\n"
 		     "# the host's compilers (hpcc worker host-image).\n"
 		     "images = %s\n"
@@ -237,7 +343,11 @@ int worker_init_main(int argc, char **argv)
 		     "# unsafe-local runs compilers on this host without isolation: only for\n"
 		     "# trusted clients. The microVM runtime is the one to use otherwise.\n"
 		     "allow_unsafe_local = %s\n",
-		     id, listen, image, microvm ? "microvm" : "unsafe-local", unsafe ? "true" : "false") < 0)
+		     id, listen,
+		     own_key ? "# Verifies routing tokens (signed by hpcc token issue with the signing key,\n"
+			       "# which must never be readable by this worker).\n"
+			       "token_key = token-verify.pem\n" : "",
+		     image, microvm ? "microvm" : "unsafe-local", unsafe ? "true" : "false") < 0)
 		return 1;
 	if (microvm) {
 		_cleanup_free_ char *more = NULL;
@@ -268,9 +378,33 @@ int worker_init_main(int argc, char **argv)
 		free(ini);
 		ini = TAKE_PTR(more);
 	}
+	if (sched_text) {
+		_cleanup_free_ char *more = NULL;
+		if (asprintf(&more, "%s%s", ini, sched_text) < 0)
+			return 1;
+		free(ini);
+		ini = TAKE_PTR(more);
+	}
 	if (write_text(dir, "cert.pem", cert, 0644) < 0 || write_text(dir, "key.pem", key, 0600) < 0 ||
 	    write_text(dir, "worker.ini", ini, 0644) < 0)
 		return 1;
+	/* What the worker will refuse at start (a token file others can
+	 * read, a malformed pin) is better said now. */
+	struct worker_config check;
+	if (worker_config_load(ini_path, &check, &err) < 0) {
+		fprintf(stderr, "hpcc: worker init: %s\n", err.msg);
+		unlink(ini_path);
+		return 1;
+	}
+	worker_config_free(&check);
+	if (sched) {
+		printf("worker directory   %s\n"
+		       "certificate pin    %s\n"
+		       "image              %s\n"
+		       "schedulers         %s (the worker registers as %s; clients are routed to it)\n",
+		       dir, fp, image, sched, id);
+		return 0;
+	}
 	printf("worker directory   %s\n"
 	       "certificate pin    %s\n"
 	       "image              %s\n"
