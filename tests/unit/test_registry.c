@@ -111,7 +111,7 @@ static void test_rendezvous_spread_and_movement(void **state)
 	for (size_t i = 0; i < 4; i++)
 		add(r, ids[i], 8, only_a, 1, 0);
 	enum { N = 2000 };
-	static char before[N][16];
+	static char before[N][TOKEN_NAME_MAX + 1];
 	size_t counts[4] = { 0 };
 	for (int k = 0; k < N; k++) {
 		char tenant[32];

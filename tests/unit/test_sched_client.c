@@ -391,6 +391,20 @@ static void assert_probe(struct wfix *wf, const struct token_key *key, int code,
 		fail_msg("probe: expected %d '%s', got %d '%s'", code, substring ? substring : "", st.code, st.msg);
 }
 
+/* Waits (up to 2 s) until a token signed by key is accepted: the fake counts
+ * its reply when it sends it, the worker installs the key a moment later. */
+static void await_key(struct wfix *wf, const struct token_key *key)
+{
+	struct rpc_status st = { 0 };
+	for (int i = 0; i < 100; i++) {
+		probe_with(wf, key, 0, &st);
+		if (st.code == GRPC_STATUS_OK)
+			return;
+		usleep(20 * 1000);
+	}
+	fail_msg("the worker never accepted the scheduler's key: %d '%s'", st.code, st.msg);
+}
+
 /* ---- the log --------------------------------------------------------------- */
 
 static size_t log_size(void)
@@ -548,7 +562,7 @@ static void test_unauthenticated(void **state)
 	f->register_code = GRPC_STATUS_OK;
 	pthread_mutex_unlock(&f->lock);
 	assert_true(fake_wait(f, &f->n_register_ok, 1, 5000));
-	assert_probe(&wf, f->key, GRPC_STATUS_OK, NULL);
+	await_key(&wf, f->key);
 	assert_true(fake_wait(f, &f->n_heartbeat, 1, 5000));
 	worker_end(&wf);
 	fake_stop(f);
@@ -563,6 +577,7 @@ static void test_token_keys(void **state)
 	struct wfix wf;
 	worker_start(&wf, sched, false, 0);
 	assert_true(fake_wait(f, &f->n_register_ok, 1, 5000));
+	await_key(&wf, f->key);
 	struct token_key *other = NULL, *next = NULL, *first = NULL;
 	assert_int_equal(token_key_generate(&other), 0);
 	assert_int_equal(token_key_generate(&next), 0);
@@ -613,7 +628,7 @@ static void test_static_key_and_scheduler_key(void **state)
 	f->register_code = GRPC_STATUS_OK;
 	pthread_mutex_unlock(&f->lock);
 	assert_true(fake_wait(f, &f->n_register_ok, 1, 5000));
-	sleep_ms(50);
+	await_key(&wf, f->key);
 	/* Both, once the scheduler handed its key out. */
 	assert_probe(&wf, f->key, GRPC_STATUS_OK, NULL);
 	assert_probe(&wf, wf.static_key, GRPC_STATUS_OK, NULL);
