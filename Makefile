@@ -41,6 +41,7 @@ bench:
 	@bench/warm-zlib.sh
 	@bench/remote.sh
 	@bench/microvm.sh
+	@bench/route.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
