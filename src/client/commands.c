@@ -215,7 +215,8 @@ int command_daemon(int argc, char **argv)
 	int code = 0;
 	if (strcmp(sub, "run") == 0) {
 		const char *remote = config_get(&cfg, CONFIG_REMOTE_WORKER);
-		if (remote && *remote && !command_is_hpccd) {
+		const char *sched = config_get(&cfg, CONFIG_REMOTE_SCHEDULER);
+		if (((remote && *remote) || (sched && *sched)) && !command_is_hpccd) {
 			/* Remote mode lives in hpccd (it links grpc). */
 			char *args[] = { (char *)"hpccd", (char *)"daemon", (char *)"run", NULL };
 			command_exec_hpccd(args);
