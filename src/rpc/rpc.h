@@ -84,6 +84,14 @@ int rpc_call_recv(struct rpc_call *c, struct buf *msg);
 int rpc_call_send(struct rpc_call *c, const void *data, size_t n);  /* one response message */
 /* Status; after this the call is done. Past the deadline it sends DEADLINE_EXCEEDED instead, returns -ETIMEDOUT. */
 int rpc_call_finish(struct rpc_call *c, int code, const char *msg);
+/*
+ * The one response message and the OK status in a single batch (one write instead of two): what
+ * rpc_call_send then rpc_call_finish(c, GRPC_STATUS_OK, NULL) do, for a unary or client-streaming handler's
+ * answer. After it the call is done. Past the deadline, or on a dead call, the message is not sent, the
+ * status is as rpc_call_finish would send it, and the return is -ETIMEDOUT or -ECANCELED. Out of memory
+ * for the message: RESOURCE_EXHAUSTED is sent instead, -ENOMEM returned.
+ */
+int rpc_call_reply(struct rpc_call *c, const void *data, size_t n);
 const char *rpc_call_method(const struct rpc_call *c);
 const char *rpc_call_peer(const struct rpc_call *c);
 /* Milliseconds left before the client's deadline (0 once past, INT64_MAX if none). */

@@ -43,6 +43,7 @@
 #define M_HOLD "/test.Echo/Hold"
 #define M_INFO "/test.Echo/Info"
 #define M_FORGET "/test.Echo/Forget"
+#define M_REPLY "/test.Echo/Reply"
 #define MAX_MESSAGE (64 * 1024)
 
 static char *cert_pem, *key_pem;
@@ -55,6 +56,7 @@ static atomic_int block_entered;
 static atomic_int block_release;
 static atomic_int hold_entered;
 static atomic_int hold_recv_result;
+static atomic_int reply_result, reply_again_result, reply_done;
 
 static int64_t now_ms(void)
 {
@@ -184,8 +186,27 @@ static void handle_forget(struct rpc_call *c, void *userdata)
 	buf_free(&msg);
 }
 
+/* rpc_call_reply: "echo:<data>" answers <data>; "late:<data>" first sleeps past the client's 200 ms. Then
+ * every other way to answer must find the call finished. */
+static void handle_reply(struct rpc_call *c, void *userdata)
+{
+	struct buf msg;
+	buf_init(&msg, MAX_MESSAGE);
+	if (rpc_call_recv(c, &msg) == 1 && msg.len >= 5) {
+		if (memcmp(msg.data, "late:", 5) == 0)
+			sleep_ms(400);  /* without looking at rpc_call_cancelled, as a handler busy in one step */
+		atomic_store(&reply_result, rpc_call_reply(c, msg.data + 5, msg.len - 5));
+		int again = rpc_call_reply(c, "x", 1);
+		if (rpc_call_send(c, "x", 1) != -EPIPE || rpc_call_finish(c, GRPC_STATUS_INTERNAL, "again") != -EPIPE)
+			again = -EINVAL;
+		atomic_store(&reply_again_result, again);
+	}
+	buf_free(&msg);
+	atomic_fetch_add(&reply_done, 1);
+}
+
 static const struct rpc_method methods[] = {
-	{ M_FORGET, handle_forget },
+	{ M_FORGET, handle_forget }, { M_REPLY, handle_reply },
 	{ M_ECHO, handle_echo }, { M_STATUS, handle_status }, { M_SLOW, handle_slow }, { M_SUM, handle_sum },
 	{ M_BLOCK, handle_block }, { M_HOLD, handle_hold }, { M_INFO, handle_info },
 };
@@ -347,6 +368,47 @@ static void test_status_from_handler(void **state)
 	assert_int_equal(rpc_unary(main_channel, M_FORGET, "x", 1, 5000, &reply, &st), 0);
 	assert_int_equal(st.code, GRPC_STATUS_INTERNAL);
 	assert_non_null(strstr(st.msg, "did not finish"));
+	buf_free(&reply);
+}
+
+/* rpc_call_reply: the message and OK in one batch, then the call is done; past the deadline, no message. */
+static void test_reply(void **state)
+{
+	struct buf reply;
+	buf_init(&reply, MAX_MESSAGE);
+	struct rpc_status st = { 0 };
+	static const char *const payloads[] = { "echo:hello", "echo:" };
+	for (size_t i = 0; i < ARRAY_SIZE(payloads); i++) {
+		int before = atomic_load(&reply_done);
+		call_ok(main_channel, M_REPLY, payloads[i], strlen(payloads[i]), &reply);
+		assert_int_equal(reply.len, strlen(payloads[i]) - 5);
+		assert_memory_equal(reply.data, payloads[i] + 5, reply.len);
+		assert_true(wait_for(&reply_done, before + 1, 5000));
+		assert_int_equal(atomic_load(&reply_result), 0);
+		assert_int_equal(atomic_load(&reply_again_result), -EPIPE);
+	}
+
+	/* Just under the server's cap, every byte value, and the initial metadata in the same batch. */
+	size_t n = MAX_MESSAGE - 64;
+	char *big = malloc(n);
+	assert_non_null(big);
+	memcpy(big, "echo:", 5);
+	for (size_t i = 5; i < n; i++)
+		big[i] = (char)(i * 13);
+	call_ok(main_channel, M_REPLY, big, n, &reply);
+	assert_int_equal(reply.len, n - 5);
+	assert_memory_equal(reply.data, big + 5, n - 5);
+	free(big);
+
+	/* Past the client's deadline: DEADLINE_EXCEEDED, never OK, and the handler is told. */
+	int before = atomic_load(&reply_done);
+	assert_int_equal(rpc_unary(main_channel, M_REPLY, "late:x", 6, 200, &reply, &st), 0);
+	assert_int_equal(st.code, GRPC_STATUS_DEADLINE_EXCEEDED);
+	assert_true(wait_for(&reply_done, before + 1, 5000));
+	int r = atomic_load(&reply_result);
+	if (r != -ETIMEDOUT && r != -ECANCELED)
+		fail_msg("rpc_call_reply past the deadline: %d", r);
+	assert_int_equal(atomic_load(&reply_again_result), -EPIPE);
 	buf_free(&reply);
 }
 
@@ -903,6 +965,7 @@ int main(void)
 		cmocka_unit_test(test_unary_echo),
 		cmocka_unit_test(test_call_info),
 		cmocka_unit_test(test_status_from_handler),
+		cmocka_unit_test(test_reply),
 		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_client_stream),
 		cmocka_unit_test(test_max_message),
