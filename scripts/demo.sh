@@ -237,7 +237,7 @@ say "alice: ${aexec:-0} compiles in the microVM, $ta s; bob: ${rhits:-0} remote 
 echo
 AUDIT=$W/worker/state/audit.tsv
 say "the worker's audit log ($(wc -l <"$AUDIT") rows, hash-chained, written before each answer); the last 5:"
-printf '    %-20s %-7s %-22s %-6s %-5s %-7s %s\n' time tenant vm cache exit ms action
-tail -n 5 "$AUDIT" | awk -F'\t' '{ printf "    %-20s %-7s %-22s %-6s %-5s %-7s %.23s\n", $1, $6, $8, $12, $10, $9, $11 }'
+printf '    %-27s %-7s %-22s %-6s %-5s %-7s %s\n' time tenant vm cache exit ms action
+tail -n 5 "$AUDIT" | awk -F'\t' '{ printf "    %-27s %-7s %-22s %-6s %-5s %-7s %.23s\n", $1, $6, $8, $12, $10, $9, $11 }'
 [[ ${aexec:-0} -gt 0 && ${rhits:-0} -gt 0 && ${rexec:-1} -eq 0 ]] ||
     die "expected alice's compiles in the microVM and only remote hits for bob"
