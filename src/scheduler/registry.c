@@ -7,8 +7,8 @@
 
 #include <errno.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -243,16 +243,18 @@ int registry_heartbeat(struct registry *r, const struct registry_report *rep, in
 double registry_hash_unit(const char *tenant, const char *image, const char *worker_id)
 {
 	/* NUL-separated: no two different triples give the same input. */
-	unsigned char in[3 * 80 + 8], md[EVP_MAX_MD_SIZE];
+	unsigned char in[3 * 80 + 8];
 	size_t a = strnlen(tenant, 79), b = strnlen(image, 79), c = strnlen(worker_id, 79), n = 0;
 	memcpy(in + n, tenant, a), n += a, in[n++] = 0;
 	memcpy(in + n, image, b), n += b, in[n++] = 0;
 	memcpy(in + n, worker_id, c), n += c;
-	unsigned md_len = 0;
-	EVP_Digest(in, n, md, &md_len, EVP_sha256(), NULL);
+	/* digest_bytes uses a SHA-256 fetched once: EVP_Digest with EVP_sha256() looks the algorithm up
+	 * again on every call, once per worker per Route. A failure (out of memory) hashes to a fixed value. */
+	struct digest md = { 0 };
+	digest_bytes(in, n, &md);
 	uint64_t x = 0;
 	for (int i = 0; i < 8; i++)
-		x = x << 8 | md[i];
+		x = x << 8 | md.b[i];
 	/* The top 53 bits, centred in their interval: never 0, never 1. */
 	return ((double)(x >> 11) + 0.5) / 9007199254740992.0;
 }

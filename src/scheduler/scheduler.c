@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "digest.h"
 #include "fs.h"
 #include "jwks_cache.h"
 #include "log.h"
@@ -29,7 +29,7 @@ struct scheduler {
 	struct scheduler_config cfg;
 	struct token_key *signing_key;
 	char *public_pem;
-	unsigned char worker_token_digest[32];
+	struct digest worker_token_digest;
 	struct registry *registry;
 	struct jwks_cache *jwks;
 	struct rpc_server *server;
@@ -42,11 +42,6 @@ static int64_t monotonic_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sha256(const void *data, size_t n, unsigned char out[32])
-{
-	unsigned len = 0;
-	EVP_Digest(data, n, out, &len, EVP_sha256(), NULL);
-}
 
 int scheduler_read_worker_token(const char *path, char **ret, struct error *err)
 {
@@ -99,17 +94,22 @@ static ProtobufCMessage *receive(struct rpc_call *c, const ProtobufCMessageDescr
 	return m;
 }
 
+/* Replies fit here (a RouteReply is a few hundred bytes); only a larger one costs an allocation. */
+#define REPLY_STACK_SIZE 2048
+
+/* The message and OK in one batch: one write instead of two. */
 static void reply(struct rpc_call *c, const ProtobufCMessage *m)
 {
+	uint8_t stack[REPLY_STACK_SIZE];
 	size_t len = protobuf_c_message_get_packed_size(m);
-	_cleanup_free_ uint8_t *out = malloc(len ? len : 1);
+	_cleanup_free_ uint8_t *heap = len > sizeof(stack) ? malloc(len) : NULL;
+	uint8_t *out = len > sizeof(stack) ? heap : stack;
 	if (!out) {
 		rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
 	protobuf_c_message_pack(m, out);
-	rpc_call_send(c, out, len);
-	rpc_call_finish(c, GRPC_STATUS_OK, NULL);
+	rpc_call_reply(c, out, len);
 }
 
 static void refuse(struct rpc_call *c, int code, const char *fmt, ...) _printf_(3, 4);
@@ -229,9 +229,10 @@ static void handle_route(struct rpc_call *c, void *user)
 /* Constant time whatever the lengths: the digests are compared, not the secrets. */
 static bool worker_token_ok(const struct scheduler *s, const char *token)
 {
-	unsigned char d[32];
-	sha256(token, strlen(token), d);
-	return CRYPTO_memcmp(d, s->worker_token_digest, sizeof(d)) == 0;
+	struct digest d;
+	if (digest_bytes(token, strlen(token), &d) < 0)
+		return false;
+	return CRYPTO_memcmp(d.b, s->worker_token_digest.b, sizeof(d.b)) == 0;
 }
 
 static void handle_register(struct rpc_call *c, void *user)
@@ -347,8 +348,12 @@ int scheduler_new(struct scheduler_config *cfg, struct scheduler **ret, struct e
 	}
 	if ((r = scheduler_read_worker_token(s->cfg.worker_token_file, &worker_token, err)) < 0)
 		goto fail;
-	sha256(worker_token, strlen(worker_token), s->worker_token_digest);
+	r = digest_bytes(worker_token, strlen(worker_token), &s->worker_token_digest);
 	OPENSSL_cleanse(worker_token, strlen(worker_token));
+	if (r < 0) {
+		error_set(err, r, "cannot hash the worker token");
+		goto fail;
+	}
 	/* One missed heartbeat plus half an interval of delay: a dead worker is out within two intervals. */
 	if ((r = registry_new((int64_t)s->cfg.heartbeat_interval_ms * 3 / 2, &s->registry)) < 0 ||
 	    (r = jwks_cache_new(&s->cfg, &s->jwks)) < 0) {

@@ -227,6 +227,9 @@ static void test_hash_unit(void **state)
 	double u = registry_hash_unit("t", IMG_A, "w");
 	assert_true(u > 0 && u < 1);
 	assert_true(u == registry_hash_unit("t", IMG_A, "w"));
+	/* A known answer: the top 53 bits of SHA-256("t\0" IMG_A "\0w"), so that two scheduler replicas, or a
+	 * scheduler before and after an upgrade, route alike. */
+	assert_true(u == (6177562042905922.0 + 0.5) / 9007199254740992.0);
 	/* The separator matters: ("ab", "c") and ("a", "bc") differ. */
 	assert_true(registry_hash_unit("ab", "c", "w") != registry_hash_unit("a", "bc", "w"));
 }
