@@ -1,7 +1,11 @@
 /*
  * Per-tenant JWKS cache (see jwks_cache.h). Readers take a reference to the
  * current key set under a short mutex and verify without it; a fetch runs
- * without the lock (one per tenant at a time) and swaps the set in.
+ * without the lock (one per tenant at a time) and swaps the set in. Each key
+ * set carries the tokens verified with it (SHA-256 of the token -> claims):
+ * a ring in insertion order, so the oldest goes first when it is full, with
+ * an open-addressing index (linear probing) on the digest. Since it belongs
+ * to the key set, a refetch starts with an empty one.
  */
 #include "jwks_cache.h"
 
@@ -9,17 +13,37 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "buf.h"
+#include "digest.h"
 #include "http.h"
 #include "log.h"
+
+/* One verified token: what jwt_verify returned for it but iss, which is the tenant's issuer. */
+struct verified {
+	uint8_t digest[DIGEST_LEN];  /* SHA-256 of the token */
+	int64_t exp, nbf, iat;
+	char alg[sizeof(((struct jwt_claims *)0)->alg)];
+	char kid[sizeof(((struct jwt_claims *)0)->kid)];
+	char sub[sizeof(((struct jwt_claims *)0)->sub)];
+};
+
+struct verified_cache {
+	pthread_mutex_t lock;  /* guards everything below */
+	struct verified *v;    /* ring of cap entries: n of them from head on, oldest first */
+	uint32_t *index;       /* 2 * cap buckets: 0 empty, else ring slot + 1 */
+	size_t cap, head, n;
+};
 
 struct keyset {
 	atomic_int refs;
 	struct jwks *jwks;
+	struct verified_cache verified;
 };
 
 struct tenant_keys {
@@ -36,14 +60,131 @@ struct jwks_cache {
 	const struct scheduler_config *cfg;
 	struct tenant_keys *t;
 	atomic_uint_fast64_t fetches, failures;
+	atomic_uint_fast64_t token_hits, token_verifies;
 };
 
 static void keyset_unref(struct keyset *k)
 {
 	if (k && atomic_fetch_sub(&k->refs, 1) == 1) {
 		jwks_free(k->jwks);
+		free(k->verified.v);
+		free(k->verified.index);
+		pthread_mutex_destroy(&k->verified.lock);
 		free(k);
 	}
+}
+
+/* ---- tokens verified with one key set ---- */
+
+static size_t bucket_of(const struct verified_cache *vc, const uint8_t digest[DIGEST_LEN])
+{
+	uint64_t h;
+	memcpy(&h, digest, sizeof(h));  /* a SHA-256: any 8 bytes are uniform */
+	return (size_t)h & (2 * vc->cap - 1);
+}
+
+/* The bucket that holds ring slot i's entry. */
+static size_t bucket_find(const struct verified_cache *vc, size_t slot)
+{
+	size_t mask = 2 * vc->cap - 1, b = bucket_of(vc, vc->v[slot].digest);
+	while (vc->index[b] != slot + 1)
+		b = (b + 1) & mask;
+	return b;
+}
+
+/* Empties bucket b and moves later entries of its probe run back, so no lookup stops short (no tombstones). */
+static void bucket_clear(struct verified_cache *vc, size_t b)
+{
+	size_t mask = 2 * vc->cap - 1;
+	for (size_t j = b;;) {
+		vc->index[b] = 0;
+		for (;;) {
+			j = (j + 1) & mask;
+			if (!vc->index[j])
+				return;
+			size_t home = bucket_of(vc, vc->v[vc->index[j] - 1].digest);
+			/* The entry at j may move to b unless its home lies cyclically in (b, j]. */
+			bool stays = b <= j ? (home > b && home <= j) : (home > b || home <= j);
+			if (!stays) {
+				vc->index[b] = vc->index[j];
+				b = j;
+				break;
+			}
+		}
+	}
+}
+
+static void bucket_put(struct verified_cache *vc, size_t slot)
+{
+	size_t mask = 2 * vc->cap - 1, b = bucket_of(vc, vc->v[slot].digest);
+	while (vc->index[b])
+		b = (b + 1) & mask;
+	vc->index[b] = (uint32_t)slot + 1;
+}
+
+/* Called with vc->lock held. */
+static const struct verified *verified_find(const struct verified_cache *vc, const uint8_t digest[DIGEST_LEN])
+{
+	if (!vc->cap)
+		return NULL;
+	size_t mask = 2 * vc->cap - 1;
+	for (size_t b = bucket_of(vc, digest); vc->index[b]; b = (b + 1) & mask) {
+		const struct verified *e = &vc->v[vc->index[b] - 1];
+		if (memcmp(e->digest, digest, DIGEST_LEN) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* Doubles the ring (up to JWKS_VERIFIED_MAX), oldest entry first again, and rebuilds the index. */
+static int verified_grow(struct verified_cache *vc)
+{
+	size_t cap = vc->cap ? vc->cap * 2 : JWKS_VERIFIED_MIN;
+	struct verified *v = malloc(cap * sizeof(*v));
+	uint32_t *index = calloc(2 * cap, sizeof(*index));
+	if (!v || !index) {
+		free(v);
+		free(index);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < vc->n; i++)
+		v[i] = vc->v[(vc->head + i) % vc->cap];
+	free(vc->v);
+	free(vc->index);
+	vc->v = v;
+	vc->index = index;
+	vc->cap = cap;
+	vc->head = 0;
+	for (size_t i = 0; i < vc->n; i++)
+		bucket_put(vc, i);
+	return 0;
+}
+
+/* Remembers a token that jwt_verify just accepted; when full, the oldest one makes room. */
+static void verified_add(struct verified_cache *vc, const uint8_t digest[DIGEST_LEN], const struct jwt_claims *jc)
+{
+	pthread_mutex_lock(&vc->lock);
+	size_t slot = SIZE_MAX;
+	if (verified_find(vc, digest)) {
+		/* Another thread verified it at the same time. */
+	} else if (vc->n < vc->cap || (vc->cap < JWKS_VERIFIED_MAX && verified_grow(vc) == 0)) {
+		slot = (vc->head + vc->n++) % vc->cap;
+	} else if (vc->cap) {
+		/* Full: the new entry takes the oldest one's slot, which becomes the ring's tail. */
+		slot = vc->head;
+		bucket_clear(vc, bucket_find(vc, slot));
+		vc->head = (vc->head + 1) % vc->cap;
+	}
+	if (slot != SIZE_MAX) {
+		struct verified *e = &vc->v[slot];
+		memcpy(e->digest, digest, DIGEST_LEN);
+		e->exp = jc->exp, e->nbf = jc->nbf, e->iat = jc->iat;
+		memcpy(e->alg, jc->alg, sizeof(e->alg));
+		memcpy(e->kid, jc->kid, sizeof(e->kid));
+		memcpy(e->sub, jc->sub, sizeof(e->sub));
+		bucket_put(vc, slot);
+	}
+	pthread_mutex_unlock(&vc->lock);
 }
 
 int jwks_cache_new(const struct scheduler_config *cfg, struct jwks_cache **ret)
@@ -182,6 +323,7 @@ static int fetch_locked(struct jwks_cache *c, size_t i, int64_t now, struct erro
 	}
 	atomic_init(&ks->refs, 1);
 	ks->jwks = keys;
+	pthread_mutex_init(&ks->verified.lock, NULL);
 	keyset_unref(tk->current);
 	tk->current = ks;
 	tk->fetched_at = now;
@@ -221,6 +363,31 @@ void jwks_cache_prefetch(struct jwks_cache *c)
 	}
 }
 
+/*
+ * A token verified with this key set before, whose times still hold as jwt_verify checks them, to the
+ * second: a cached token stops being accepted at the very moment it would stop verifying. Everything else
+ * jwt_verify checks depends only on the token's bytes, the key set and the tenant's issuer and audience,
+ * which are the same as when it was verified. false: verify it in full (which also gives the error).
+ */
+static bool verified_get(struct verified_cache *vc, const uint8_t digest[DIGEST_LEN], const struct jwt_expect *want,
+			 struct jwt_claims *ret)
+{
+	pthread_mutex_lock(&vc->lock);
+	const struct verified *e = verified_find(vc, digest);
+	bool ok = e && want->now < e->exp + want->skew && e->nbf <= want->now + want->skew &&
+		  e->iat <= want->now + want->skew;
+	if (ok && ret) {
+		*ret = (struct jwt_claims){ .exp = e->exp, .nbf = e->nbf, .iat = e->iat };
+		memcpy(ret->alg, e->alg, sizeof(ret->alg));
+		memcpy(ret->kid, e->kid, sizeof(ret->kid));
+		memcpy(ret->sub, e->sub, sizeof(ret->sub));
+		/* jwt_verify accepted the token only because its iss is exactly this. */
+		snprintf(ret->iss, sizeof(ret->iss), "%s", want->issuer);
+	}
+	pthread_mutex_unlock(&vc->lock);
+	return ok;
+}
+
 int jwks_cache_verify(struct jwks_cache *c, size_t i, const char *token, size_t n, int64_t now,
 		      struct jwt_claims *ret, struct error *err)
 {
@@ -230,22 +397,39 @@ int jwks_cache_verify(struct jwks_cache *c, size_t i, const char *token, size_t 
 	struct keyset *ks = keys_get(c, i, now, false, err);
 	if (!ks)
 		return -EAGAIN;
+	/* Only what jwt_verify could accept goes through the cache; the rest gets jwt_verify's own error. */
+	struct digest d;
+	bool cacheable = n <= JWT_MAX_SIZE && now >= 0 && now <= JWT_TIME_MAX && want.skew >= 0 &&
+			 want.skew <= JWT_SKEW_MAX && digest_bytes(token, n, &d) == 0;
+	if (cacheable && verified_get(&ks->verified, d.b, &want, ret)) {
+		keyset_unref(ks);
+		atomic_fetch_add(&c->token_hits, 1);
+		return 0;
+	}
+	atomic_fetch_add(&c->token_verifies, 1);
 	struct error verr = { 0 };
-	int r = jwt_verify(ks->jwks, token, n, &want, ret, &verr);
-	keyset_unref(ks);
+	struct jwt_claims jc;
+	int r = jwt_verify(ks->jwks, token, n, &want, &jc, &verr);
 	if (r == -ENOKEY) {
 		/* A key the IdP added since we fetched (rotation): fetch again, at a bounded rate. */
 		struct error ferr = { 0 };
+		keyset_unref(ks);
 		ks = keys_get(c, i, now, true, &ferr);
 		if (ks) {
 			error_clear(&verr);
-			r = jwt_verify(ks->jwks, token, n, &want, ret, &verr);
-			keyset_unref(ks);
+			r = jwt_verify(ks->jwks, token, n, &want, &jc, &verr);
 		}
 	}
+	/* Into the cache of the key set that verified it: if a refetch replaced that set meanwhile, the
+	 * entry goes with it. */
+	if (r == 0 && cacheable)
+		verified_add(&ks->verified, d.b, &jc);
+	keyset_unref(ks);
 	if (r < 0)
-		error_set(err, r, "%s", verr.msg);
-	return r;
+		return error_set(err, r, "%s", verr.msg);
+	if (ret)
+		*ret = jc;
+	return 0;
 }
 
 int jwks_cache_token_url(struct jwks_cache *c, size_t i, char *ret, size_t size, struct error *err)
@@ -269,6 +453,14 @@ int jwks_cache_token_url(struct jwks_cache *c, size_t i, char *ret, size_t size,
 		memcpy(ret, tk->token_url, strlen(tk->token_url) + 1);
 	pthread_mutex_unlock(&tk->lock);
 	return r;
+}
+
+void jwks_cache_token_counts(struct jwks_cache *c, uint64_t *ret_hits, uint64_t *ret_verifies)
+{
+	if (ret_hits)
+		*ret_hits = atomic_load(&c->token_hits);
+	if (ret_verifies)
+		*ret_verifies = atomic_load(&c->token_verifies);
 }
 
 void jwks_cache_counts(struct jwks_cache *c, uint64_t *ret_fetches, uint64_t *ret_failures)
