@@ -10,6 +10,7 @@
  */
 #include "oauth.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -256,6 +257,37 @@ static int token_answer(const struct buf *body, int64_t now, bool keep_refresh, 
 	return 0;
 }
 
+/* The port of an authority, after its ':': 1 to 5 digits. */
+static bool port_is_valid(const char *p, size_t n)
+{
+	if (n == 0 || n > 5)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+	return true;
+}
+
+/* A loopback host, matched whole: a dotted-quad IPv4 literal in 127.0.0.0/8,
+ * exactly "localhost", or exactly "[::1]". A prefix test would let
+ * 127.attacker.example or localhost.evil.example through to DNS. */
+static bool host_is_loopback(const char *host, size_t n)
+{
+	if (n == 5 && memcmp(host, "[::1]", 5) == 0)
+		return true;
+	if (n == 9 && strncasecmp(host, "localhost", 9) == 0)
+		return true;
+	char text[INET_ADDRSTRLEN];
+	struct in_addr a;
+	if (n == 0 || n >= sizeof(text))
+		return false;
+	memcpy(text, host, n);
+	text[n] = '\0';
+	/* inet_pton takes only four decimal parts, none of inet_aton's
+	 * shorthands (127.1, 0x7f.0.0.1) that a resolver might read otherwise. */
+	return inet_pton(AF_INET, text, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
 bool oauth_endpoint_is_allowed(const char *url)
 {
 	if (!url)
@@ -264,15 +296,21 @@ bool oauth_endpoint_is_allowed(const char *url)
 		return true;
 	if (strncasecmp(url, "http://", 7) != 0)
 		return false;
-	const char *host = url + 7;
-	size_t n = strcspn(host, "/?#");
-	if (memchr(host, '@', n))
+	/* The authority ends where the path, query or fragment starts; what
+	 * is allowed is host, or host:port, and nothing else (no user info). */
+	const char *authority = url + 7;
+	size_t n = strcspn(authority, "/?#");
+	size_t host_len;
+	if (authority[0] == '[') {
+		const char *close = memchr(authority, ']', n);
+		host_len = close ? (size_t)(close - authority) + 1 : n;
+	} else {
+		const char *colon = memchr(authority, ':', n);
+		host_len = colon ? (size_t)(colon - authority) : n;
+	}
+	if (host_len < n && (authority[host_len] != ':' || !port_is_valid(authority + host_len + 1, n - host_len - 1)))
 		return false;
-	static const char *const loopback[] = { "127.", "localhost:", "localhost/", "[::1]" };
-	for (size_t i = 0; i < ARRAY_SIZE(loopback); i++)
-		if (strncasecmp(host, loopback[i], strlen(loopback[i])) == 0)
-			return true;
-	return strcasecmp(host, "localhost") == 0;
+	return host_is_loopback(authority, host_len);
 }
 
 static int token_request(struct oauth_session *s, const char *const *fields, int64_t now, bool refresh,

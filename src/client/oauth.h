@@ -89,8 +89,10 @@ int oauth_session_remove(const char *path, struct error *err);
  * [A-Za-z0-9._-]{1,64} or starts with '.'. */
 int oauth_session_path(const struct config *cfg, const char *tenant, char **ret_path, struct error *err);
 bool oauth_tenant_is_valid(const char *tenant);
-/* https URLs, and http ones only to a loopback host (127.*, localhost,
- * [::1]): the grants refuse other token endpoints (-EPROTONOSUPPORT). */
+/* https URLs, and http ones only to a loopback host, matched whole: an IPv4
+ * literal in 127.0.0.0/8 (four decimal parts), "localhost" or "[::1]",
+ * then an optional ":port" and the end or a '/', '?' or '#'. No user info.
+ * The grants refuse other token endpoints (-EPROTONOSUPPORT). */
 bool oauth_endpoint_is_allowed(const char *url);
 
 /*

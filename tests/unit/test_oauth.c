@@ -561,13 +561,24 @@ static void test_endpoint_allowed(void **state)
 	struct fixture *f = *state;
 	static const char *const ok[] = { "https://idp.example/token", "HTTPS://idp.example:8443/t",
 					  "http://127.0.0.1:8080/token", "http://localhost:80/t", "http://localhost",
-					  "http://[::1]:99/t" };
+					  "http://[::1]:99/t", "http://127.45.6.7/t", "http://LOCALHOST/t",
+					  "http://127.0.0.1?x=1", "http://[::1]", "http://localhost#f" };
+	/* Loopback must be the whole host, not a prefix of a DNS name. */
 	static const char *const bad[] = { "http://idp.example/token", "http://127.0.0.1@evil.example/t",
-					   "http://localhost.evil.example/t", "ftp://127.0.0.1/t", "file:///etc/passwd", "" };
-	for (size_t i = 0; i < ARRAY_SIZE(ok); i++)
-		assert_true(oauth_endpoint_is_allowed(ok[i]));
-	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
-		assert_false(oauth_endpoint_is_allowed(bad[i]));
+					   "http://localhost.evil.example/t", "ftp://127.0.0.1/t", "file:///etc/passwd", "",
+					   "http://127.attacker.example/token", "http://127.0.0.1.nip.io.evil.example/token",
+					   "http://[::1].x/t", "http://[::1]x/t", "http://localhost./t", "http://localhostx/t",
+					   "http://127.1/t", "http://0x7f.0.0.1/t", "http://128.0.0.1/t", "http://127.0.0.1:/t",
+					   "http://127.0.0.1:80x/t", "http://127.0.0.1:123456/t", "http://u:p@localhost/t",
+					   "http://[::2]/t", "http:///t", "http://127.0.0.1%2e/t" };
+	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
+		if (!oauth_endpoint_is_allowed(ok[i]))
+			fail_msg("%s refused", ok[i]);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		if (oauth_endpoint_is_allowed(bad[i]))
+			fail_msg("%s allowed", bad[i]);
+	}
 	/* The grant refuses before sending the password. */
 	_cleanup_oauth_session_ struct oauth_session s = new_session(f);
 	free(s.token_endpoint);
