@@ -12,7 +12,10 @@
 # Knobs: BUILD, RATE (5000), OPEN_SECONDS (10), THREADS (4), WORKERS (8),
 # RESULTS (bench/results/route.txt), PERF_OUT (a file: perf record -g of the
 # scheduler during the open loop, for `perf report -i FILE`), PERF_ARGS
-# (perf record's options, default -g -F 997).
+# (perf record's options, default -g -F 997), DISTINCT_TOKENS (0: one access
+# token for every call, the scheduler's verified-token cache answers all but
+# the first; N: N tokens minted beforehand, used in turn, so with N over the
+# cache's 4096 per tenant every Route verifies its token in full).
 set -euo pipefail
 die() { echo "bench: error: $*" >&2; exit 1; }
 say() { echo "bench: $*" >&2; }
@@ -26,12 +29,14 @@ RATE=${RATE:-5000}
 SECONDS_OPEN=${OPEN_SECONDS:-10}
 THREADS=${THREADS:-4}
 WORKERS=${WORKERS:-8}
+DISTINCT_TOKENS=${DISTINCT_TOKENS:-0}
 RESULTS=${RESULTS:-$REPO/bench/results/route.txt}
 TARGET_RATE=5000
 TARGET_P99_US=1000
 for v in RATE SECONDS_OPEN THREADS WORKERS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
 done
+[[ $DISTINCT_TOKENS =~ ^(0|[1-9][0-9]*)$ ]] || die "DISTINCT_TOKENS must be 0 or a positive integer"
 for b in "$HPCC" "$BUILD/hpccd" "$BENCH"; do
   [ -x "$b" ] || die "$b is missing: build it first (make build, or ninja -C $BUILD hpcc hpccd route_bench)"
 done
@@ -60,8 +65,32 @@ NODE_PATH=$("$REPO/scripts/npm-deps.sh") node "$REPO/tests/idp/idp.js" --port 0 
 pids+=($!)
 wait_file "$W/idp.port" idp $!
 IDP="http://127.0.0.1:$(cat "$W/idp.port")"
-curl -sf "$IDP/test/token?aud=hpcc&exp_in=3600" |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])' >"$W/access-token"
+TOKENS_ARGS=()
+if [ "$DISTINCT_TOKENS" -gt 0 ]; then
+  say "minting $DISTINCT_TOKENS access tokens"
+  # One keep-alive connection; each token differs (the IdP gives each a random jti).
+  python3 - "$IDP" "$DISTINCT_TOKENS" >"$W/access-token" <<'PY'
+import http.client, json, sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+seen = set()
+for _ in range(int(sys.argv[2])):
+    conn.request("GET", "/test/token?aud=hpcc&exp_in=3600")
+    r = conn.getresponse()
+    body = r.read()
+    if r.status != 200:
+        sys.exit(f"the IdP answered {r.status}")
+    t = json.loads(body)["access_token"]
+    if t in seen:
+        sys.exit("the IdP minted the same token twice")
+    seen.add(t)
+    print(t)
+PY
+  TOKENS_ARGS=(--distinct-tokens "$DISTINCT_TOKENS")
+else
+  curl -sf "$IDP/test/token?aud=hpcc&exp_in=3600" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])' >"$W/access-token"
+fi
 [ -s "$W/access-token" ] || die "the IdP minted no access token"
 
 # ---- the scheduler, alone on core 0 ---------------------------------------------------
@@ -118,7 +147,7 @@ while IFS= read -r line; do
 done < <(taskset -c 1 "$BENCH" --target "127.0.0.1:$(cat "$W/sched.port")" --pin "$PIN" \
   --worker-token-file "$W/sched/worker-token" --tenant "$TENANT" --image "$IMAGE" \
   --access-token-file "$W/access-token" --rate "$RATE" --seconds "$SECONDS_OPEN" --threads "$THREADS" \
-  --workers "$WORKERS" 2>"$W/bench.err"; echo "exit=$?")
+  --workers "$WORKERS" "${TOKENS_ARGS[@]}" 2>"$W/bench.err"; echo "exit=$?")
 kill -0 $SCHED_PID 2>/dev/null || die "the scheduler died: $(tail -5 "$W/scheduler.out")"
 cat "$W/bench.err" >&2
 grep -q '^open ' "$W/bench.out" && grep -q '^closed ' "$W/bench.out" ||
@@ -149,7 +178,7 @@ verdict = ("PASS" if ok else "MISS") if $RATE == $TARGET_RATE else f"not compara
 lines = [
   "hpcc scheduler Route on loopback, $(date -u +%Y-%m-%d), $(nproc) cores, one reused TLS channel",
   "   scheduler on core 0 (HPCC_LOG_LEVEL=warn), route_bench on core 1; $WORKERS workers registered,",
-  "   RS256 access token from the test IdP; load average $LOAD1 before, $LOAD2 after",
+  "   $( [ "$DISTINCT_TOKENS" -gt 0 ] && echo "$DISTINCT_TOKENS distinct RS256 access tokens in turn" || echo "one RS256 access token for every call") from the test IdP; load average $LOAD1 before, $LOAD2 after",
   "",
   f"a. open loop, {$RATE} routes/s for {$SECONDS_OPEN} s, {$THREADS} threads (latency from the scheduled send time)",
   f"   count {o['count']:.0f}   errors {o['errors']:.0f}   late sends {o['late']:.0f}   achieved {o['routes_per_s']:.0f} routes/s",

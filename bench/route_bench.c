@@ -38,18 +38,24 @@
 #define MAX_THREADS 256
 #define MAX_WORKERS 1000
 #define MAX_ERRORS_SHOWN 5
+#define MAX_DISTINCT_TOKENS 100000
+#define ACCESS_TOKEN_MAX (64 * 1024)
 /* A send that starts this long after its scheduled time was held up by the previous call of its thread. */
 #define LATE_NS 100000
 
 struct options {
 	const char *target, *pin, *worker_token_file, *tenant, *image, *access_token_file;
 	unsigned rate, seconds, threads, workers;
+	unsigned distinct_tokens;  /* 0: the first line's token for every call; else cycle through that many lines */
 };
 
 struct shared {
 	struct rpc_channel *ch;
-	const uint8_t *route_req;  /* the packed RouteRequest, the same for every call */
-	size_t route_len;
+	/* The packed RouteRequests: one, or one per distinct access token, taken in turn. */
+	uint8_t **route_req;
+	size_t *route_len;
+	size_t n_req;
+	atomic_uint_fast64_t next_req;
 	atomic_uint errors_shown;
 	pthread_mutex_t print_lock;
 };
@@ -97,8 +103,10 @@ static void usage(void)
 {
 	fputs("usage: route_bench --target ADDR --pin PIN --worker-token-file F --tenant T --image DIGEST\n"
 	      "                   --access-token-file F [--rate R] [--seconds S] [--threads N] [--workers K]\n"
+	      "                   [--distinct-tokens D]\n"
 	      "  registers K fake workers (default 8), then routes at R/s (default 5000) for S s (default 10)\n"
-	      "  from N threads (default 4) on one TLS channel (open loop), then as fast as N threads can for 5 s\n",
+	      "  from N threads (default 4) on one TLS channel (open loop), then as fast as N threads can for 5 s;\n"
+	      "  with D, the file's first D lines are D access tokens that the calls use in turn (else line 1 only)\n",
 	      stderr);
 }
 
@@ -151,7 +159,8 @@ static void report_failure(struct shared *sh, const char *what, int r, const str
 static bool route_once(struct shared *sh, struct buf *reply)
 {
 	struct rpc_status st = { 0 };
-	int r = rpc_unary(sh->ch, ROUTE_METHOD, sh->route_req, sh->route_len, CALL_TIMEOUT_MS, reply, &st);
+	size_t k = sh->n_req > 1 ? (size_t)(atomic_fetch_add(&sh->next_req, 1) % sh->n_req) : 0;
+	int r = rpc_unary(sh->ch, ROUTE_METHOD, sh->route_req[k], sh->route_len[k], CALL_TIMEOUT_MS, reply, &st);
 	if (r < 0 || st.code != GRPC_STATUS_OK) {
 		report_failure(sh, "Route", r, &st);
 		return false;
@@ -375,6 +384,7 @@ int main(int argc, char **argv)
 		{ "seconds", required_argument, NULL, 's' },
 		{ "threads", required_argument, NULL, 'n' },
 		{ "workers", required_argument, NULL, 'k' },
+		{ "distinct-tokens", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -393,6 +403,7 @@ int main(int argc, char **argv)
 		case 's': r = parse_unsigned("--seconds", optarg, 1, 3600, &o.seconds); break;
 		case 'n': r = parse_unsigned("--threads", optarg, 1, MAX_THREADS, &o.threads); break;
 		case 'k': r = parse_unsigned("--workers", optarg, 1, MAX_WORKERS, &o.workers); break;
+		case 'd': r = parse_unsigned("--distinct-tokens", optarg, 1, MAX_DISTINCT_TOKENS, &o.distinct_tokens); break;
 		case 'h': usage(); return 0;
 		default: usage(); return 2;
 		}
@@ -412,9 +423,31 @@ int main(int argc, char **argv)
 	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 
 	_cleanup_free_ char *worker_token = read_line_file(o.worker_token_file, 4096);
-	_cleanup_free_ char *access = read_line_file(o.access_token_file, 64 * 1024);
-	if (!worker_token || !access)
+	_cleanup_buf_ struct buf tokens;
+	buf_init(&tokens, (size_t)(o.distinct_tokens ? o.distinct_tokens : 1) * (ACCESS_TOKEN_MAX + 2));
+	int rt = fs_read_file(o.access_token_file, tokens.max, &tokens);
+	if (rt < 0)
+		fprintf(stderr, "route_bench: %s: %s\n", o.access_token_file, strerror(-rt));
+	if (!worker_token || rt < 0)
 		return 1;
+	/* One token per line; the first D lines (or the first one). */
+	size_t n_tokens = o.distinct_tokens ? o.distinct_tokens : 1;
+	char **access = calloc(n_tokens, sizeof(*access));
+	if (!access)
+		return 1;
+	{
+		char *p = tokens.data, *end = tokens.data + tokens.len;
+		for (size_t i = 0; i < n_tokens; i++) {
+			size_t len = p < end ? strcspn(p, "\r\n") : 0;
+			if (len == 0 || len > ACCESS_TOKEN_MAX || !(access[i] = strndup(p, len))) {
+				fprintf(stderr, "route_bench: %s: line %zu is not an access token (need %zu lines)\n",
+					o.access_token_file, i + 1, n_tokens);
+				return 1;
+			}
+			p += len;
+			p += strspn(p, "\r\n");
+		}
+	}
 	rpc_global_init();
 	struct error err = { 0 };
 	struct rpc_channel *ch = NULL;
@@ -424,21 +457,27 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	int code = 1;
-	Hpcc__V1__RouteRequest req = HPCC__V1__ROUTE_REQUEST__INIT;
-	req.tenant = (char *)o.tenant;
-	req.image_digest = (char *)o.image;
-	req.access_token = access;
-	size_t len = hpcc__v1__route_request__get_packed_size(&req);
-	_cleanup_free_ uint8_t *packed = malloc(len ? len : 1);
-	if (!packed)
-		goto out;
-	hpcc__v1__route_request__pack(&req, packed);
-	struct shared sh = { .ch = ch, .route_req = packed, .route_len = len };
+	struct shared sh = { .ch = ch, .n_req = n_tokens };
 	pthread_mutex_init(&sh.print_lock, NULL);
+	sh.route_req = calloc(n_tokens, sizeof(*sh.route_req));
+	sh.route_len = calloc(n_tokens, sizeof(*sh.route_len));
+	if (!sh.route_req || !sh.route_len)
+		goto out;
+	for (size_t i = 0; i < n_tokens; i++) {
+		Hpcc__V1__RouteRequest req = HPCC__V1__ROUTE_REQUEST__INIT;
+		req.tenant = (char *)o.tenant;
+		req.image_digest = (char *)o.image;
+		req.access_token = access[i];
+		sh.route_len[i] = hpcc__v1__route_request__get_packed_size(&req);
+		if (!(sh.route_req[i] = malloc(sh.route_len[i] ? sh.route_len[i] : 1)))
+			goto out;
+		hpcc__v1__route_request__pack(&req, sh.route_req[i]);
+	}
+	size_t len = sh.route_len[0];
 
 	if (register_workers(ch, &o, worker_token) < 0)
 		goto out;
-	printf("setup target=%s workers=%u request_bytes=%zu\n", o.target, o.workers, len);
+	printf("setup target=%s workers=%u request_bytes=%zu access_tokens=%zu\n", o.target, o.workers, len, n_tokens);
 
 	/* Warm-up, not reported: the connection, the IdP's keys, the server's handler threads. */
 	{
@@ -492,8 +531,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "route_bench: %" PRIu64 " Routes failed\n", errors);
 	code = errors ? 1 : 0;
 out:
-	if (access)
-		OPENSSL_cleanse(access, strlen(access));
+	for (size_t i = 0; i < n_tokens; i++) {
+		if (access[i])
+			OPENSSL_cleanse(access[i], strlen(access[i]));
+		free(access[i]);
+		if (sh.route_req)
+			free(sh.route_req[i]);
+	}
+	free(access);
+	free(sh.route_req);
+	free(sh.route_len);
+	OPENSSL_cleanse(tokens.data, tokens.len);
 	rpc_channel_free(ch);
 	rpc_global_shutdown();
 	return code;
