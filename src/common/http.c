@@ -10,7 +10,12 @@
  *   alarm()-based DNS timeout would hit a random thread;
  * - no Accept-Encoding: an answer is never decompressed, so the cap on
  *   max_bytes is the cap on memory;
- * - TLS peer and host verification on, whatever the environment says.
+ * - TLS peer and host verification on, whatever the environment says;
+ * - no proxy for plain http URLs, whatever http_proxy or ALL_PROXY say:
+ *   libcurl would send the request, a password grant included, to the
+ *   proxy in clear text (hpcc allows plain http only to loopback token
+ *   endpoints, which a proxy has no business seeing); https URLs may still
+ *   go through a proxy, in a CONNECT tunnel that TLS protects end to end.
  * Nothing here logs bodies or form fields: they hold passwords and tokens.
  */
 #include "http.h"
@@ -166,6 +171,8 @@ static int perform(const char *url, const char *form, size_t form_len, size_t ma
 		  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, detail) == CURLE_OK &&
 		  curl_easy_setopt(h, CURLOPT_USERAGENT, "hpcc/" HPCC_VERSION) == CURLE_OK &&
 		  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers) == CURLE_OK;
+	if (ok && strncasecmp(url, "http://", 7) == 0)
+		ok = curl_easy_setopt(h, CURLOPT_PROXY, "") == CURLE_OK;
 	if (ok && form) {
 		/* POSTFIELDS does not copy: the caller's form, which it wipes,
 		 * is the only copy. */

@@ -3,7 +3,8 @@
  * whatever else there needs one request and one capped answer): GET, and
  * POST of an application/x-www-form-urlencoded form. Only http and https
  * URLs, redirects never followed, TLS always verified against the system's
- * CAs, every call bounded in time and in the size of what it accepts. Bodies
+ * CAs, plain http never sent through a proxy (an https request may go
+ * through one set in the environment, in a CONNECT tunnel), every call bounded in time and in the size of what it accepts. Bodies
  * are never logged: token requests carry passwords and tokens. Thread-safe:
  * each call uses an easy handle of its own. hpccd only (the static wrapper
  * does not link libcurl).

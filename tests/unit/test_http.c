@@ -3,8 +3,8 @@
  * HTTP/1.1 server on a thread (http_testserver.h): a plain 200, a body over
  * the cap with and without Content-Length, a server that never answers, a
  * redirect that must not be followed, schemes other than http(s), the form
- * encoding of POST fields, refused connections, and messages that keep
- * query strings out.
+ * encoding of POST fields, refused connections, messages that keep
+ * query strings out, and plain http that ignores a proxy in the environment.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -282,6 +282,62 @@ static void test_refused_and_bad_args(void **state)
 	assert_int_equal(http_get(longurl, 1024, 1000, &body, &status, NULL), -ENAMETOOLONG);
 }
 
+static enum testserver_action proxy_handler(const struct testserver_request *req, struct buf *out, void *userdata)
+{
+	(void)req;
+	(void)userdata;
+	testserver_reply(out, 200, "application/json", "{\"from\":\"proxy\"}");
+	return TESTSERVER_ANSWER;
+}
+
+/* Saves an environment variable and sets (or, with NULL, unsets) it. */
+static char *env_swap(const char *name, const char *value)
+{
+	const char *old = getenv(name);
+	char *saved = old ? strdup(old) : NULL;
+	if (value)
+		setenv(name, value, 1);
+	else
+		unsetenv(name);
+	return saved;
+}
+
+/* A plain http form (a password grant to a loopback IdP) must not go to a
+ * proxy named in the environment: it would cross to it in clear text. */
+static void test_http_ignores_proxy_env(void **state)
+{
+	struct fixture *f = *state;
+	struct testserver proxy;
+	assert_int_equal(testserver_start(&proxy, proxy_handler, NULL), 0);
+	char proxy_url[64];
+	snprintf(proxy_url, sizeof(proxy_url), "http://127.0.0.1:%d", proxy.port);
+	static const char *const names[] = { "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY" };
+	char *saved[ARRAY_SIZE(names)];
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		saved[i] = env_swap(names[i], strstr(names[i], "no_") || strstr(names[i], "NO_") ? NULL : proxy_url);
+
+	_cleanup_free_ char *url = testserver_url(&f->server, "/form");
+	const char *const fields[] = { "grant_type", "password", "password", "hunter2", NULL };
+	_cleanup_buf_ struct buf body;
+	buf_init(&body, 0);
+	long status = 0;
+	struct error err = { 0 };
+	unsigned before = testserver_requests(&f->server);
+	int r = http_post_form(url, fields, 1024, 5000, &body, &status, &err);
+	unsigned proxied = testserver_requests(&proxy);
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		env_swap(names[i], saved[i]);
+		free(saved[i]);
+	}
+	testserver_stop(&proxy);
+	assert_int_equal(r, 0);
+	assert_int_equal(proxied, 0);
+	assert_int_equal(testserver_requests(&f->server), before + 1);
+	assert_int_equal(status, 200);
+	assert_string_equal(f->seen.body, "grant_type=password&password=hunter2");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -294,6 +350,7 @@ int main(void)
 		cmocka_unit_test(test_post_form_encoding),
 		cmocka_unit_test(test_form_too_large),
 		cmocka_unit_test(test_refused_and_bad_args),
+		cmocka_unit_test(test_http_ignores_proxy_env),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
