@@ -3,7 +3,9 @@
  * refresh_token grants over http.c, the parsing of token endpoint answers
  * (every field typed and capped; OAuth2 error answers turned into one clear
  * line), the token file (JSON, 0600, written atomically, refused when others
- * can read it), and oauth_access_token, which refreshes under a file lock.
+ * can read it or could change its directory), the session lock that a
+ * refresh, a login and a logout take in turn, and oauth_access_token, which
+ * refreshes under that lock.
  * Passwords are wiped as soon as the request is sent; tokens are wiped when
  * a session is cleared. Messages name fields and IdP error codes, never
  * their secret values.
@@ -29,6 +31,7 @@
 #include "engine.h"
 #include "fs.h"
 #include "http.h"
+#include "log.h"
 
 #define EXPIRES_IN_MAX INT64_C(315360000)  /* ten years: anything longer is nonsense */
 #define OAUTH_ERROR_CODE_MAX 64
@@ -386,6 +389,49 @@ int oauth_refresh(struct oauth_session *s, int64_t now, struct error *err)
 
 /* --- the token file --- */
 
+static int parent_dir(const char *path, char **ret)
+{
+	const char *slash = strrchr(path, '/');
+	char *d = slash == path ? strdup("/") : slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+	if (!d)
+		return -ENOMEM;
+	*ret = d;
+	return 0;
+}
+
+/*
+ * Refuses the directory of a token file when someone else could change
+ * what is in it, as ssh does with ~/.ssh: whoever may create, rename or
+ * delete entries there could swap the token file for one of their own
+ * session, or create and hold its lock file so that no refresh ever runs.
+ * The directory must be owned by the caller (or root, who can do all that
+ * anyway) and not be writable by group or others.
+ */
+static int check_dir(const char *dir, struct error *err)
+{
+	struct stat st;
+	if (stat(dir, &st) < 0) {
+		int r = negative_errno();
+		return error_set(err, r, "cannot stat %s, the token file's directory: %s", dir, strerror(-r));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return error_set(err, -ENOTDIR, "%s, the token file's directory, is not a directory", dir);
+	if ((st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & (S_IWGRP | S_IWOTH)))
+		return error_set(err, -EPERM,
+				 "unsafe directory %s for the token file (owner uid %u, mode %04o): it must belong to you "
+				 "and be writable by you alone (chmod 700 it)",
+				 dir, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
+static int check_parent_dir(const char *path, struct error *err)
+{
+	_cleanup_free_ char *dir = NULL;
+	if (parent_dir(path, &dir) < 0)
+		return error_set(err, -ENOMEM, "out of memory");
+	return check_dir(dir, err);
+}
+
 int oauth_session_load(const char *path, struct oauth_session *ret, struct error *err)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -402,6 +448,9 @@ int oauth_session_load(const char *path, struct oauth_session *ret, struct error
 	}
 	if (!S_ISREG(st.st_mode))
 		return error_set(err, -EINVAL, "token file %s is not a regular file", path);
+	int r = check_parent_dir(path, err);
+	if (r < 0)
+		return r;
 	if (st.st_uid != geteuid())
 		return error_set(err, -EPERM, "token file %s belongs to uid %u, not to you", path, (unsigned)st.st_uid);
 	/* It holds a refresh token, good for hours or days: keep it private. */
@@ -413,7 +462,7 @@ int oauth_session_load(const char *path, struct oauth_session *ret, struct error
 	/* Reserved once, so that growing it leaves no copies of tokens behind. */
 	if (buf_reserve(&text, st.st_size > 0 && st.st_size <= OAUTH_FILE_MAX ? (size_t)st.st_size + 1 : 1) < 0)
 		return error_set(err, -ENOMEM, "out of memory reading %s", path);
-	int r = fs_read_fd(fd, OAUTH_FILE_MAX, &text);
+	r = fs_read_fd(fd, OAUTH_FILE_MAX, &text);
 	if (r == -EFBIG)
 		return error_set(err, -EFBIG, "token file %s is larger than %d bytes", path, OAUTH_FILE_MAX);
 	if (r < 0)
@@ -464,16 +513,6 @@ static int set_string(json_t *obj, const char *key, const char *value)
 	return json_object_set_new(obj, key, value ? json_string(value) : json_null()) == 0 ? 0 : -ENOMEM;
 }
 
-static int parent_dir(const char *path, char **ret)
-{
-	const char *slash = strrchr(path, '/');
-	char *d = slash == path ? strdup("/") : slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
-	if (!d)
-		return -ENOMEM;
-	*ret = d;
-	return 0;
-}
-
 int oauth_session_save(const char *path, const struct oauth_session *s, struct error *err)
 {
 	if (!s || !oauth_tenant_is_valid(s->tenant) || !s->access_token)
@@ -512,6 +551,9 @@ int oauth_session_save(const char *path, const struct oauth_session *s, struct e
 	r = fs_mkdir_p(dir, 0700);
 	if (r < 0)
 		return error_set(err, r, "cannot create directory %s: %s", dir, strerror(-r));
+	r = check_dir(dir, err);
+	if (r < 0)
+		return r;
 	/* The newline is written separately so that the secret text is not copied. */
 	size_t len = strlen(text);
 	_cleanup_(secret_buf_freep) struct buf out;
@@ -520,10 +562,14 @@ int oauth_session_save(const char *path, const struct oauth_session *s, struct e
 		return error_set(err, -E2BIG, "the session does not fit in %d bytes", OAUTH_FILE_MAX);
 	buf_append(&out, text, len);
 	buf_append_char(&out, '\n');
-	/* Synced: a refresh token that an IdP rotated exists only here. */
+	/* Synced, the file and then the directory that holds its new name: a
+	 * refresh token that an IdP rotated exists only here. */
 	r = fs_write_atomic(path, out.data, out.len, 0600, true);
 	if (r < 0)
 		return error_set(err, r, "cannot write token file %s: %s", path, strerror(-r));
+	r = fs_fsync_dir(dir);
+	if (r < 0)
+		return error_set(err, r, "cannot sync directory %s after writing the token file: %s", dir, strerror(-r));
 	return 0;
 }
 
@@ -533,21 +579,83 @@ static char *lock_path(const char *path)
 	return asprintf(&p, "%s.lock", path) < 0 ? NULL : p;
 }
 
+/* Takes an exclusive flock on fd, waiting at most OAUTH_LOCK_TIMEOUT_MS. */
+static int lock_wait(int fd)
+{
+	for (int waited = 0;; waited += 20) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return negative_errno();
+		if (waited >= OAUTH_LOCK_TIMEOUT_MS)
+			return -ETIMEDOUT;
+		nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
+	}
+}
+
+int oauth_session_lock(const char *path, struct error *err)
+{
+	if (!path)
+		return error_set(err, -EINVAL, "invalid arguments");
+	_cleanup_free_ char *dir = NULL;
+	_cleanup_free_ char *lock = lock_path(path);
+	if (!lock || parent_dir(path, &dir) < 0)
+		return error_set(err, -ENOMEM, "out of memory");
+	int r = fs_mkdir_p(dir, 0700);
+	if (r < 0)
+		return error_set(err, r, "cannot create directory %s: %s", dir, strerror(-r));
+	r = check_dir(dir, err);
+	if (r < 0)
+		return r;
+	_cleanup_close_ int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+	if (fd < 0) {
+		r = negative_errno();
+		return error_set(err, r, "cannot open lock file %s: %s", lock, strerror(-r));
+	}
+	/* The directory check keeps others out; this one also covers a lock
+	 * file left from before the directory was made private. */
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		r = negative_errno();
+		return error_set(err, r, "cannot stat lock file %s: %s", lock, strerror(-r));
+	}
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid())
+		return error_set(err, -EPERM, "lock file %s is not a regular file of yours (owner uid %u); remove it", lock,
+				 (unsigned)st.st_uid);
+	r = lock_wait(fd);
+	if (r == -ETIMEDOUT)
+		return error_set(err, r, "cannot lock %s: another process has held it for more than %d s", lock,
+				 OAUTH_LOCK_TIMEOUT_MS / 1000);
+	if (r < 0)
+		return error_set(err, r, "cannot lock %s: %s", lock, strerror(-r));
+	return TAKE_FD(fd);
+}
+
 int oauth_session_remove(const char *path, struct error *err)
 {
-	_cleanup_free_ char *lock = lock_path(path);
-	if (!lock)
-		return error_set(err, -ENOMEM, "out of memory");
-	int removed = 1;
+	if (!path)
+		return error_set(err, -EINVAL, "invalid arguments");
+	struct stat st;
+	if (lstat(path, &st) < 0 && errno == ENOENT)
+		return 0;  /* nothing to do, and no directory or lock file to create */
+	/* Under the lock, so that a refresh in flight finishes (and saves)
+	 * first instead of writing the session back after we removed it. */
+	_cleanup_close_ int lock = oauth_session_lock(path, err);
+	if (lock < 0)
+		return lock;
 	if (unlink(path) < 0) {
-		if (errno != ENOENT) {
-			int r = negative_errno();
-			return error_set(err, r, "cannot remove token file %s: %s", path, strerror(-r));
-		}
-		removed = 0;
+		int r = negative_errno();
+		if (r == -ENOENT)
+			return 0;
+		return error_set(err, r, "cannot remove token file %s: %s", path, strerror(-r));
 	}
-	(void)unlink(lock);
-	return removed;
+	/* The lock file stays: removing it while another process waits on it
+	 * would let a third one lock a new file of the same name, and both
+	 * would think they hold the lock. It is empty. */
+	_cleanup_free_ char *dir = NULL;
+	if (parent_dir(path, &dir) == 0)
+		(void)fs_fsync_dir(dir);
+	return 1;
 }
 
 int oauth_session_path(const struct config *cfg, const char *tenant, char **ret_path, struct error *err)
@@ -584,20 +692,6 @@ static void mutex_unlockp(pthread_mutex_t **m)
 		pthread_mutex_unlock(*m);
 }
 
-/* Takes an exclusive flock on fd, waiting at most OAUTH_LOCK_TIMEOUT_MS. */
-static int lock_wait(int fd)
-{
-	for (int waited = 0;; waited += 20) {
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-			return 0;
-		if (errno != EWOULDBLOCK && errno != EINTR)
-			return negative_errno();
-		if (waited >= OAUTH_LOCK_TIMEOUT_MS)
-			return -ETIMEDOUT;
-		nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
-	}
-}
-
 static int return_token(const struct oauth_session *s, char **ret_token, struct error *err)
 {
 	char *t = strdup(s->access_token);
@@ -605,6 +699,38 @@ static int return_token(const struct oauth_session *s, char **ret_token, struct 
 		return error_set(err, -ENOMEM, "out of memory");
 	*ret_token = t;
 	return 0;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/*
+ * After a refresh, before saving it: is the token file still the session
+ * that was refreshed? hpcc login and logout take the lock, so they cannot
+ * have changed it meanwhile; an hpcc that does not (an older version), or
+ * a person, can. 1: unchanged (still holding the refresh token just spent),
+ * save. 0: changed, but to a session of the same user and tenant: use the
+ * new access token this once and leave the file alone. An error, the
+ * file untouched, otherwise: -ENOENT when the file is gone or holds
+ * another user's session, whose access token is not ours to hand out.
+ */
+static int check_unchanged(const char *path, const struct oauth_session *s, const char *spent, struct error *err)
+{
+	_cleanup_oauth_session_ struct oauth_session now_in_file = { 0 };
+	struct error lerr = { 0 };
+	int r = oauth_session_load(path, &now_in_file, &lerr);
+	if (r == -ENOENT)
+		return error_set(err, r, "not logged in: run hpcc login (logged out during a token refresh)");
+	if (r < 0)
+		return error_set(err, r, "%s", lerr.msg);
+	if (!same_text(now_in_file.tenant, s->tenant) || !same_text(now_in_file.username, s->username))
+		return error_set(err, -ENOENT, "not logged in as %s any more: run hpcc login (the session changed during a "
+					       "token refresh)",
+				 s->username ? s->username : "before");
+	return same_text(now_in_file.refresh_token, spent) && same_text(now_in_file.token_endpoint, s->token_endpoint) &&
+	       same_text(now_in_file.client_id, s->client_id);
 }
 
 int oauth_access_token_at(const char *path, int64_t min_valid_s, int64_t now, char **ret_token,
@@ -623,17 +749,9 @@ int oauth_access_token_at(const char *path, int64_t min_valid_s, int64_t now, ch
 		return return_token(&s, ret_token, err);
 
 	/* Another process may be refreshing: wait for it, then look again. */
-	_cleanup_free_ char *lock = lock_path(path);
-	if (!lock)
-		return error_set(err, -ENOMEM, "out of memory");
-	_cleanup_close_ int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
-	if (fd < 0) {
-		r = negative_errno();
-		return error_set(err, r, "cannot open lock file %s: %s", lock, strerror(-r));
-	}
-	r = lock_wait(fd);
-	if (r < 0)
-		return error_set(err, r, "cannot lock %s: %s", lock, strerror(-r));
+	_cleanup_close_ int lock = oauth_session_lock(path, err);
+	if (lock < 0)
+		return lock;
 	oauth_session_clear(&s);
 	r = oauth_session_load(path, &s, err);
 	if (r < 0)
@@ -644,6 +762,9 @@ int oauth_access_token_at(const char *path, int64_t min_valid_s, int64_t now, ch
 		return error_set(err, -EKEYEXPIRED, "session expired: run hpcc login (the IdP gave no refresh token)");
 
 	bool still_valid = s.expires_at > now;
+	_cleanup_secret_ char *spent = strdup(s.refresh_token);
+	if (!spent)
+		return error_set(err, -ENOMEM, "out of memory");
 	struct error rerr = { 0 };
 	r = oauth_refresh(&s, now, &rerr);
 	if (r == -EKEYEXPIRED)
@@ -654,9 +775,19 @@ int oauth_access_token_at(const char *path, int64_t min_valid_s, int64_t now, ch
 			return return_token(&s, ret_token, err);
 		return error_set(err, r, "cannot refresh the access token: %s", rerr.msg);
 	}
-	r = oauth_session_save(path, &s, err);
+	r = check_unchanged(path, &s, spent, err);
 	if (r < 0)
 		return r;
+	if (r == 0)
+		return return_token(&s, ret_token, err);
+	struct error serr = { 0 };
+	r = oauth_session_save(path, &s, &serr);
+	if (r < 0)
+		/* The IdP may have rotated the refresh token, and the file keeps the
+		 * spent one: the session ends when this access token expires. Still
+		 * better than ending it now by returning no token. */
+		log_warn("oauth: the refreshed session is not saved, so it ends when its access token expires (%s)",
+			 serr.msg);
 	return return_token(&s, ret_token, err);
 }
 

@@ -73,16 +73,34 @@ int oauth_password_grant(struct oauth_session *s, const char *password, int64_t 
 int oauth_refresh(struct oauth_session *s, int64_t now, struct error *err);
 
 /* Reads a token file: at most OAUTH_FILE_MAX bytes, a regular file owned by
- * the caller that group and others cannot access (-EPERM), JSON with the
+ * the caller that group and others cannot access (-EPERM), in a directory
+ * as oauth_session_lock wants it (-EPERM), JSON with the
  * fields of struct oauth_session, each within its cap (-EBADMSG otherwise).
  * -ENOENT, with "not logged in: run hpcc login", when there is no file.
  * ret is written only on success. */
 int oauth_session_load(const char *path, struct oauth_session *ret, struct error *err);
 /* Writes the token file atomically, mode 0600, creating its directory
- * (mode 0700) when missing. */
+ * (mode 0700) when missing and refusing one as oauth_session_lock does;
+ * fsyncs the file and the directory. Takes no lock: a caller that replaces
+ * a session takes oauth_session_lock around it. */
 int oauth_session_save(const char *path, const struct oauth_session *s, struct error *err);
-/* Removes the token file and its lock file. 1 when a file was removed, 0 when there was none. */
+/* Removes the token file under the session lock (so that a refresh in
+ * flight cannot write it back). 1 when a file was removed, 0 when there was
+ * none. The lock file stays (see oauth_session_lock). */
 int oauth_session_remove(const char *path, struct error *err);
+/*
+ * The session lock: an exclusive flock on "<path>.lock", taken by a refresh
+ * for its whole length (HTTP call included), by hpcc login around its save
+ * and by oauth_session_remove, so that none of them overwrites what another
+ * wrote meanwhile. Creates the directory (0700) when missing; refuses
+ * (-EPERM) a directory that is not the caller's (or root's) or that group
+ * or others can write, and a lock file that is not the caller's. Waits at
+ * most OAUTH_LOCK_TIMEOUT_MS (-ETIMEDOUT). Returns the locked fd: closing
+ * it releases the lock. The lock file is never removed: a process may be
+ * waiting on it, and after a removal a third one would lock a new file of
+ * the same name while the waiter locks the old one.
+ */
+int oauth_session_lock(const char *path, struct error *err);
 
 /* Where the token file of tenant is: remote.auth_file when set, else
  * <cache dir>/auth/<tenant>.json. -EINVAL for a tenant name that is not
@@ -98,9 +116,15 @@ bool oauth_endpoint_is_allowed(const char *url);
 /*
  * Returns (malloc'd) an access token from the token file at path that stays
  * valid for at least min_valid_s more seconds. When the stored one does not,
- * refreshes under an exclusive flock on "<path>.lock" (rereading the file
- * once the lock is held, since another process may have refreshed
- * meanwhile), saves the new tokens, and returns the new access token.
+ * refreshes under oauth_session_lock (rereading the file once the lock is
+ * held, since another process may have refreshed meanwhile), saves the new
+ * tokens, and returns the new access token. Before saving it rereads the
+ * file once more: when a writer that ignores the lock replaced or removed
+ * it meanwhile, nothing is saved, and the new token is returned only when
+ * the file still holds a session of the same user and tenant (else
+ * -ENOENT, "not logged in"). When the save fails, the new token is still
+ * returned, and the failure logged (log_warn): the session then ends when
+ * that token expires, since the file keeps the spent refresh token.
  * Errors: -ENOENT "not logged in: run hpcc login"; -EKEYEXPIRED "session
  * expired: run hpcc login" when there is no refresh token or the IdP
  * refuses it; a transport error of the refresh when the stored token has

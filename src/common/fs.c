@@ -210,6 +210,14 @@ int fs_mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
+int fs_fsync_dir(const char *path)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return negative_errno();
+	return fsync(fd) < 0 ? negative_errno() : 0;
+}
+
 char *path_normalize(const char *path)
 {
 	size_t len = strlen(path);

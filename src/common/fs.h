@@ -28,6 +28,9 @@ int fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode, b
  * path is briefly absent between the two renames. */
 int fs_replace(const char *path, const void *data, size_t n, mode_t mode, char **ret_old);
 int fs_mkdir_p(const char *path, mode_t mode);
+/* fsyncs a directory, so that a rename or unlink in it survives a crash
+ * (fsyncing a file does not make its new name durable). */
+int fs_fsync_dir(const char *path);
 /* Moves fd above the standard streams, close-on-exec (a process started
  * with one of them closed could get a file there, and a child's dup2 onto
  * 0-2 would clobber it). Returns the new fd, or -1 with errno. fd < 0 is

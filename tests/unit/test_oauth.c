@@ -6,7 +6,9 @@
  * token, the token file (mode 0600 in a 0700 directory, atomic replacement,
  * refusal of files others can read, caps, malformed JSON), its default
  * path, oauth_access_token (valid, expiring, refused, unreachable IdP, two
- * processes refreshing at once), and, when node and the test IdP's modules
+ * processes refreshing at once, a save that fails), the session lock
+ * against a logout or a login during a refresh, writers that ignore it,
+ * unsafe directories and lock files, and, when node and the test IdP's modules
  * are there, the same grants against tests/idp/idp.js (RS256 and ES256).
  */
 #include <stdarg.h>
@@ -20,6 +22,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -726,6 +729,255 @@ static void test_access_token_two_processes(void **state)
 	assert_int_equal(f->idp.refreshes, refreshes + 1);
 }
 
+/* --- the session lock: login, logout and a refresh in flight --- */
+
+struct refresher {
+	const char *path;
+	int r;
+	char *token;
+	struct error err;
+};
+
+static void *refresher_run(void *arg)
+{
+	struct refresher *rf = arg;
+	rf->r = oauth_access_token_at(rf->path, 60, NOW, &rf->token, &rf->err);
+	return NULL;
+}
+
+static unsigned idp_refreshes(struct fixture *f)
+{
+	pthread_mutex_lock(&f->idp.lock);
+	unsigned n = f->idp.refreshes;
+	pthread_mutex_unlock(&f->idp.lock);
+	return n;
+}
+
+/* Starts a refresh of path on a thread, against the slow IdP, and returns
+ * once the IdP has its request: the refresh is then in flight for 300 ms. */
+static void refresh_in_flight(struct fixture *f, struct refresher *rf, pthread_t *thread)
+{
+	idp_set(f, IDP_SLOW);
+	unsigned before = idp_refreshes(f);
+	assert_int_equal(pthread_create(thread, NULL, refresher_run, rf), 0);
+	for (int i = 0; i < 500 && idp_refreshes(f) == before; i++)
+		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+	assert_int_equal(idp_refreshes(f), before + 1);
+}
+
+static void refresh_join(struct fixture *f, pthread_t thread)
+{
+	assert_int_equal(pthread_join(thread, NULL), 0);
+	idp_set(f, IDP_NORMAL);
+}
+
+/* A session of another user, as hpcc login would write it. */
+static void save_other_session(struct fixture *f, const char *path, const char *user, const char *access)
+{
+	_cleanup_oauth_session_ struct oauth_session s = new_session(f);
+	free(s.username);
+	s.username = strdup(user);
+	s.access_token = strdup(access);
+	s.refresh_token = strdup("other-refresh");
+	s.expires_at = NOW + 3600;
+	assert_int_equal(oauth_session_save(path, &s, NULL), 0);
+}
+
+static void assert_file_holds(const char *path, const char *user, const char *access)
+{
+	_cleanup_oauth_session_ struct oauth_session s = { 0 };
+	assert_int_equal(oauth_session_load(path, &s, NULL), 0);
+	assert_string_equal(s.username, user);
+	assert_string_equal(s.access_token, access);
+}
+
+/* hpcc logout while the daemon refreshes: the refresh must not write the
+ * session back once the logout removed it. */
+static void test_logout_during_refresh(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *path = saved_session(f, "logout-race/acme.json", NOW + 10);
+	struct refresher rf = { .path = path };
+	pthread_t t;
+	refresh_in_flight(f, &rf, &t);
+	/* The logout waits for the refresh to finish, then removes its result. */
+	assert_int_equal(oauth_session_remove(path, NULL), 1);
+	refresh_join(f, t);
+	assert_int_equal(rf.r, 0);
+	free(rf.token);
+	assert_int_equal(access(path, F_OK), -1);
+	char *token = NULL;
+	assert_int_equal(oauth_access_token_at(path, 60, NOW, &token, NULL), -ENOENT);
+	/* The lock file stays (removing it is not safe) and still locks. */
+	_cleanup_free_ char *lock_file = NULL;
+	assert_true(asprintf(&lock_file, "%s.lock", path) > 0);
+	assert_int_equal(access(lock_file, F_OK), 0);
+	int lock = oauth_session_lock(path, NULL);
+	assert_true(lock >= 0);
+	close(lock);
+}
+
+/* hpcc login as bob while the daemon refreshes alice's session: bob's
+ * session must be what the file holds in the end. */
+static void test_login_during_refresh(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *path = saved_session(f, "login-race/acme.json", NOW + 10);
+	struct refresher rf = { .path = path };
+	pthread_t t;
+	refresh_in_flight(f, &rf, &t);
+	/* What hpcc login does around its save. */
+	struct error err = { 0 };
+	int lock = oauth_session_lock(path, &err);
+	assert_true(lock >= 0);
+	save_other_session(f, path, "bob", "bob-access");
+	close(lock);
+	refresh_join(f, t);
+	assert_int_equal(rf.r, 0);
+	free(rf.token);
+	assert_file_holds(path, "bob", "bob-access");
+}
+
+/* Writers that ignore the lock (an older hpcc, a person): the refresh
+ * rereads the file before saving and leaves a changed one alone. */
+static void test_lockless_writer_during_refresh(void **state)
+{
+	struct fixture *f = *state;
+	struct refresher rf = { 0 };
+	pthread_t t;
+
+	/* Removed: not logged in any more. */
+	_cleanup_free_ char *gone = saved_session(f, "lockless/gone.json", NOW + 10);
+	rf = (struct refresher){ .path = gone };
+	refresh_in_flight(f, &rf, &t);
+	assert_int_equal(unlink(gone), 0);
+	refresh_join(f, t);
+	assert_int_equal(rf.r, -ENOENT);
+	assert_non_null(strstr(rf.err.msg, "not logged in"));
+	assert_null(rf.token);
+	assert_int_equal(access(gone, F_OK), -1);
+
+	/* Another user's session: alice's new token is not handed out. */
+	_cleanup_free_ char *bob = saved_session(f, "lockless/bob.json", NOW + 10);
+	rf = (struct refresher){ .path = bob };
+	refresh_in_flight(f, &rf, &t);
+	save_other_session(f, bob, "bob", "bob-access");
+	refresh_join(f, t);
+	assert_int_equal(rf.r, -ENOENT);
+	assert_non_null(strstr(rf.err.msg, "not logged in as alice"));
+	assert_null(rf.token);
+	assert_file_holds(bob, "bob", "bob-access");
+
+	/* The same user logged in again: the new token serves this once, the
+	 * file keeps the new login. */
+	_cleanup_free_ char *again = saved_session(f, "lockless/again.json", NOW + 10);
+	rf = (struct refresher){ .path = again };
+	refresh_in_flight(f, &rf, &t);
+	save_other_session(f, again, "alice", "alice-relogin");
+	refresh_join(f, t);
+	assert_int_equal(rf.r, 0);
+	assert_true(strncmp(rf.token, "at-", 3) == 0);
+	free(rf.token);
+	assert_file_holds(again, "alice", "alice-relogin");
+}
+
+/* The refresh worked but the file cannot be written (here: a file size
+ * limit of 16 bytes): the new access token is returned all the same. */
+static void test_refresh_save_fails(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *path = saved_session(f, "nosave/acme.json", NOW + 10);
+	_cleanup_oauth_session_ struct oauth_session before = { 0 };
+	assert_int_equal(oauth_session_load(path, &before, NULL), 0);
+	unsigned refreshes = idp_refreshes(f);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		signal(SIGXFSZ, SIG_IGN);
+		struct rlimit limit = { .rlim_cur = 16, .rlim_max = 16 };
+		if (setrlimit(RLIMIT_FSIZE, &limit) < 0)
+			_exit(3);
+		char *token = NULL;
+		struct error err = { 0 };
+		int r = oauth_access_token_at(path, 60, NOW, &token, &err);
+		if (r < 0)
+			fprintf(stderr, "child: %s\n", err.msg);
+		_exit(r < 0 ? 1 : strncmp(token, "at-", 3) == 0 && strcmp(token, before.access_token) != 0 ? 0 : 2);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(idp_refreshes(f), refreshes + 1);
+	/* Nothing was written: the file holds the old session, and no
+	 * temporary file is left. */
+	assert_file_holds(path, "alice", before.access_token);
+	_cleanup_free_ char *dir = path_in(f, "nosave");
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	for (struct dirent *e; (e = readdir(d));)
+		assert_null(strstr(e->d_name, ".tmp"));
+	closedir(d);
+}
+
+/* A token file's directory that others could write, or that is not ours,
+ * is refused by load, save, lock, logout and the refresh, as is a lock file
+ * of another user. */
+static void test_unsafe_directory(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_oauth_session_ struct oauth_session s = { 0 };
+	logged_in(f, &s);
+	s.expires_at = NOW + 10;
+	static const mode_t modes[] = { 0770, 0730, 0707, 01777 };
+	for (size_t i = 0; i < ARRAY_SIZE(modes) + 1; i++) {
+		bool foreign = i == ARRAY_SIZE(modes);
+		if (foreign && geteuid() != 0)
+			break;  /* making a directory of another user needs root */
+		char name[64];
+		snprintf(name, sizeof(name), "unsafe-%zu", i);
+		_cleanup_free_ char *dir = path_in(f, name);
+		_cleanup_free_ char *path = NULL;
+		assert_true(asprintf(&path, "%s/acme.json", dir) > 0);
+		assert_int_equal(oauth_session_save(path, &s, NULL), 0);
+		if (foreign)
+			assert_int_equal(chown(dir, 65534, 65534), 0);
+		else
+			assert_int_equal(chmod(dir, modes[i]), 0);
+
+		struct error err = { 0 };
+		assert_int_equal(oauth_session_save(path, &s, &err), -EPERM);
+		assert_non_null(strstr(err.msg, "unsafe directory"));
+		error_clear(&err);
+		_cleanup_oauth_session_ struct oauth_session t = { 0 };
+		assert_int_equal(oauth_session_load(path, &t, &err), -EPERM);
+		assert_non_null(strstr(err.msg, "unsafe directory"));
+		assert_int_equal(oauth_session_lock(path, NULL), -EPERM);
+		assert_int_equal(oauth_session_remove(path, NULL), -EPERM);
+		char *token = NULL;
+		assert_int_equal(oauth_access_token_at(path, 60, NOW, &token, NULL), -EPERM);
+		assert_int_equal(access(path, F_OK), 0);
+		assert_int_equal(chown(dir, geteuid(), getegid()), 0);
+		assert_int_equal(chmod(dir, 0700), 0);
+	}
+	if (geteuid() != 0)
+		return;
+	/* A lock file of another user, in a directory that is fine. */
+	_cleanup_free_ char *path = path_in(f, "foreign-lock/acme.json");
+	assert_int_equal(oauth_session_save(path, &s, NULL), 0);
+	_cleanup_free_ char *lock_file = NULL;
+	assert_true(asprintf(&lock_file, "%s.lock", path) > 0);
+	int fd = open(lock_file, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	assert_true(fd >= 0);
+	assert_int_equal(fchown(fd, 65534, 65534), 0);
+	close(fd);
+	struct error err = { 0 };
+	assert_int_equal(oauth_session_lock(path, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "lock file"));
+	char *token = NULL;
+	assert_int_equal(oauth_access_token_at(path, 60, NOW, &token, NULL), -EPERM);
+}
+
 /* --- against tests/idp/idp.js --- */
 
 struct node_idp {
@@ -880,6 +1132,11 @@ int main(void)
 		cmocka_unit_test(test_access_token_session_expired),
 		cmocka_unit_test(test_access_token_idp_down),
 		cmocka_unit_test(test_access_token_two_processes),
+		cmocka_unit_test(test_logout_during_refresh),
+		cmocka_unit_test(test_login_during_refresh),
+		cmocka_unit_test(test_lockless_writer_during_refresh),
+		cmocka_unit_test(test_refresh_save_fails),
+		cmocka_unit_test(test_unsafe_directory),
 		cmocka_unit_test(test_node_idp_rs256),
 		cmocka_unit_test(test_node_idp_es256),
 	};
