@@ -6,7 +6,9 @@
  * runs the password grant there, and only then writes the token file: a
  * refused password leaves an earlier session as it was. The password is
  * wiped from memory (and from our environment) once sent, and the terminal
- * is restored on every path, a signal included.
+ * is restored on every path, a signal included (on Ctrl-Z until the job
+ * comes back to the foreground). login and logout take the session lock of
+ * oauth.h, so that a refresh in flight in hpccd cannot undo them.
  */
 #include "login.h"
 
@@ -78,21 +80,70 @@ static void format_utc(int64_t t, char out[64])
 
 /* --- the terminal --- */
 
-/* What a signal handler needs to give the terminal its echo back. */
+/* What a signal handler needs to give the terminal its echo back (and to
+ * take it away again after a stop). */
 static struct {
-	volatile sig_atomic_t active;
+	volatile sig_atomic_t active;    /* a secret prompt is running */
+	volatile sig_atomic_t echo_off;  /* the terminal is in the quiet state */
 	int fd;
-	struct termios saved;
+	struct termios saved, quiet;
+	const char *prompt;
 } tty_state = { .fd = -1 };
 
 static const int tty_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+/* Job control: the process stops, and the shell takes the terminal back. */
+static const int tty_stop_signals[] = { SIGTSTP, SIGTTIN, SIGTTOU };
 
 static void tty_restore_on_signal(int sig)
 {
-	if (tty_state.active)
+	if (tty_state.echo_off)
 		tcsetattr(tty_state.fd, TCSAFLUSH, &tty_state.saved);
 	signal(sig, SIG_DFL);
 	raise(sig);
+}
+
+static void tty_stop_on_signal(int sig);
+
+static void tty_catch_stop(int sig, struct sigaction *old)
+{
+	struct sigaction sa = { .sa_handler = tty_stop_on_signal };
+	/* The stop signals are held while one is handled: the terminal calls
+	 * below would otherwise raise SIGTTOU into this very handler. */
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < ARRAY_SIZE(tty_stop_signals); i++)
+		sigaddset(&sa.sa_mask, tty_stop_signals[i]);
+	sigaction(sig, &sa, old);
+}
+
+/*
+ * Ctrl-Z (or a background read or write): give the terminal its echo
+ * back, stop with the default action, and once continued, if we are in
+ * the foreground again, turn echo off and prompt again (the line typed so
+ * far was flushed). In the background the echo stays on: a read there
+ * stops us once more, through this handler.
+ */
+static void tty_stop_on_signal(int sig)
+{
+	int saved_errno = errno;
+	if (tty_state.echo_off) {
+		tcsetattr(tty_state.fd, TCSAFLUSH, &tty_state.saved);
+		tty_state.echo_off = 0;
+	}
+	signal(sig, SIG_DFL);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	raise(sig);  /* stops here until SIGCONT */
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	tty_catch_stop(sig, NULL);
+	if (tty_state.active && tcgetpgrp(tty_state.fd) == getpgrp() &&
+	    tcsetattr(tty_state.fd, TCSAFLUSH, &tty_state.quiet) == 0) {
+		tty_state.echo_off = 1;
+		(void)!write(tty_state.fd, "\n", 1);
+		(void)!write(tty_state.fd, tty_state.prompt, strlen(tty_state.prompt));
+	}
+	errno = saved_errno;
 }
 
 /* Prompts on /dev/tty and reads one line into out (NUL-terminated), with
@@ -102,23 +153,25 @@ static int tty_read_line(const char *prompt, bool secret, char *out, size_t size
 	_cleanup_close_ int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return error_set(err, -ENXIO, "no terminal");
-	struct sigaction old[ARRAY_SIZE(tty_signals)];
-	struct termios saved;
-	bool echo_off = false;
+	struct sigaction old[ARRAY_SIZE(tty_signals)], old_stop[ARRAY_SIZE(tty_stop_signals)];
 	if (secret) {
+		struct termios saved;
 		if (tcgetattr(fd, &saved) < 0)
 			return error_set(err, -ENXIO, "/dev/tty is not a terminal");
 		tty_state.fd = fd;
 		tty_state.saved = saved;
+		tty_state.quiet = saved;
+		tty_state.quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
+		tty_state.prompt = prompt;
 		struct sigaction sa = { .sa_handler = tty_restore_on_signal };
 		sigemptyset(&sa.sa_mask);
 		for (size_t i = 0; i < ARRAY_SIZE(tty_signals); i++)
 			sigaction(tty_signals[i], &sa, &old[i]);
-		struct termios quiet = saved;
-		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
+		for (size_t i = 0; i < ARRAY_SIZE(tty_stop_signals); i++)
+			tty_catch_stop(tty_stop_signals[i], &old_stop[i]);
 		tty_state.active = 1;
-		if (tcsetattr(fd, TCSAFLUSH, &quiet) == 0)
-			echo_off = true;
+		if (tcsetattr(fd, TCSAFLUSH, &tty_state.quiet) == 0)
+			tty_state.echo_off = 1;
 	}
 	(void)!write(fd, prompt, strlen(prompt));
 	size_t len = 0;
@@ -144,11 +197,22 @@ static int tty_read_line(const char *prompt, bool secret, char *out, size_t size
 	if (r < 0)
 		OPENSSL_cleanse(out, size);
 	if (secret) {
-		if (echo_off)
-			tcsetattr(fd, TCSAFLUSH, &saved);
+		/* Held while the terminal is put back, so that a stop cannot come
+		 * between the restore and the flags. */
+		sigset_t stops, before;
+		sigemptyset(&stops);
+		for (size_t i = 0; i < ARRAY_SIZE(tty_stop_signals); i++)
+			sigaddset(&stops, tty_stop_signals[i]);
+		sigprocmask(SIG_BLOCK, &stops, &before);
+		if (tty_state.echo_off)
+			tcsetattr(fd, TCSAFLUSH, &tty_state.saved);
+		tty_state.echo_off = 0;
 		tty_state.active = 0;
 		for (size_t i = 0; i < ARRAY_SIZE(tty_signals); i++)
 			sigaction(tty_signals[i], &old[i], NULL);
+		for (size_t i = 0; i < ARRAY_SIZE(tty_stop_signals); i++)
+			sigaction(tty_stop_signals[i], &old_stop[i], NULL);
+		sigprocmask(SIG_SETMASK, &before, NULL);
 		(void)!write(fd, "\n", 1);  /* the Enter that was not echoed */
 	}
 	return r;
@@ -352,7 +416,16 @@ static int login_run(const struct options *o, struct config *cfg)
 		fprintf(stderr, "hpcc: login: %s\n", err.msg);
 		return 1;
 	}
-	if (oauth_session_save(path, &s, &err) < 0) {
+	/* Under the session lock: a refresh of the old session that is in
+	 * flight in hpccd finishes first, and cannot overwrite this one. */
+	int lock = oauth_session_lock(path, &err);
+	if (lock < 0) {
+		fprintf(stderr, "hpcc: login: %s\n", err.msg);
+		return 1;
+	}
+	r = oauth_session_save(path, &s, &err);
+	close(lock);
+	if (r < 0) {
 		fprintf(stderr, "hpcc: login: %s\n", err.msg);
 		return 1;
 	}
