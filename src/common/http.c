@@ -174,8 +174,10 @@ static int perform(const char *url, const char *form, size_t form_len, size_t ma
 	if (ok && strncasecmp(url, "http://", 7) == 0)
 		ok = curl_easy_setopt(h, CURLOPT_PROXY, "") == CURLE_OK;
 	if (ok && form) {
-		/* POSTFIELDS does not copy: the caller's form, which it wipes,
-		 * is the only copy. */
+		/* POSTFIELDS itself does not copy, but libcurl appends a body this
+		 * small (under 64 KiB) to its request buffer with the headers and
+		 * frees that unwiped: the wipe of the form in http_post_form
+		 * removes our copy only (docs/auth.md says what is wiped). */
 		ok = curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)form_len) == CURLE_OK &&
 		     curl_easy_setopt(h, CURLOPT_POSTFIELDS, form) == CURLE_OK;
 	}

@@ -40,6 +40,7 @@ int http_get(const char *url, size_t max_bytes, int timeout_ms, struct buf *body
 	     struct error *err);
 /* fields: name, value, name, value, ..., NULL. Names and values are
  * percent-encoded here; the encoded form is wiped from memory after the call
- * (it may hold a password). */
+ * (it may hold a password). libcurl's own copy of it, in its request
+ * buffer, is freed without wiping. */
 int http_post_form(const char *url, const char *const *fields, size_t max_bytes, int timeout_ms, struct buf *body,
 		   long *ret_status, struct error *err);
