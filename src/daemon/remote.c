@@ -813,7 +813,8 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 		/* The scheduler names the worker, its pin and the routing token. */
 		buf_free(&lease->token);
 		if ((r = route_get(rc->route, lease, &err)) < 0) {
-			f.counter = r == -EAGAIN ? STAT_FALLBACK_REMOTE_UNREACHABLE : STAT_FALLBACK_REMOTE_TOKEN;
+			f.counter = r == -ENOENT ? STAT_FALLBACK_REMOTE_TOKEN :
+				    r == -EACCES ? STAT_FALLBACK_REMOTE_REFUSED : STAT_FALLBACK_REMOTE_UNREACHABLE;
 			snprintf(f.msg, sizeof(f.msg), "%.390s", err.msg);
 			buf_init(&lease->token, TOKEN_MAX_SIZE + 1);
 			goto failed;

@@ -9,7 +9,10 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+
+#include <openssl/crypto.h>
 
 #include "log.h"
 #include "oauth.h"
@@ -18,6 +21,7 @@
 #define ROUTE_TIMEOUT_MS 10000
 #define ROUTE_MAX_REPLY (16 * 1024)
 #define ACCESS_TOKEN_MIN_VALID_S 60  /* refresh an access token this long before it expires */
+#define ROUTE_WAIT_S 2               /* a compile waits this long for another one's Route call */
 
 struct channel_slot {
 	char address[256];
@@ -37,8 +41,11 @@ struct route_client {
 	struct buf token;
 	char worker_id[TOKEN_NAME_MAX + 1];
 	char cache_mode[16];
-	int64_t expires_at;
-	int64_t down_until;    /* scheduler unreachable: do not ask before this */
+	int64_t refresh_at;    /* ask Route again from this time on */
+	bool asking;           /* one compile is asking Route now (without the lock) */
+	pthread_cond_t answered;
+	int64_t down_until;    /* not logged in, refused or unreachable: do not ask before this */
+	int down_code;         /* and the error until then */
 	char last_error[200];
 	unsigned long n_routes, n_refused;
 };
@@ -54,6 +61,11 @@ int route_client_new(const struct config *cfg, const char *tenant, const char *i
 	if (!rc)
 		return error_set(err, -ENOMEM, "out of memory");
 	pthread_mutex_init(&rc->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&rc->answered, &ca);
+	pthread_condattr_destroy(&ca);
 	buf_init(&rc->token, TOKEN_MAX_SIZE);
 	int r = oauth_session_path(cfg, tenant, &rc->auth_file, err);
 	if (r == 0 && (!(rc->scheduler = strdup(sched)) || !(rc->tenant = strdup(tenant)) || !(rc->image = strdup(image))))
@@ -77,6 +89,7 @@ void route_client_free(struct route_client *rc)
 		rpc_channel_free(rc->slots[i].ch);
 	rpc_channel_free(rc->sched);
 	buf_free(&rc->token);
+	pthread_cond_destroy(&rc->answered);
 	pthread_mutex_destroy(&rc->lock);
 	free(rc->scheduler);
 	free(rc->tenant);
@@ -127,84 +140,152 @@ static bool printable(const char *s, size_t max)
 	return true;
 }
 
-/* Under the lock: asks Route and caches the answer. */
-static int ask(struct route_client *rc, int64_t now, struct error *err)
+/* host:port with a DNS name or IPv4 address, or [IPv6]:port; nothing else that grpc would
+ * take as a target (unix:, vsock:, dns://...), so a scheduler's answer can only name a TCP peer. */
+static bool host_port_valid(const char *s)
+{
+	size_t n = strnlen(s, 256);
+	const char *colon = n && n < 256 ? strrchr(s, ':') : NULL;
+	if (!colon || colon == s || !colon[1] || strlen(colon + 1) > 5 || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return false;
+	long port = strtol(colon + 1, NULL, 10);
+	if (port < 1 || port > 65535)
+		return false;
+	size_t host_len = (size_t)(colon - s);
+	if (s[0] == '[')
+		return host_len > 2 && s[host_len - 1] == ']' && strspn(s + 1, "0123456789abcdefABCDEF:.") == host_len - 2;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") == host_len && s[0] != '-' &&
+	       s[0] != '.';
+}
+
+/* The answer's fields are what the daemon will dial and present: checked before anything is kept. */
+static bool answer_valid(const Hpcc__V1__RouteReply *rep, int64_t now)
+{
+	return host_port_valid(rep->worker_address) && printable(rep->worker_id, TOKEN_NAME_MAX) &&
+	       strlen(rep->worker_cert_fingerprint) == DIGEST_STR_LEN &&
+	       strncmp(rep->worker_cert_fingerprint, "sha256:", 7) == 0 && rep->routing_token.len > 0 &&
+	       rep->routing_token.len <= TOKEN_MAX_SIZE && rep->expires_at > now &&
+	       (!rep->cache_mode[0] || strcmp(rep->cache_mode, "paranoid") == 0 || strcmp(rep->cache_mode, "trusted") == 0);
+}
+
+/*
+ * Without the lock: a fresh access token (refreshed if needed) and one
+ * Route call. 0 and *ret_rep (checked) on success; -ENOENT not logged in or
+ * refused as unauthenticated, -EACCES refused otherwise, -EAGAIN
+ * unreachable or a bad answer, -ENOMEM.
+ */
+static int ask(struct route_client *rc, Hpcc__V1__RouteReply **ret_rep, struct error *err)
 {
 	_cleanup_free_ char *access = NULL;
 	int r = oauth_access_token(rc->auth_file, ACCESS_TOKEN_MIN_VALID_S, &access, err);
-	if (r < 0) {
-		/* Not logged in, or the IdP is down: the file and the IdP are not asked again at every compile. */
-		rc->down_until = now + ROUTE_DOWN_SECONDS;
+	if (r < 0)
 		return r == -ENOENT || r == -EKEYEXPIRED ? -ENOENT : r == -ENOMEM ? -ENOMEM : -EAGAIN;
-	}
 	Hpcc__V1__RouteRequest req = HPCC__V1__ROUTE_REQUEST__INIT;
 	req.tenant = rc->tenant;
 	req.image_digest = rc->image;
 	req.access_token = access;
 	size_t len = hpcc__v1__route_request__get_packed_size(&req);
-	_cleanup_free_ uint8_t *packed = malloc(len ? len : 1);
-	if (!packed)
+	uint8_t *packed = malloc(len ? len : 1);
+	if (!packed) {
+		OPENSSL_cleanse(access, strlen(access));
 		return error_set(err, -ENOMEM, "out of memory");
+	}
 	hpcc__v1__route_request__pack(&req, packed);
 	_cleanup_buf_ struct buf reply;
 	buf_init(&reply, ROUTE_MAX_REPLY);
 	struct rpc_status st = { 0 };
-	rc->n_routes++;
 	r = rpc_unary(rc->sched, "/hpcc.v1.SchedulerService/Route", packed, len, ROUTE_TIMEOUT_MS, &reply, &st);
-	if (r < 0 || st.code == GRPC_STATUS_UNAVAILABLE || st.code == GRPC_STATUS_DEADLINE_EXCEEDED) {
-		rc->down_until = now + ROUTE_DOWN_SECONDS;
+	/* The access token is a bearer credential: not left in freed memory. */
+	OPENSSL_cleanse(packed, len);
+	free(packed);
+	OPENSSL_cleanse(access, strlen(access));
+	if (r < 0 || st.code == GRPC_STATUS_UNAVAILABLE || st.code == GRPC_STATUS_DEADLINE_EXCEEDED)
 		return error_set(err, -EAGAIN, "scheduler %s: %s", rc->scheduler,
 				 r < 0 ? strerror(-r) : st.msg[0] ? st.msg : "unavailable");
-	}
-	if (st.code != GRPC_STATUS_OK) {
-		rc->n_refused++;
-		/* A refusal will not change by asking again at once: wait a little too. */
-		rc->down_until = now + ROUTE_DOWN_SECONDS;
+	if (st.code != GRPC_STATUS_OK)
 		return error_set(err, st.code == GRPC_STATUS_UNAUTHENTICATED ? -ENOENT : -EACCES,
 				 "scheduler refused Route: %s", st.msg);
-	}
 	Hpcc__V1__RouteReply *rep = hpcc__v1__route_reply__unpack(NULL, reply.len, (uint8_t *)reply.data);
-	r = 0;
-	if (!rep || !printable(rep->worker_address, 255) || !printable(rep->worker_id, TOKEN_NAME_MAX) ||
-	    strlen(rep->worker_cert_fingerprint) != DIGEST_STR_LEN ||
-	    strncmp(rep->worker_cert_fingerprint, "sha256:", 7) != 0 || rep->routing_token.len == 0 ||
-	    rep->routing_token.len > TOKEN_MAX_SIZE || rep->expires_at <= now || strlen(rep->cache_mode) >= 16)
-		r = error_set(err, -EAGAIN, "scheduler %s: malformed Route answer", rc->scheduler);
-	struct channel_slot *s = r == 0 ? slot_for(rc, rep->worker_address, rep->worker_cert_fingerprint, err) : NULL;
-	if (r == 0 && !s)
-		r = -EAGAIN;
-	if (r == 0) {
-		buf_reset(&rc->token);
-		if (buf_append(&rc->token, rep->routing_token.data, rep->routing_token.len) < 0)
-			r = error_set(err, -ENOMEM, "out of memory");
+	if (!rep || !answer_valid(rep, time(NULL))) {
+		if (rep)
+			hpcc__v1__route_reply__free_unpacked(rep, NULL);
+		return error_set(err, -EAGAIN, "scheduler %s: malformed Route answer", rc->scheduler);
 	}
-	if (r == 0) {
-		if (!rc->have || strcmp(rc->worker_id, rep->worker_id) != 0)
-			log_info("route: tenant %s image %.19s -> worker %s at %s", rc->tenant, rc->image, rep->worker_id,
-				 rep->worker_address);
-		rc->have = true;
-		rc->slot = s;
-		snprintf(rc->worker_id, sizeof(rc->worker_id), "%s", rep->worker_id);
-		snprintf(rc->cache_mode, sizeof(rc->cache_mode), "%s", rep->cache_mode);
-		rc->expires_at = rep->expires_at;
-	}
-	if (rep)
-		hpcc__v1__route_reply__free_unpacked(rep, NULL);
-	return r;
+	*ret_rep = rep;
+	return 0;
+}
+
+/* Under the lock: keeps a checked answer. */
+static int install(struct route_client *rc, const Hpcc__V1__RouteReply *rep, int64_t now, struct error *err)
+{
+	struct channel_slot *s = slot_for(rc, rep->worker_address, rep->worker_cert_fingerprint, err);
+	if (!s)
+		return -EAGAIN;
+	buf_reset(&rc->token);
+	if (buf_append(&rc->token, rep->routing_token.data, rep->routing_token.len) < 0)
+		return error_set(err, -ENOMEM, "out of memory");
+	if (!rc->have || strcmp(rc->worker_id, rep->worker_id) != 0)
+		log_info("route: tenant %s image %.19s -> worker %s at %s", rc->tenant, rc->image, rep->worker_id,
+			 rep->worker_address);
+	rc->have = true;
+	rc->slot = s;
+	snprintf(rc->worker_id, sizeof(rc->worker_id), "%s", rep->worker_id);
+	snprintf(rc->cache_mode, sizeof(rc->cache_mode), "%s", rep->cache_mode[0] ? rep->cache_mode : "paranoid");
+	/* A routing token lives at most TOKEN_MAX_TTL; whatever the answer says, it is not kept longer. */
+	int64_t expires = rep->expires_at < now + TOKEN_MAX_TTL ? rep->expires_at : now + TOKEN_MAX_TTL;
+	/* Ask again a little before expiry: 30 s, or a quarter of a short lifetime. */
+	int64_t life = expires - now;
+	rc->refresh_at = expires - (life / 4 < ROUTE_REFRESH_MARGIN_S ? life / 4 : ROUTE_REFRESH_MARGIN_S);
+	return 0;
 }
 
 int route_get(struct route_client *rc, struct route_lease *ret, struct error *err)
 {
-	int64_t now = time(NULL);
 	pthread_mutex_lock(&rc->lock);
 	int r = 0;
-	if (!rc->have || rc->expires_at - ROUTE_REFRESH_MARGIN_S <= now) {
+	int64_t now = time(NULL);
+	/* After `hpcc logout` no compile goes remote, even on a route still cached. */
+	struct stat st;
+	if (rc->have && stat(rc->auth_file, &st) < 0 && errno == ENOENT)
 		rc->have = false;
-		if (rc->down_until > now)
-			r = error_set(err, -EAGAIN, "scheduler: %s (asking again in %lld s)",
-				      rc->last_error[0] ? rc->last_error : "unavailable", (long long)(rc->down_until - now));
-		else if ((r = ask(rc, now, err)) < 0)
-			snprintf(rc->last_error, sizeof(rc->last_error), "%.199s", err->msg);
+	if (!rc->have || rc->refresh_at <= now) {
+		rc->have = false;
+		/* One compile asks; the others wait for its answer a little, then compile locally. */
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += ROUTE_WAIT_S;
+		while (rc->asking && r == 0)
+			if (pthread_cond_timedwait(&rc->answered, &rc->lock, &until) == ETIMEDOUT)
+				r = error_set(err, -EAGAIN, "the scheduler has not answered for %d s", ROUTE_WAIT_S);
+		now = time(NULL);
+		if (r == 0 && !rc->have) {
+			if (rc->down_until > now) {
+				r = error_set(err, rc->down_code, "%s (asking again in %lld s)",
+					      rc->last_error[0] ? rc->last_error : "scheduler unavailable",
+					      (long long)(rc->down_until - now));
+			} else {
+				rc->asking = true;
+				rc->n_routes++;
+				pthread_mutex_unlock(&rc->lock);
+				Hpcc__V1__RouteReply *rep = NULL;
+				r = ask(rc, &rep, err);
+				pthread_mutex_lock(&rc->lock);
+				now = time(NULL);  /* after the network: a slow failure still backs off its full time */
+				if (r == 0)
+					r = install(rc, rep, now, err);
+				if (rep)
+					hpcc__v1__route_reply__free_unpacked(rep, NULL);
+				if (r < 0) {
+					/* Not logged in, refused or unreachable: not asked again at every compile. */
+					rc->n_refused += r != -EAGAIN;
+					rc->down_until = now + ROUTE_DOWN_SECONDS;
+					rc->down_code = r == -ENOMEM ? -EAGAIN : r;
+					snprintf(rc->last_error, sizeof(rc->last_error), "%.199s", err->msg);
+				}
+				rc->asking = false;
+				pthread_cond_broadcast(&rc->answered);
+			}
+		}
 	}
 	if (r == 0) {
 		buf_init(&ret->token, TOKEN_MAX_SIZE);
@@ -249,8 +330,8 @@ void route_status(struct route_client *rc, char *out, size_t n)
 	pthread_mutex_lock(&rc->lock);
 	int64_t now = time(NULL);
 	if (rc->have)
-		snprintf(out, n, "remote_scheduler %s\nremote_worker %s (%s)\nremote_route_expires_in %lld\nremote_routes %lu\n",
-			 rc->scheduler, rc->worker_id, rc->slot->address, (long long)(rc->expires_at - now), rc->n_routes);
+		snprintf(out, n, "remote_scheduler %s\nremote_worker %s (%s)\nremote_route_renewed_in %lld\nremote_routes %lu\n",
+			 rc->scheduler, rc->worker_id, rc->slot->address, (long long)(rc->refresh_at - now), rc->n_routes);
 	else
 		snprintf(out, n, "remote_scheduler %s\nremote_worker none%s%s\nremote_routes %lu\n", rc->scheduler,
 			 rc->last_error[0] ? ": " : "", rc->last_error, rc->n_routes);

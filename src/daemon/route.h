@@ -17,7 +17,7 @@
 #include "rpc.h"
 #include "token.h"
 
-#define ROUTE_REFRESH_MARGIN_S 30  /* ask again this long before the routing token expires */
+#define ROUTE_REFRESH_MARGIN_S 30  /* ask again this long (at most a quarter of its life) before the routing token expires */
 #define ROUTE_DOWN_SECONDS 5       /* after an unreachable scheduler, fall back this long without asking */
 #define ROUTE_MAX_CHANNELS 8
 
@@ -37,9 +37,13 @@ int route_client_new(const struct config *cfg, const char *tenant, const char *i
 void route_client_free(struct route_client *rc);
 /*
  * A worker to send one compile to. Errors, with err's one line for the
- * log: -ENOENT not logged in or the session expired (run hpcc login),
- * -EACCES the scheduler refused (token, tenant, image), -EAGAIN the
- * scheduler is unreachable or has no worker, -ENOMEM.
+ * log: -ENOENT not logged in, the session expired or the access token
+ * refused (run hpcc login), -EACCES the scheduler refused otherwise
+ * (tenant, image), -EAGAIN the scheduler is unreachable, has no worker,
+ * or another compile's Route call is taking long, -ENOMEM. After a
+ * failure the same error comes back for ROUTE_DOWN_SECONDS without asking.
+ * The Route call itself runs without the client's lock: route_put and
+ * route_status never wait for the network.
  */
 int route_get(struct route_client *rc, struct route_lease *ret, struct error *err);
 void route_put(struct route_client *rc, struct route_lease *lease);

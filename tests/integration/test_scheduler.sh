@@ -301,6 +301,30 @@ same "$P/two.o" "$P/plain-two.o" "the local fallback's object is right"
 got=$(stat fallback.remote-unreachable)
 check "and counts fallback.remote-unreachable ($got)" test "${got:-0}" -ge 1
 
+# ---- a scheduler that accepts connections and never answers ------------------------------
+# One compile waits for Route's deadline (10 s); the others give up after 2 s and compile
+# locally; then nobody asks again for 5 s.
+node -e 'const s = require("net").createServer(() => {}); s.listen(0, "127.0.0.1", () => {
+  require("fs").writeFileSync(process.argv[1], String(s.address().port)); });' "$WORK/hole.port" &
+PIDS+=($!)
+wait_file "$WORK/hole.port"
+"$HPCC" daemon stop >/dev/null 2>&1
+export HPCC_REMOTE_SCHEDULER=127.0.0.1:$(cat "$WORK/hole.port")
+zero_stats
+for i in 1 2 3 4; do printf 'int h%d(int x) { return x + %d; }\n' "$i" "$i" >"$P/h$i.c"; done
+t0=$EPOCHREALTIME
+cpids=()
+for i in 1 2 3 4; do (cd "$P" && "$HPCC" gcc -O2 -c "h$i.c" -o "h$i.o") & cpids+=($!); done
+wait_ok=0
+for p in "${cpids[@]}"; do wait "$p" || wait_ok=1; done
+secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+check "four parallel compiles against a silent scheduler all pass" test "$wait_ok" = 0 -a -f "$P/h4.o"
+check "within the Route deadline plus slack ($secs s)" awk -v s="$secs" 'BEGIN { exit !(s < 14) }'
+got=$(stat fallback.remote-unreachable)
+check "and each counts fallback.remote-unreachable ($got)" test "${got:-0}" = 4
+"$HPCC" daemon stop >/dev/null 2>&1
+export HPCC_REMOTE_SCHEDULER=$SADDR
+
 # ---- logout ----------------------------------------------------------------------------------
 "$HPCC" logout >/dev/null 2>&1
 check "hpcc logout removes the token file" test ! -e "$HPCC_DIR/auth/acme.json"
