@@ -681,7 +681,13 @@ static int ecdsa_raw_to_der(const uint8_t raw[ES256_SIG_SIZE], uint8_t der[ECDSA
 static EVP_MD *sha256_md;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
 
-static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+/* A failed fetch falls back to the built-in method rather than disabling every check until restart. */
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (!sha256_md)
+		sha256_md = (EVP_MD *)EVP_sha256();
+}
 
 static int signature_check(const struct jwk *k, const struct parts *p, struct error *err)
 {

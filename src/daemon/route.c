@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 
 #include "log.h"
+#include "netaddr.h"
 #include "oauth.h"
 #include "scheduler.pb-c.h"
 
@@ -140,28 +141,10 @@ static bool printable(const char *s, size_t max)
 	return true;
 }
 
-/* host:port with a DNS name or IPv4 address, or [IPv6]:port; nothing else that grpc would
- * take as a target (unix:, vsock:, dns://...), so a scheduler's answer can only name a TCP peer. */
-static bool host_port_valid(const char *s)
-{
-	size_t n = strnlen(s, 256);
-	const char *colon = n && n < 256 ? strrchr(s, ':') : NULL;
-	if (!colon || colon == s || !colon[1] || strlen(colon + 1) > 5 || strspn(colon + 1, "0123456789") != strlen(colon + 1))
-		return false;
-	long port = strtol(colon + 1, NULL, 10);
-	if (port < 1 || port > 65535)
-		return false;
-	size_t host_len = (size_t)(colon - s);
-	if (s[0] == '[')
-		return host_len > 2 && s[host_len - 1] == ']' && strspn(s + 1, "0123456789abcdefABCDEF:.") == host_len - 2;
-	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") == host_len && s[0] != '-' &&
-	       s[0] != '.';
-}
-
 /* The answer's fields are what the daemon will dial and present: checked before anything is kept. */
 static bool answer_valid(const Hpcc__V1__RouteReply *rep, int64_t now)
 {
-	return host_port_valid(rep->worker_address) && printable(rep->worker_id, TOKEN_NAME_MAX) &&
+	return net_host_port_valid(rep->worker_address) && printable(rep->worker_id, TOKEN_NAME_MAX) &&
 	       strlen(rep->worker_cert_fingerprint) == DIGEST_STR_LEN &&
 	       strncmp(rep->worker_cert_fingerprint, "sha256:", 7) == 0 && rep->routing_token.len > 0 &&
 	       rep->routing_token.len <= TOKEN_MAX_SIZE && rep->expires_at > now &&

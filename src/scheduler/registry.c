@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <math.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@
 
 struct worker_entry {
 	char id[TOKEN_NAME_MAX + 1];
+	uint8_t session[REGISTRY_SESSION_SIZE];
 	char address[REGISTRY_ADDRESS_MAX + 1];
 	char cert_fingerprint[DIGEST_STR_LEN + 1];
 	unsigned capacity, free_capacity;
@@ -75,29 +78,13 @@ static bool image_valid(const char *s)
 	return s && strncmp(s, "sha256:", 7) == 0 && strlen(s) == 71 && strspn(s + 7, "0123456789abcdef") == 64;
 }
 
-/* host:port, printable, no spaces; the port a number. */
-static bool address_valid(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-	if (n == 0 || n > REGISTRY_ADDRESS_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f || s[i] == '/' || s[i] == '@')
-			return false;
-	const char *colon = strrchr(s, ':');
-	if (!colon || colon == s || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
-	    strlen(colon + 1) > 5)
-		return false;
-	long port = strtol(colon + 1, NULL, 10);
-	return port > 0 && port < 65536;
-}
 
 static int report_check(const struct registry_report *rep, bool full)
 {
 	if (!rep->worker_id || !scheduler_name_valid(rep->worker_id))
 		return -EINVAL;
 	if (full) {
-		if (!address_valid(rep->address) || !image_valid(rep->cert_fingerprint) || rep->capacity == 0 ||
+		if (!rep->address || !net_host_port_valid(rep->address) || !image_valid(rep->cert_fingerprint) || rep->capacity == 0 ||
 		    rep->capacity > REGISTRY_MAX_CAPACITY)
 			return -EINVAL;
 	}
@@ -158,7 +145,8 @@ static void sweep(struct registry *r, int64_t now_ms)
 	}
 }
 
-int registry_register(struct registry *r, const struct registry_report *rep, int64_t now_ms)
+int registry_register(struct registry *r, const struct registry_report *rep, int64_t now_ms,
+		      uint8_t ret_session[REGISTRY_SESSION_SIZE])
 {
 	if (report_check(rep, true) < 0)
 		return -EINVAL;
@@ -169,9 +157,11 @@ int registry_register(struct registry *r, const struct registry_report *rep, int
 	snprintf(w->address, sizeof(w->address), "%s", rep->address);
 	snprintf(w->cert_fingerprint, sizeof(w->cert_fingerprint), "%s", rep->cert_fingerprint);
 	w->capacity = rep->capacity;
-	w->free_capacity = rep->free_capacity ? rep->free_capacity : rep->capacity;
-	if (w->free_capacity > w->capacity)
-		w->free_capacity = w->capacity;
+	w->free_capacity = rep->free_capacity > rep->capacity ? rep->capacity : rep->free_capacity;
+	if (RAND_bytes(w->session, sizeof(w->session)) != 1) {
+		entry_free(w);
+		return -EIO;
+	}
 	w->last_seen_ms = now_ms;
 	if (report_lists(rep, &w->images, &w->active) < 0) {
 		entry_free(w);
@@ -182,8 +172,17 @@ int registry_register(struct registry *r, const struct registry_report *rep, int
 	size_t i;
 	int ret = 0;
 	struct worker_entry *old = find(r, rep->worker_id, &i);
-	if (old) {
-		if (strcmp(old->address, w->address) != 0 || strcmp(old->cert_fingerprint, w->cert_fingerprint) != 0)
+	bool changed = old && (strcmp(old->address, w->address) != 0 ||
+			       strcmp(old->cert_fingerprint, w->cert_fingerprint) != 0);
+	if (changed && now_ms - old->last_seen_ms <= r->stale_ms) {
+		/* A healthy worker keeps its id: whoever else holds the worker token cannot
+		 * take its traffic over. A worker that changed its certificate waits until its
+		 * old entry is stale (1.5 heartbeat intervals). */
+		log_warn("scheduler: worker %s: a registration from %s with another address or certificate refused "
+			 "while the registered one (%s) is healthy", w->id, w->address, old->address);
+		ret = -EEXIST;
+	} else if (old) {
+		if (changed)
 			log_info("scheduler: worker %s registered again at %s (was %s)", w->id, w->address, old->address);
 		r->v[i] = w;
 		entry_free(old);
@@ -200,6 +199,8 @@ int registry_register(struct registry *r, const struct registry_report *rep, int
 				 w->capacity, w->images.n);
 		}
 	}
+	if (ret == 0)
+		memcpy(ret_session, w->session, sizeof(w->session));
 	pthread_rwlock_unlock(&r->lock);
 	if (ret < 0)
 		entry_free(w);
@@ -220,6 +221,10 @@ int registry_heartbeat(struct registry *r, const struct registry_report *rep, in
 	sweep(r, now_ms);
 	struct worker_entry *w = find(r, rep->worker_id, NULL);
 	int ret = -ENOENT;
+	/* Only the registration's own heartbeats keep it alive. */
+	if (w && (rep->session_len != sizeof(w->session) ||
+		  CRYPTO_memcmp(rep->session, w->session, sizeof(w->session)) != 0))
+		w = NULL;
 	if (w) {
 		if (w->stale_logged)
 			log_info("scheduler: worker %s is back", w->id);
@@ -275,9 +280,11 @@ int registry_route(struct registry *r, const char *tenant, const char *image, bo
 	pthread_rwlock_rdlock(&r->lock);
 	const struct worker_entry *best = NULL, *best_sticky = NULL;
 	double best_score = 0, best_sticky_score = 0;
+	/* Workers with free capacity first; full ones only when every worker is full. */
+	for (int pass = 0; pass < 2 && !best; pass++)
 	for (size_t i = 0; i < r->n; i++) {
 		const struct worker_entry *w = r->v[i];
-		if (now_ms - w->last_seen_ms > r->stale_ms || !has(&w->images, image))
+		if (now_ms - w->last_seen_ms > r->stale_ms || !has(&w->images, image) || (pass == 0) != (w->free_capacity > 0))
 			continue;
 		/* Weighted rendezvous (logarithmic method): score = weight / -ln(u). The highest
 		 * score wins; a worker's share is proportional to its weight, and adding or losing

@@ -16,12 +16,14 @@
 #include <stdint.h>
 
 #include "digest.h"
+#include "netaddr.h"
 #include "token.h"
 
 #define REGISTRY_MAX_WORKERS 4096
 #define REGISTRY_MAX_IMAGES 1024      /* images one worker reports */
 #define REGISTRY_MAX_ACTIVE 4096      /* (tenant, image) pairs one worker reports */
-#define REGISTRY_ADDRESS_MAX 255
+#define REGISTRY_ADDRESS_MAX NET_HOST_PORT_MAX
+#define REGISTRY_SESSION_SIZE 16
 #define REGISTRY_MAX_CAPACITY 100000
 
 struct registry;
@@ -41,6 +43,8 @@ struct registry_report {
 	size_t n_images;
 	const struct registry_active *active;
 	size_t n_active;
+	const uint8_t *session;       /* Heartbeat only: what RegisterWorker answered */
+	size_t session_len;
 };
 
 struct registry_choice {
@@ -53,9 +57,18 @@ struct registry_choice {
 /* stale_ms: silence after which a worker is not routed to. */
 int registry_new(int64_t stale_ms, struct registry **ret);
 void registry_free(struct registry *r);
-/* -EINVAL for a malformed report (checked here: ids, address, fingerprint, digests, counts), -E2BIG when full. */
-int registry_register(struct registry *r, const struct registry_report *rep, int64_t now_ms);
-/* -ENOENT when the worker is unknown (forgotten, or the scheduler restarted): it must register again. */
+/*
+ * -EINVAL for a malformed report (checked here: ids, address, fingerprint,
+ * digests, counts), -E2BIG when full, -EEXIST when a healthy worker of that
+ * id is registered with another address or certificate (anyone holding the
+ * worker token could otherwise take over a live worker's id). On success,
+ * ret_session gets the REGISTRY_SESSION_SIZE random bytes that the worker's
+ * heartbeats must echo.
+ */
+int registry_register(struct registry *r, const struct registry_report *rep, int64_t now_ms,
+		      uint8_t ret_session[REGISTRY_SESSION_SIZE]);
+/* -ENOENT when the worker is unknown (forgotten, or the scheduler restarted) or the
+ * session is not that of its registration: it must register again. */
 int registry_heartbeat(struct registry *r, const struct registry_report *rep, int64_t now_ms);
 /* -ENOENT when no healthy worker holds the image. */
 int registry_route(struct registry *r, const char *tenant, const char *image, bool sticky, int64_t now_ms,

@@ -254,8 +254,13 @@ static void handle_register(struct rpc_call *c, void *user)
 			.images = (const char *const *)req->images,
 			.n_images = req->n_images,
 		};
-		int r = registry_register(s->registry, &rep, monotonic_ms());
-		if (r == -EINVAL)
+		uint8_t session[REGISTRY_SESSION_SIZE];
+		int r = registry_register(s->registry, &rep, monotonic_ms(), session);
+		if (r == -EEXIST)
+			refuse(c, GRPC_STATUS_ALREADY_EXISTS,
+			       "worker '%.64s': a healthy worker of that id is registered with another address or certificate",
+			       req->worker_id);
+		else if (r == -EINVAL)
 			refuse(c, GRPC_STATUS_INVALID_ARGUMENT,
 			       "worker '%.64s': malformed registration (id, address host:port, sha256 fingerprint, "
 			       "capacity 1..%d, image digests)",
@@ -267,6 +272,8 @@ static void handle_register(struct rpc_call *c, void *user)
 			out.routing_key_public_pem.data = (uint8_t *)s->public_pem;
 			out.routing_key_public_pem.len = strlen(s->public_pem);
 			out.heartbeat_interval_ms = s->cfg.heartbeat_interval_ms;
+			out.session.data = session;
+			out.session.len = sizeof(session);
 			reply(c, &out.base);
 		}
 	}
@@ -296,6 +303,8 @@ static void handle_heartbeat(struct rpc_call *c, void *user)
 			.n_images = req->n_images,
 			.active = active,
 			.n_active = req->n_active_vms,
+			.session = req->session.data,
+			.session_len = req->session.len,
 		};
 		int r = registry_heartbeat(s->registry, &rep, monotonic_ms());
 		if (r == -EINVAL)
@@ -311,10 +320,10 @@ static void handle_heartbeat(struct rpc_call *c, void *user)
 }
 
 static const struct rpc_method methods[] = {
-	{ "/hpcc.v1.SchedulerService/GetTenantIdP", handle_get_tenant_idp },
-	{ "/hpcc.v1.SchedulerService/Route", handle_route },
-	{ "/hpcc.v1.SchedulerService/RegisterWorker", handle_register },
-	{ "/hpcc.v1.SchedulerService/Heartbeat", handle_heartbeat },
+	{ "/hpcc.v1.SchedulerService/GetTenantIdP", handle_get_tenant_idp, .unary = true },
+	{ "/hpcc.v1.SchedulerService/Route", handle_route, .unary = true },
+	{ "/hpcc.v1.SchedulerService/RegisterWorker", handle_register, .unary = true },
+	{ "/hpcc.v1.SchedulerService/Heartbeat", handle_heartbeat, .unary = true },
 };
 
 static char *read_text(const char *path, struct error *err)

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "digest.h"
 #include "fs.h"
+#include "oauth.h"
 #include "token.h"
 
 #define SCHEDULER_CONFIG_MAX (256 * 1024)
@@ -24,7 +25,18 @@ struct parse_state {
 	struct scheduler_config *c;
 	char *base;  /* directory of the file */
 	struct error *err;
+	struct strv seen;  /* "section.key" of single-valued keys already set */
 };
+
+/* A key given twice would silently take its last value (a pasted line can
+ * change an issuer that way): every key but images is single-valued. */
+static int once(struct parse_state *st, const char *name)
+{
+	for (size_t i = 0; i < st->seen.n; i++)
+		if (strcmp(st->seen.v[i], name) == 0)
+			return error_set(st->err, -EINVAL, "%s is set twice", name);
+	return strv_push(&st->seen, name) < 0 ? -ENOMEM : 0;
+}
 
 bool scheduler_name_valid(const char *s)
 {
@@ -116,6 +128,9 @@ static int tenant_key(struct parse_state *st, const char *id, const char *key, c
 	struct scheduler_tenant *t = tenant_get(st, id);
 	if (!t)
 		return st->err->code ? st->err->code : -ENOMEM;
+	int r;
+	if (strcmp(key, "images") != 0 && (r = once(st, name)) < 0)
+		return r;
 	char **url = strcmp(key, "issuer") == 0 ? &t->issuer : strcmp(key, "jwks_url") == 0 ? &t->jwks_url :
 		     strcmp(key, "token_url") == 0 ? &t->token_url : NULL;
 	if (url) {
@@ -166,6 +181,8 @@ static int handler(void *user, const char *section, const char *key, const char 
 	int r;
 	if (strncmp(section, "tenant ", 7) == 0)
 		r = tenant_key(st, section + 7, key, value);
+	else if (strcmp(section, "scheduler") == 0 && (r = once(st, name)) < 0)
+		;
 	else if (strcmp(name, "scheduler.listen") == 0)
 		r = set_str(&c->listen, value);
 	else if (strcmp(name, "scheduler.cert") == 0)
@@ -209,11 +226,26 @@ static int check_tenants(const struct scheduler_config *c, struct error *err)
 		if (missing)
 			return error_set(err, -EINVAL, "%s: [tenant %s] %s is required", c->path, t->id, missing);
 		const char *urls[] = { t->issuer, t->jwks_url, t->token_url };
-		for (size_t k = 0; k < 3; k++)
-			if (urls[k] && strncmp(urls[k], "http://", 7) == 0 && !c->allow_insecure_idp)
+		for (size_t k = 0; k < 3; k++) {
+			if (!urls[k] || strncmp(urls[k], "http://", 7) != 0)
+				continue;
+			if (!c->allow_insecure_idp)
 				return error_set(err, -EINVAL,
 						 "%s: [tenant %s] %.80s is plain http (allow_insecure_idp = true for tests only)",
 						 c->path, t->id, urls[k]);
+			/* Keys fetched in clear from anywhere else could be swapped on the way. */
+			if (!oauth_endpoint_is_allowed(urls[k]))
+				return error_set(err, -EINVAL, "%s: [tenant %s] %.80s: plain http only to a loopback host",
+						 c->path, t->id, urls[k]);
+		}
+		/* Nothing in a token names our tenant: two tenants that trust the same
+		 * issuer for the same audience would accept each other's users. */
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(c->tenants[j].issuer, t->issuer) == 0 && strcmp(c->tenants[j].audience, t->audience) == 0)
+				return error_set(err, -EINVAL,
+						 "%s: [tenant %s] and [tenant %s] have the same issuer and audience: each "
+						 "tenant needs its own audience (or IdP), or their users could use both",
+						 c->path, c->tenants[j].id, t->id);
 	}
 	return 0;
 }
@@ -246,9 +278,14 @@ int scheduler_config_load(const char *path, struct scheduler_config *c, struct e
 	int lineno = 1;
 	for (const char *p = text.data; *p; lineno++) {
 		size_t n = strcspn(p, "\n");
-		if (n >= SCHEDULER_LINE_MAX) {
-			error_set(err, -EINVAL, "%s line %d: longer than %d bytes (repeat the key instead)", path, lineno,
-				  SCHEDULER_LINE_MAX - 1);
+		size_t lead = strspn(p, " \t");
+		/* inih joins an indented line to the value above it: "issuer = x" then an
+		 * indented "https://evil" would silently become the issuer. */
+		bool indented = lead > 0 && lead < n && p[lead] != ';' && p[lead] != '#' && p[lead] != '\r';
+		if (n >= SCHEDULER_LINE_MAX || indented) {
+			error_set(err, -EINVAL, "%s line %d: %s", path, lineno,
+				  indented ? "indented (write every key at the start of its line)" :
+					     "longer than 198 bytes (repeat the key instead)");
 			scheduler_config_free(c);
 			return -EINVAL;
 		}
@@ -261,6 +298,7 @@ int scheduler_config_load(const char *path, struct scheduler_config *c, struct e
 	}
 	int line = ini_parse_string(text.data, handler, &st);
 	free(st.base);
+	strv_free(&st.seen);
 	if (line != 0) {
 		if (!err->code)
 			error_set(err, -EINVAL, "%s: syntax error on line %d", path, line);

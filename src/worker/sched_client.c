@@ -33,6 +33,8 @@
 
 enum link_state { LINK_NEW, LINK_REGISTERED, LINK_FAILED };
 
+#define SCHED_SESSION_MAX 64
+
 struct sched_link {
 	struct sched_client *sc;
 	size_t index;
@@ -44,6 +46,8 @@ struct sched_link {
 	enum link_state state;
 	int last_code;
 	char key_id[TOKEN_NAME_MAX + 1];
+	uint8_t session[SCHED_SESSION_MAX];  /* the scheduler's id of our registration, echoed in heartbeats */
+	size_t session_len;
 };
 
 struct key_slot {
@@ -281,6 +285,9 @@ static int link_register(struct sched_link *l, unsigned *ret_interval, struct rp
 	r = token_key_from_public_pem((const char *)rep->routing_key_public_pem.data, rep->routing_key_public_pem.len,
 				      &key);
 	unsigned interval = rep->heartbeat_interval_ms ? rep->heartbeat_interval_ms : SCHED_DEFAULT_INTERVAL_MS;
+	l->session_len = rep->session.len <= SCHED_SESSION_MAX ? rep->session.len : 0;
+	if (l->session_len)
+		memcpy(l->session, rep->session.data, l->session_len);
 	hpcc__v1__register_worker_reply__free_unpacked(rep, NULL);
 	if (r < 0 || token_key_id(key, id) < 0) {
 		token_key_free(key);
@@ -329,6 +336,8 @@ static int link_heartbeat(struct sched_link *l, bool *ret_again, struct rpc_stat
 	req.images = load.images.v;
 	req.n_active_vms = n_vms;
 	req.active_vms = ptrs;
+	req.session.data = l->session;
+	req.session.len = l->session_len;
 	_cleanup_buf_ struct buf reply;
 	buf_init(&reply, REPLY_MAX);
 	int r = call(l, M_HEARTBEAT, &req.base, &reply, st);

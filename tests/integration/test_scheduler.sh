@@ -80,9 +80,10 @@ audience = hpcc
 client_id = hpcc-cli
 images = $IMAGE
 EOF
-# More tenants on IdP A, so that the replica check covers several (tenant, image) pairs.
+# More tenants on IdP A, so that the replica check covers several (tenant, image) pairs
+# (each with an audience of its own: one issuer and audience belong to one tenant).
 for i in 1 2 3 4 5 6; do
-  printf '[tenant team%d]\nissuer = %s\naudience = hpcc\nclient_id = hpcc-cli\nimages = %s\n' "$i" "$IDP_A" "$IMAGE" \
+  printf '[tenant team%d]\nissuer = %s\naudience = hpcc-team%d\nclient_id = hpcc-cli\nimages = %s\n' "$i" "$IDP_A" "$i" "$IMAGE" \
     >>"$S/scheduler.ini"
 done
 
@@ -245,7 +246,7 @@ sleep 1
 agree=0 total=0
 declare -A chosen=()
 for t in acme globex team1 team2 team3 team4 team5 team6; do
-  tok=$([ $t = globex ] && mint "$IDP_B" "aud=hpcc" || mint "$IDP_A" "aud=hpcc")
+  case $t in globex) tok=$(mint "$IDP_B" "aud=hpcc") ;; team*) tok=$(mint "$IDP_A" "aud=hpcc-$t") ;; *) tok=$(mint "$IDP_A" "aud=hpcc") ;; esac
   a=$(route $t "$IMAGE" "$tok" --scheduler "$SADDR" --pin "$SPIN" | head -1)
   b=$(route $t "$IMAGE" "$tok" --scheduler "$S2ADDR" --pin "$SPIN" | head -1)
   total=$((total + 1)); [ -n "$a" ] && [ "$a" = "$b" ] && agree=$((agree + 1))

@@ -24,21 +24,39 @@
 static const char *const both[] = { IMG_A, IMG_B };
 static const char *const only_a[] = { IMG_A };
 
+/* The session each worker id got at its last registration (heartbeats echo it). */
+static struct {
+	char id[TOKEN_NAME_MAX + 1];
+	uint8_t session[REGISTRY_SESSION_SIZE];
+} sessions[64];
+
+static uint8_t *session_of(const char *id)
+{
+	for (size_t i = 0; i < 64; i++)
+		if (strcmp(sessions[i].id, id) == 0 || !sessions[i].id[0]) {
+			snprintf(sessions[i].id, sizeof(sessions[i].id), "%s", id);
+			return sessions[i].session;
+		}
+	fail_msg("too many workers");
+	return NULL;
+}
+
 static void add(struct registry *r, const char *id, unsigned capacity, const char *const *images, size_t n,
 		int64_t now)
 {
 	char addr[64];
 	snprintf(addr, sizeof(addr), "10.0.0.%zu:7070", strlen(id));
 	struct registry_report rep = { .worker_id = id, .address = addr, .cert_fingerprint = FP, .capacity = capacity,
-				       .images = images, .n_images = n };
-	assert_int_equal(registry_register(r, &rep, now), 0);
+				       .free_capacity = capacity, .images = images, .n_images = n };
+	assert_int_equal(registry_register(r, &rep, now, session_of(id)), 0);
 }
 
 static void beat(struct registry *r, const char *id, unsigned free_capacity, const char *const *images, size_t n,
 		 const struct registry_active *active, size_t n_active, int64_t now, int expect)
 {
 	struct registry_report rep = { .worker_id = id, .free_capacity = free_capacity, .images = images,
-				       .n_images = n, .active = active, .n_active = n_active };
+				       .n_images = n, .active = active, .n_active = n_active,
+				       .session = session_of(id), .session_len = REGISTRY_SESSION_SIZE };
 	assert_int_equal(registry_heartbeat(r, &rep, now), expect);
 }
 
@@ -63,6 +81,9 @@ static void test_malformed_reports(void **state)
 		{ .worker_id = "w", .address = "h:0", .cert_fingerprint = FP, .capacity = 1 },
 		{ .worker_id = "w", .address = "h:70000", .cert_fingerprint = FP, .capacity = 1 },
 		{ .worker_id = "w", .address = "h x:1", .cert_fingerprint = FP, .capacity = 1 },
+		{ .worker_id = "w", .address = "unix:sock:80", .cert_fingerprint = FP, .capacity = 1 },
+		{ .worker_id = "w", .address = "unix-abstract:x:80", .cert_fingerprint = FP, .capacity = 1 },
+		{ .worker_id = "w", .address = "dns://8.8.8.8/h:80", .cert_fingerprint = FP, .capacity = 1 },
 		{ .worker_id = "w", .address = "h:1", .cert_fingerprint = "md5:00", .capacity = 1 },
 		{ .worker_id = "w", .address = "h:1", .cert_fingerprint = FP, .capacity = 0 },
 		{ .worker_id = "w", .address = "h:1", .cert_fingerprint = FP, .capacity = REGISTRY_MAX_CAPACITY + 1 },
@@ -70,7 +91,7 @@ static void test_malformed_reports(void **state)
 		  .n_images = 1 },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		assert_int_equal(registry_register(r, &cases[i], 0), -EINVAL);
+		assert_int_equal(registry_register(r, &cases[i], 0, session_of("x")), -EINVAL);
 	size_t healthy;
 	assert_int_equal(registry_count(r, 0, &healthy), 0);
 	/* A heartbeat from a worker never registered asks it to register. */
@@ -222,6 +243,44 @@ static void test_replicas_agree(void **state)
 	registry_free(r2);
 }
 
+/* Anyone with the worker token could try to take a live worker's id over. */
+static void test_takeover_refused(void **state)
+{
+	struct registry *r;
+	assert_int_equal(registry_new(1500, &r), 0);
+	memset(sessions, 0, sizeof(sessions));
+	add(r, "victim", 4, only_a, 1, 0);
+	uint8_t real[REGISTRY_SESSION_SIZE];
+	memcpy(real, session_of("victim"), sizeof(real));
+	const char *other_fp = "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+	struct registry_report imp = { .worker_id = "victim", .address = "203.0.113.9:7070",
+				       .cert_fingerprint = other_fp, .capacity = 8, .images = only_a, .n_images = 1 };
+	uint8_t s2[REGISTRY_SESSION_SIZE];
+	assert_int_equal(registry_register(r, &imp, 500, s2), -EEXIST);
+	struct registry_choice c;
+	assert_int_equal(registry_route(r, "t", IMG_A, false, 600, &c), 0);
+	assert_string_equal(c.address, "10.0.0.6:7070");
+	/* A heartbeat that does not carry the registration's session keeps nothing alive. */
+	uint8_t wrong[REGISTRY_SESSION_SIZE] = { 0 };
+	struct registry_report hb = { .worker_id = "victim", .free_capacity = 4, .images = only_a, .n_images = 1,
+				      .session = wrong, .session_len = sizeof(wrong) };
+	assert_int_equal(registry_heartbeat(r, &hb, 700), -ENOENT);
+	hb.session_len = 0;
+	assert_int_equal(registry_heartbeat(r, &hb, 700), -ENOENT);
+	beat(r, "victim", 4, only_a, 1, NULL, 0, 1000, 0);
+	/* The same worker re-registering (same address and certificate) gets a new session. */
+	add(r, "victim", 4, only_a, 1, 1200);
+	assert_memory_not_equal(real, session_of("victim"), sizeof(real));
+	hb.session = real;
+	hb.session_len = sizeof(real);
+	assert_int_equal(registry_heartbeat(r, &hb, 1300), -ENOENT);
+	/* Once the registered worker is stale, another may take the id (a re-installed host). */
+	assert_int_equal(registry_register(r, &imp, 1200 + 1501, s2), 0);
+	assert_int_equal(registry_route(r, "t", IMG_A, false, 2800, &c), 0);
+	assert_string_equal(c.address, "203.0.113.9:7070");
+	registry_free(r);
+}
+
 static void test_hash_unit(void **state)
 {
 	double u = registry_hash_unit("t", IMG_A, "w");
@@ -244,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_sticky),
 		cmocka_unit_test(test_replicas_agree),
 		cmocka_unit_test(test_hash_unit),
+		cmocka_unit_test(test_takeover_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

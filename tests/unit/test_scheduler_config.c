@@ -117,6 +117,30 @@ static void test_mistakes(void **state)
 	memset(longline, 'a', sizeof(longline));
 	snprintf(longline, sizeof(longline), "[tenant a]\nscope = %0300d\n", 1);
 	refused(longline, "longer than");
+	/* A key given twice, an indented line (inih would join it to the value above). */
+	refused("[tenant a]\nissuer = https://i\nissuer = https://evil\n", "set twice");
+	snprintf(buf, sizeof(buf), "[scheduler]\ntoken_ttl = 100\ntoken_ttl = 200\n%s", t);
+	refused(buf, "scheduler.token_ttl is set twice");
+	refused("[tenant a]\nissuer = https://i\n  https://evil.example\n", "indented");
+	/* Plain http, even when allowed, only to loopback. */
+	snprintf(buf, sizeof(buf),
+		 "[scheduler]\nallow_insecure_idp = true\n[tenant a]\nissuer = http://idp.example\naudience = x\n"
+		 "client_id = c\nimages = %s\n", IMG_A);
+	refused(buf, "loopback");
+	/* Two tenants trusting one issuer for one audience would share users. */
+	snprintf(buf, sizeof(buf), "%s[tenant b]\nissuer = https://i\naudience = x\nclient_id = c\nimages = %s\n", t,
+		 IMG_A);
+	refused(buf, "same issuer and audience");
+	snprintf(buf, sizeof(buf), "%s[tenant b]\nissuer = https://i\naudience = y\nclient_id = c\nimages = %s\n", t,
+		 IMG_A);
+	{
+		char text[4096];
+		snprintf(text, sizeof(text), "%s%s", head, buf);
+		struct scheduler_config ok_cfg;
+		struct error ok_err;
+		assert_int_equal(load(text, &ok_cfg, &ok_err), 0);
+		scheduler_config_free(&ok_cfg);
+	}
 	/* Missing [scheduler] keys. */
 	struct scheduler_config c;
 	struct error err;
