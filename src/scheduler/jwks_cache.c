@@ -61,6 +61,8 @@ struct jwks_cache {
 	struct tenant_keys *t;
 	atomic_uint_fast64_t fetches, failures;
 	atomic_uint_fast64_t token_hits, token_verifies;
+	atomic_bool stopping;     /* the prefetch stops between tenants */
+	int64_t (*clock)(void);   /* fetch times: monotonic_s, or a test's clock */
 };
 
 static void keyset_unref(struct keyset *k)
@@ -285,12 +287,17 @@ static int fetch_locked(struct jwks_cache *c, size_t i, int64_t now, struct erro
 
 	int r = 0;
 	_cleanup_free_ char *found_jwks = NULL, *found_token = NULL;
-	if (need_discovery && !t->jwks_url) {
-		r = discover(c, i, &found_jwks, &found_token, err);
-		if (r == 0) {
-			free(jwks_url);
-			jwks_url = strdup(found_jwks);
-		}
+	if (need_discovery) {
+		/* Discovery gives the JWKS URL when none is configured, and the token endpoint
+		 * for GetTenantIdP when token_url is not set (even with jwks_url set). */
+		struct error derr = { 0 };
+		int dr = discover(c, i, &found_jwks, &found_token, &derr);
+		if (dr < 0 && !jwks_url)
+			r = error_set(err, dr, "%s", derr.msg);
+		else if (dr < 0)
+			log_warn("scheduler: %s (the token endpoint stays unknown)", derr.msg);
+		else if (!jwks_url && !(jwks_url = strdup(found_jwks)))
+			r = error_set(err, -ENOMEM, "out of memory");
 	}
 	struct jwks *keys = NULL;
 	if (r == 0 && !jwks_url)
@@ -332,10 +339,20 @@ static int fetch_locked(struct jwks_cache *c, size_t i, int64_t now, struct erro
 	return 0;
 }
 
+/* Seconds on a clock that never steps back (never 0): fetch times are not
+ * fooled by a wall clock set back, which would stop refetches for as long. */
+static int64_t monotonic_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec + 1;
+}
+
 /* A reference to the tenant's current keys, fetching first when there are none or they are old. */
-static struct keyset *keys_get(struct jwks_cache *c, size_t i, int64_t now, bool force, struct error *err)
+static struct keyset *keys_get(struct jwks_cache *c, size_t i, bool force, struct error *err)
 {
 	struct tenant_keys *tk = &c->t[i];
+	int64_t now = c->clock ? c->clock() : monotonic_s();
 	pthread_mutex_lock(&tk->lock);
 	bool old = !tk->current || now - tk->fetched_at >= (int64_t)c->cfg->jwks_max_age;
 	/* A failed or forced fetch is repeated only after jwks_min_interval. */
@@ -359,7 +376,9 @@ void jwks_cache_prefetch(struct jwks_cache *c)
 {
 	for (size_t i = 0; i < c->cfg->n_tenants; i++) {
 		struct error err = { 0 };
-		keyset_unref(keys_get(c, i, time(NULL), false, &err));
+		if (atomic_load(&c->stopping))
+			break;
+		keyset_unref(keys_get(c, i, false, &err));
 	}
 }
 
@@ -394,7 +413,7 @@ int jwks_cache_verify(struct jwks_cache *c, size_t i, const char *token, size_t 
 	const struct scheduler_tenant *t = &c->cfg->tenants[i];
 	struct jwt_expect want = { .issuer = t->issuer, .audience = t->audience, .now = now,
 				   .skew = c->cfg->clock_skew };
-	struct keyset *ks = keys_get(c, i, now, false, err);
+	struct keyset *ks = keys_get(c, i, false, err);
 	if (!ks)
 		return -EAGAIN;
 	/* Only what jwt_verify could accept goes through the cache; the rest gets jwt_verify's own error. */
@@ -414,7 +433,7 @@ int jwks_cache_verify(struct jwks_cache *c, size_t i, const char *token, size_t 
 		/* A key the IdP added since we fetched (rotation): fetch again, at a bounded rate. */
 		struct error ferr = { 0 };
 		keyset_unref(ks);
-		ks = keys_get(c, i, now, true, &ferr);
+		ks = keys_get(c, i, true, &ferr);
 		if (ks) {
 			error_clear(&verr);
 			r = jwt_verify(ks->jwks, token, n, &want, &jc, &verr);
@@ -440,7 +459,7 @@ int jwks_cache_token_url(struct jwks_cache *c, size_t i, char *ret, size_t size,
 	pthread_mutex_unlock(&tk->lock);
 	if (!have) {
 		struct error ignored = { 0 };
-		keyset_unref(keys_get(c, i, time(NULL), true, &ignored));
+		keyset_unref(keys_get(c, i, true, &ignored));
 	}
 	pthread_mutex_lock(&tk->lock);
 	int r = 0;
@@ -470,3 +489,7 @@ void jwks_cache_counts(struct jwks_cache *c, uint64_t *ret_fetches, uint64_t *re
 	if (ret_failures)
 		*ret_failures = atomic_load(&c->failures);
 }
+
+void jwks_cache_stop_prefetch(struct jwks_cache *c) { atomic_store(&c->stopping, true); }
+
+void jwks_cache_set_clock(struct jwks_cache *c, int64_t (*clock)(void)) { c->clock = clock; }

@@ -37,6 +37,10 @@ int jwks_cache_new(const struct scheduler_config *cfg, struct jwks_cache **ret);
 void jwks_cache_free(struct jwks_cache *c);
 /* Fetches every tenant's keys once (start-up); failures are logged, not fatal: the IdP may come later. */
 void jwks_cache_prefetch(struct jwks_cache *c);
+/* Tests: the clock that times fetches (seconds, never stepping back; default CLOCK_MONOTONIC). */
+void jwks_cache_set_clock(struct jwks_cache *c, int64_t (*clock)(void));
+/* Makes a running prefetch stop before its next tenant (shutdown). */
+void jwks_cache_stop_prefetch(struct jwks_cache *c);
 /*
  * Verifies an access token for tenant (an index into cfg->tenants):
  * jwt_verify's return values, plus -EAGAIN when the tenant's keys could not

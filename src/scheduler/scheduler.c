@@ -74,9 +74,59 @@ int scheduler_read_worker_token(const char *path, char **ret, struct error *err)
 	return 0;
 }
 
-/* The one request message of a unary call, decoded; NULL when the call was answered with an error. */
-static ProtobufCMessage *receive(struct rpc_call *c, const ProtobufCMessageDescriptor *desc)
+/*
+ * protobuf-c allocates per repeated element and string, so a 64 KiB request
+ * of many empty entries can unpack to megabytes before anything is checked:
+ * requests are unpacked against a budget. Each block carries its size.
+ */
+#define UNPACK_BUDGET (512 * 1024)
+
+struct unpack_budget {
+	size_t left;
+};
+
+static void *budget_alloc(void *data, size_t size)
 {
+	struct unpack_budget *b = data;
+	if (size > b->left || b->left - size < sizeof(size_t))
+		return NULL;
+	size_t *p = malloc(size + sizeof(size_t));
+	if (!p)
+		return NULL;
+	b->left -= size + sizeof(size_t);
+	*p = size;
+	return p + 1;
+}
+
+static void budget_free(void *data, void *ptr)
+{
+	struct unpack_budget *b = data;
+	if (!ptr)
+		return;
+	size_t *p = (size_t *)ptr - 1;
+	b->left += *p + sizeof(size_t);
+	free(p);
+}
+
+struct request {
+	struct unpack_budget budget;
+	ProtobufCAllocator alloc;
+	ProtobufCMessage *m;
+};
+
+static void request_free(struct request *q)
+{
+	if (q->m)
+		protobuf_c_message_free_unpacked(q->m, &q->alloc);
+	q->m = NULL;
+}
+
+/* The one request message of a unary call, decoded into q->m; NULL when the call was answered with an error. */
+static ProtobufCMessage *receive(struct rpc_call *c, const ProtobufCMessageDescriptor *desc, struct request *q)
+{
+	q->budget.left = UNPACK_BUDGET;
+	q->alloc = (ProtobufCAllocator){ .alloc = budget_alloc, .free = budget_free, .allocator_data = &q->budget };
+	q->m = NULL;
 	_cleanup_buf_ struct buf msg;
 	buf_init(&msg, SCHEDULER_MAX_MESSAGE);
 	int r = rpc_call_recv(c, &msg);
@@ -88,9 +138,10 @@ static ProtobufCMessage *receive(struct rpc_call *c, const ProtobufCMessageDescr
 		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "expected one request message");
 		return NULL;
 	}
-	ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, msg.len, (uint8_t *)msg.data);
+	ProtobufCMessage *m = protobuf_c_message_unpack(desc, &q->alloc, msg.len, (uint8_t *)msg.data);
 	if (!m)
-		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request (or too many entries)");
+	q->m = m;
 	return m;
 }
 
@@ -138,21 +189,24 @@ static ssize_t tenant_index(const struct scheduler *s, const char *id)
 static void handle_get_tenant_idp(struct rpc_call *c, void *user)
 {
 	struct scheduler *s = user;
+	struct request q;
 	Hpcc__V1__GetTenantIdPRequest *req = (Hpcc__V1__GetTenantIdPRequest *)receive(
-		c, &hpcc__v1__get_tenant_id_prequest__descriptor);
+		c, &hpcc__v1__get_tenant_id_prequest__descriptor, &q);
 	if (!req)
 		return;
 	ssize_t i = scheduler_name_valid(req->tenant) ? tenant_index(s, req->tenant) : -1;
 	if (i < 0) {
 		refuse(c, GRPC_STATUS_NOT_FOUND, "unknown tenant '%.64s'", req->tenant);
-		hpcc__v1__get_tenant_id_prequest__free_unpacked(req, NULL);
+		request_free(&q);
 		return;
 	}
 	const struct scheduler_tenant *t = &s->cfg.tenants[i];
 	char token_url[SCHEDULER_URL_MAX + 1];
 	struct error err = { 0 };
 	if (jwks_cache_token_url(s->jwks, (size_t)i, token_url, sizeof(token_url), &err) < 0) {
-		refuse(c, GRPC_STATUS_UNAVAILABLE, "%s", err.msg);
+		/* The details (URLs, addresses) are for the operator's log, not for an anonymous caller. */
+		log_warn("scheduler: GetTenantIdP %s: %s", t->id, err.msg);
+		refuse(c, GRPC_STATUS_UNAVAILABLE, "tenant %s: its IdP cannot be reached now", t->id);
 	} else {
 		Hpcc__V1__GetTenantIdPReply rep = HPCC__V1__GET_TENANT_ID_PREPLY__INIT;
 		rep.issuer = t->issuer;
@@ -162,7 +216,7 @@ static void handle_get_tenant_idp(struct rpc_call *c, void *user)
 		rep.audience = t->audience;
 		reply(c, &rep.base);
 	}
-	hpcc__v1__get_tenant_id_prequest__free_unpacked(req, NULL);
+	request_free(&q);
 }
 
 /* ---- Route ---- */
@@ -170,7 +224,8 @@ static void handle_get_tenant_idp(struct rpc_call *c, void *user)
 static void handle_route(struct rpc_call *c, void *user)
 {
 	struct scheduler *s = user;
-	Hpcc__V1__RouteRequest *req = (Hpcc__V1__RouteRequest *)receive(c, &hpcc__v1__route_request__descriptor);
+	struct request q;
+	Hpcc__V1__RouteRequest *req = (Hpcc__V1__RouteRequest *)receive(c, &hpcc__v1__route_request__descriptor, &q);
 	if (!req)
 		return;
 	ssize_t i = scheduler_name_valid(req->tenant) ? tenant_index(s, req->tenant) : -1;
@@ -187,10 +242,16 @@ static void handle_route(struct rpc_call *c, void *user)
 	} else if ((r = jwks_cache_verify(s->jwks, (size_t)i, req->access_token, strlen(req->access_token), now, &jc,
 					  &err)) < 0) {
 		/* Checked before the image, so that an unauthenticated caller learns nothing of a tenant's images. */
-		if (r == -EAGAIN)
-			refuse(c, GRPC_STATUS_UNAVAILABLE, "tenant %s: tokens cannot be checked now: %s", t->id, err.msg);
+		if (r == -EAGAIN) {
+			log_warn("scheduler: tenant %s: %s", t->id, err.msg);
+			refuse(c, GRPC_STATUS_UNAVAILABLE, "tenant %s: tokens cannot be checked now (its IdP cannot be reached)",
+			       t->id);
+		}
 		else
 			refuse(c, GRPC_STATUS_UNAUTHENTICATED, "tenant %s: access token refused: %s", t->id, err.msg);
+	} else if (jc.exp <= now) {
+		/* Accepted within the clock skew, but a routing token must not outlive its access token. */
+		refuse(c, GRPC_STATUS_UNAUTHENTICATED, "tenant %s: access token refused: it has expired", t->id);
 	} else if (!scheduler_tenant_allows(t, req->image_digest)) {
 		refuse(c, GRPC_STATUS_PERMISSION_DENIED, "tenant %s may not use image %.80s", t->id, req->image_digest);
 	} else if (registry_route(s->registry, t->id, req->image_digest, t->sticky, monotonic_ms(), &choice) < 0) {
@@ -199,7 +260,7 @@ static void handle_route(struct rpc_call *c, void *user)
 		struct token_claims tc = { .issued_at = now, .expires_at = now + s->cfg.token_ttl };
 		/* A routing token never outlives the access token it was granted for. */
 		if (jc.exp < tc.expires_at)
-			tc.expires_at = jc.exp > now ? jc.exp : now + 1;
+			tc.expires_at = jc.exp;
 		snprintf(tc.tenant, sizeof(tc.tenant), "%s", t->id);
 		snprintf(tc.image_digest, sizeof(tc.image_digest), "%s", req->image_digest);
 		snprintf(tc.worker_id, sizeof(tc.worker_id), "%s", choice.worker_id);
@@ -221,7 +282,7 @@ static void handle_route(struct rpc_call *c, void *user)
 			reply(c, &rep.base);
 		}
 	}
-	hpcc__v1__route_request__free_unpacked(req, NULL);
+	request_free(&q);
 }
 
 /* ---- RegisterWorker, Heartbeat ---- */
@@ -238,8 +299,9 @@ static bool worker_token_ok(const struct scheduler *s, const char *token)
 static void handle_register(struct rpc_call *c, void *user)
 {
 	struct scheduler *s = user;
+	struct request q;
 	Hpcc__V1__RegisterWorkerRequest *req = (Hpcc__V1__RegisterWorkerRequest *)receive(
-		c, &hpcc__v1__register_worker_request__descriptor);
+		c, &hpcc__v1__register_worker_request__descriptor, &q);
 	if (!req)
 		return;
 	if (!worker_token_ok(s, req->worker_token)) {
@@ -277,14 +339,15 @@ static void handle_register(struct rpc_call *c, void *user)
 			reply(c, &out.base);
 		}
 	}
-	hpcc__v1__register_worker_request__free_unpacked(req, NULL);
+	request_free(&q);
 }
 
 static void handle_heartbeat(struct rpc_call *c, void *user)
 {
 	struct scheduler *s = user;
+	struct request q;
 	Hpcc__V1__HeartbeatRequest *req = (Hpcc__V1__HeartbeatRequest *)receive(
-		c, &hpcc__v1__heartbeat_request__descriptor);
+		c, &hpcc__v1__heartbeat_request__descriptor, &q);
 	if (!req)
 		return;
 	struct registry_active *active = NULL;
@@ -316,7 +379,7 @@ static void handle_heartbeat(struct rpc_call *c, void *user)
 		}
 	}
 	free(active);
-	hpcc__v1__heartbeat_request__free_unpacked(req, NULL);
+	request_free(&q);
 }
 
 static const struct rpc_method methods[] = {
@@ -408,6 +471,8 @@ int scheduler_run(struct scheduler *s)
 	pthread_t t;
 	bool started = pthread_create(&t, NULL, prefetch_thread, s->jwks) == 0;
 	int r = rpc_server_run(s->server);
+	/* At most one IdP fetch in flight (JWKS_FETCH_TIMEOUT_MS) still delays the exit. */
+	jwks_cache_stop_prefetch(s->jwks);
 	if (started)
 		pthread_join(t, NULL);
 	return r;
