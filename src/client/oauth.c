@@ -26,6 +26,7 @@
 
 #include <openssl/crypto.h>
 
+#include "base64url.h"
 #include "buf.h"
 #include "config.h"
 #include "engine.h"
@@ -137,20 +138,6 @@ static int get_string(json_t *obj, const char *key, size_t max, bool required, b
 
 /* --- token endpoint answers --- */
 
-static int base64url_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
 
 /* The exp claim of a JWT access token, read without verifying anything: it
  * only serves to know when to refresh, for IdPs that send no expires_in. */
@@ -163,25 +150,11 @@ static int64_t jwt_exp_unverified(const char *token)
 	size_t n = (size_t)(dot2 - dot1 - 1);
 	if (n == 0 || n > OAUTH_TOKEN_MAX)
 		return 0;
-	_cleanup_free_ char *raw = malloc(n);
-	if (!raw)
-		return 0;
+	_cleanup_free_ uint8_t *raw = malloc(n);
 	size_t o = 0;
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	for (size_t i = 0; i < n; i++) {
-		int v = base64url_value(dot1[1 + i]);
-		if (v < 0)
-			return 0;
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			raw[o++] = (char)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
-	}
-	_cleanup_(json_decrefp) json_t *claims = json_loadb(raw, o, JSON_REJECT_DUPLICATES, NULL);
+	if (!raw || base64url_decode(dot1 + 1, n, raw, n, &o) < 0)
+		return 0;
+	_cleanup_(json_decrefp) json_t *claims = json_loadb((const char *)raw, o, JSON_REJECT_DUPLICATES, NULL);
 	json_t *exp = claims ? json_object_get(claims, "exp") : NULL;
 	return json_is_integer(exp) ? json_integer_value(exp) : 0;
 }

@@ -361,3 +361,15 @@ int fd_above_stdio(int fd)
 	errno = saved;
 	return moved;
 }
+
+char *fs_read_text(const char *path, size_t max, struct error *err)
+{
+	_cleanup_buf_ struct buf b;
+	buf_init(&b, max);
+	int r = fs_read_file(path, max, &b);
+	if (r < 0) {
+		error_set(err, r, "%s: %s", path, r == -EFBIG ? "file too large" : strerror(-r));
+		return NULL;
+	}
+	return buf_steal(&b);
+}

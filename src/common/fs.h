@@ -10,10 +10,14 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "error.h"
 
 /* Reads at most max bytes; -EFBIG when the file is larger. */
 int fs_read_file(const char *path, size_t max, struct buf *out);
 int fs_read_fd(int fd, size_t max, struct buf *out);
+/* A whole (text) file as a malloc'd NUL-terminated string of at most max bytes
+ * (TLS certificates and keys): NULL and err ("path: reason") on failure. */
+char *fs_read_text(const char *path, size_t max, struct error *err);
 int fs_write_all(int fd, const void *data, size_t n);
 /* Writes data to path through a temporary file in the same directory and a
  * rename; with sync, fsyncs the file first. mode is subject to the umask. */

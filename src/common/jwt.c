@@ -31,6 +31,8 @@
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 
+#include "base64url.h"
+
 #define KID_SIZE 128          /* sizeof(struct jwt_claims.kid) */
 #define REASON_SIZE 96
 #define RSA_MIN_BITS 2048
@@ -94,51 +96,6 @@ static void openssl_error_scope_end(int *mark)
 
 /* --- small parsers --- */
 
-static int base64url_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
-/* Strict base64url (RFC 4648 §5) without padding: only the alphabet, no
- * length of 1 mod 4, and the unused low bits of the last character zero, so
- * that every byte string has exactly one encoding. -E2BIG past cap. */
-static int base64url_decode(const char *s, size_t len, uint8_t *out, size_t cap, size_t *ret_len)
-{
-	if (len % 4 == 1)
-		return -EBADMSG;
-	size_t want = len / 4 * 3 + (len % 4 ? len % 4 - 1 : 0);
-	if (want > cap)
-		return -E2BIG;
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	size_t o = 0;
-	for (size_t i = 0; i < len; i++) {
-		int v = base64url_value((unsigned char)s[i]);
-		if (v < 0)
-			return -EBADMSG;
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (uint8_t)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
-	}
-	if (acc != 0)
-		return -EBADMSG;
-	*ret_len = o;
-	return 0;
-}
 
 static bool printable_ascii(const char *s, size_t n)
 {

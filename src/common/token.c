@@ -23,6 +23,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include "base64url.h"
 #include "fs.h"
 #include "token.pb-c.h"
 
@@ -500,50 +501,16 @@ int token_verify(const struct token_key *pub, const void *token, size_t n, const
 	return 0;
 }
 
-/* --- base64url (RFC 4648 §5, no padding) --- */
-
-static const char base64url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int base64url_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
+/* --- text form: base64url (RFC 4648 §5, no padding) --- */
 
 int token_encode_text(const void *token, size_t n, char **ret_text)
 {
 	if (n > TOKEN_MAX_SIZE)
 		return -E2BIG;
-	const uint8_t *p = token;
-	size_t want = n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0);
-	char *s = malloc(want + 1);
+	char *s = malloc(base64url_encoded_size(n) + 1);
 	if (!s)
 		return -ENOMEM;
-	size_t o = 0, i = 0;
-	for (; i + 3 <= n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		s[o++] = base64url_alphabet[v >> 18 & 63];
-		s[o++] = base64url_alphabet[v >> 12 & 63];
-		s[o++] = base64url_alphabet[v >> 6 & 63];
-		s[o++] = base64url_alphabet[v & 63];
-	}
-	if (n - i > 0) {
-		uint32_t v = (uint32_t)p[i] << 16 | (n - i == 2 ? (uint32_t)p[i + 1] << 8 : 0);
-		s[o++] = base64url_alphabet[v >> 18 & 63];
-		s[o++] = base64url_alphabet[v >> 12 & 63];
-		if (n - i == 2)
-			s[o++] = base64url_alphabet[v >> 6 & 63];
-	}
-	s[o] = '\0';
+	base64url_encode(token, n, s);
 	*ret_text = s;
 	return 0;
 }
@@ -553,29 +520,13 @@ int token_decode_text(const char *text, struct buf *ret_token)
 	size_t len = strnlen(text, TOKEN_TEXT_MAX + 1);
 	if (len > TOKEN_TEXT_MAX)
 		return -E2BIG;
-	/* One character alone carries only 6 bits: no encoder produces it. */
-	if (len == 0 || len % 4 == 1)
+	if (len == 0)
 		return -EBADMSG;
 	uint8_t out[TOKEN_MAX_SIZE];
 	size_t o = 0;
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	for (size_t i = 0; i < len; i++) {
-		int v = base64url_value(text[i]);
-		if (v < 0)
-			return -EBADMSG;
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (uint8_t)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
-	}
-	/* Strict: the bits left over must be zero, so that each token has
-	 * exactly one text form. */
-	if (acc != 0)
-		return -EBADMSG;
+	int r = base64url_decode(text, len, out, sizeof(out), &o);
+	if (r < 0)
+		return r == -E2BIG ? -E2BIG : -EBADMSG;
 	return buf_append(ret_token, out, o);
 }
 

@@ -389,18 +389,6 @@ static const struct rpc_method methods[] = {
 	{ "/hpcc.v1.SchedulerService/Heartbeat", handle_heartbeat, .unary = true },
 };
 
-static char *read_text(const char *path, struct error *err)
-{
-	_cleanup_buf_ struct buf b;
-	buf_init(&b, 1 << 20);
-	int r = fs_read_file(path, 1 << 20, &b);
-	if (r < 0) {
-		error_set(err, r, "%s: %s", path, strerror(-r));
-		return NULL;
-	}
-	return buf_steal(&b);
-}
-
 int scheduler_new(struct scheduler_config *cfg, struct scheduler **ret, struct error *err)
 {
 	struct scheduler *s = calloc(1, sizeof(*s));
@@ -432,7 +420,8 @@ int scheduler_new(struct scheduler_config *cfg, struct scheduler **ret, struct e
 		error_set(err, r, "out of memory");
 		goto fail;
 	}
-	if (!(cert = read_text(s->cfg.cert_file, err)) || !(key = read_text(s->cfg.key_file, err))) {
+	if (!(cert = fs_read_text(s->cfg.cert_file, 1 << 20, err)) ||
+	    !(key = fs_read_text(s->cfg.key_file, 1 << 20, err))) {
 		r = err->code;
 		goto fail;
 	}

@@ -904,10 +904,10 @@ static void handle_execute(struct rpc_call *c, void *user)
 /* ---- setup ------------------------------------------------------------- */
 
 static const struct rpc_method methods[] = {
-	{ "/hpcc.v1.WorkerService/Probe", handle_probe },
-	{ "/hpcc.v1.WorkerService/FindMissing", handle_find_missing },
+	{ "/hpcc.v1.WorkerService/Probe", handle_probe, .unary = true },
+	{ "/hpcc.v1.WorkerService/FindMissing", handle_find_missing, .unary = true },
 	{ "/hpcc.v1.WorkerService/Upload", handle_upload },
-	{ "/hpcc.v1.WorkerService/Execute", handle_execute },
+	{ "/hpcc.v1.WorkerService/Execute", handle_execute, .unary = true },
 };
 
 /* Once the shutdown grace is over, compiles still running are abandoned
@@ -917,18 +917,6 @@ static void interrupt_runtime(void *user)
 	struct worker *w = user;
 	if (w->rt->interrupt)
 		w->rt->interrupt(w->rt_state);
-}
-
-static char *read_text(const char *path, struct error *err)
-{
-	_cleanup_buf_ struct buf b;
-	buf_init(&b, 1 << 20);
-	int r = fs_read_file(path, 1 << 20, &b);
-	if (r < 0) {
-		error_set(err, r, "%s: %s", path, strerror(-r));
-		return NULL;
-	}
-	return buf_steal(&b);
 }
 
 /* ---- scheduler ---------------------------------------------------------- */
@@ -1036,7 +1024,8 @@ int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err
 		r = audit_path ? r : error_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	if (!(cert = read_text(w->cfg.cert_file, err)) || !(key = read_text(w->cfg.key_file, err))) {
+	if (!(cert = fs_read_text(w->cfg.cert_file, 1 << 20, err)) ||
+	    !(key = fs_read_text(w->cfg.key_file, 1 << 20, err))) {
 		r = err->code;
 		goto fail;
 	}
