@@ -33,6 +33,7 @@
 #include "fs.h"
 #include "http.h"
 #include "log.h"
+#include "token.h"
 
 #define EXPIRES_IN_MAX INT64_C(315360000)  /* ten years: anything longer is nonsense */
 #define OAUTH_ERROR_CODE_MAX 64
@@ -75,19 +76,7 @@ void oauth_session_clear(struct oauth_session *s)
 	*s = (struct oauth_session){ 0 };
 }
 
-bool oauth_tenant_is_valid(const char *t)
-{
-	size_t n = t ? strnlen(t, OAUTH_TENANT_MAX + 1) : 0;
-	if (n == 0 || n > OAUTH_TENANT_MAX || t[0] == '.')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = t[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-		      c == '-'))
-			return false;
-	}
-	return true;
-}
+bool oauth_tenant_is_valid(const char *t) { return t && token_name_valid(t); }
 
 /* RFC 6749 VSCHAR (0x20-0x7e) for tokens; any text without control
  * characters for the other fields (they are printed). */

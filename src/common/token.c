@@ -265,7 +265,7 @@ int token_key_id(const struct token_key *k, char ret_id[TOKEN_NAME_MAX + 1])
 /* --- claims --- */
 
 /* [A-Za-z0-9._-]{1,64}, not starting with '.' (so never "." or ".."). */
-static bool name_is_valid(const char *s)
+bool token_name_valid(const char *s)
 {
 	size_t n = strnlen(s, TOKEN_NAME_MAX + 1);
 	if (n == 0 || n > TOKEN_NAME_MAX || s[0] == '.')
@@ -281,7 +281,7 @@ static bool name_is_valid(const char *s)
 
 /* "sha256:" and 64 lowercase hex digits: one spelling per image, so that
  * comparing strings compares images. */
-static bool image_digest_is_valid(const char *s)
+bool token_image_digest_valid(const char *s)
 {
 	size_t prefix = strlen(DIGEST_PREFIX);
 	if (strncmp(s, DIGEST_PREFIX, prefix) != 0)
@@ -298,13 +298,13 @@ static bool image_digest_is_valid(const char *s)
 static const char *claims_malformed(const char *tenant, const char *image_digest, const char *worker_id,
 				    const char *key_id, int64_t issued_at, int64_t expires_at)
 {
-	if (!name_is_valid(tenant))
+	if (!token_name_valid(tenant))
 		return "tenant";
-	if (!image_digest_is_valid(image_digest))
+	if (!token_image_digest_valid(image_digest))
 		return "image_digest";
-	if (!name_is_valid(worker_id))
+	if (!token_name_valid(worker_id))
 		return "worker_id";
-	if (!name_is_valid(key_id))
+	if (!token_name_valid(key_id))
 		return "key_id";
 	if (issued_at <= 0)
 		return "issued_at";

@@ -37,6 +37,11 @@ struct token_claims {
 	char key_id[TOKEN_NAME_MAX + 1];         /* same charset; token_issue fills an empty one */
 };
 
+/* [A-Za-z0-9._-]{1,TOKEN_NAME_MAX}, not starting with '.': tenants, worker ids, key ids. */
+bool token_name_valid(const char *s);
+/* "sha256:" and 64 lowercase hex digits: one spelling per image. */
+bool token_image_digest_valid(const char *s);
+
 /* An Ed25519 key (an EVP_PKEY inside), private or public only. */
 struct token_key;
 

@@ -73,18 +73,13 @@ void registry_free(struct registry *r)
 	free(r);
 }
 
-static bool image_valid(const char *s)
-{
-	return s && strncmp(s, "sha256:", 7) == 0 && strlen(s) == 71 && strspn(s + 7, "0123456789abcdef") == 64;
-}
-
-
 static int report_check(const struct registry_report *rep, bool full)
 {
-	if (!rep->worker_id || !scheduler_name_valid(rep->worker_id))
+	if (!rep->worker_id || !token_name_valid(rep->worker_id))
 		return -EINVAL;
 	if (full) {
-		if (!rep->address || !net_host_port_valid(rep->address) || !image_valid(rep->cert_fingerprint) || rep->capacity == 0 ||
+		if (!rep->address || !net_host_port_valid(rep->address) ||
+		    !token_image_digest_valid(rep->cert_fingerprint) || rep->capacity == 0 ||
 		    rep->capacity > REGISTRY_MAX_CAPACITY)
 			return -EINVAL;
 	}
@@ -92,11 +87,11 @@ static int report_check(const struct registry_report *rep, bool full)
 	    rep->n_active > REGISTRY_MAX_ACTIVE)
 		return -EINVAL;
 	for (size_t i = 0; i < rep->n_images; i++)
-		if (!image_valid(rep->images[i]))
+		if (!token_image_digest_valid(rep->images[i]))
 			return -EINVAL;
 	for (size_t i = 0; i < rep->n_active; i++)
-		if (!rep->active[i].tenant || !scheduler_name_valid(rep->active[i].tenant) ||
-		    !image_valid(rep->active[i].image))
+		if (!rep->active[i].tenant || !token_name_valid(rep->active[i].tenant) ||
+		    !token_image_digest_valid(rep->active[i].image))
 			return -EINVAL;
 	return 0;
 }

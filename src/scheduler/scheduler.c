@@ -194,7 +194,7 @@ static void handle_get_tenant_idp(struct rpc_call *c, void *user)
 		c, &hpcc__v1__get_tenant_id_prequest__descriptor, &q);
 	if (!req)
 		return;
-	ssize_t i = scheduler_name_valid(req->tenant) ? tenant_index(s, req->tenant) : -1;
+	ssize_t i = token_name_valid(req->tenant) ? tenant_index(s, req->tenant) : -1;
 	if (i < 0) {
 		refuse(c, GRPC_STATUS_NOT_FOUND, "unknown tenant '%.64s'", req->tenant);
 		request_free(&q);
@@ -228,7 +228,7 @@ static void handle_route(struct rpc_call *c, void *user)
 	Hpcc__V1__RouteRequest *req = (Hpcc__V1__RouteRequest *)receive(c, &hpcc__v1__route_request__descriptor, &q);
 	if (!req)
 		return;
-	ssize_t i = scheduler_name_valid(req->tenant) ? tenant_index(s, req->tenant) : -1;
+	ssize_t i = token_name_valid(req->tenant) ? tenant_index(s, req->tenant) : -1;
 	const struct scheduler_tenant *t = i >= 0 ? &s->cfg.tenants[i] : NULL;
 	struct error err = { 0 };
 	struct jwt_claims jc;

@@ -38,21 +38,6 @@ static int once(struct parse_state *st, const char *name)
 	return strv_push(&st->seen, name) < 0 ? -ENOMEM : 0;
 }
 
-bool scheduler_name_valid(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > TOKEN_NAME_MAX || s[0] == '.')
-		return false;
-	return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
-}
-
-static bool image_valid(const char *s)
-{
-	if (strncmp(s, "sha256:", 7) != 0 || strlen(s) != 7 + 64)
-		return false;
-	return strspn(s + 7, "0123456789abcdef") == 64;
-}
-
 /* http(s)://host... with printable bytes only; plain http only when allowed. */
 static bool url_valid(const char *s)
 {
@@ -123,7 +108,7 @@ static int tenant_key(struct parse_state *st, const char *id, const char *key, c
 {
 	char name[160];
 	snprintf(name, sizeof(name), "tenant %s.%s", id, key);
-	if (!scheduler_name_valid(id))
+	if (!token_name_valid(id))
 		return error_set(st->err, -EINVAL, "[tenant %.64s]: a tenant id is 1 to 64 of [A-Za-z0-9._-]", id);
 	struct scheduler_tenant *t = tenant_get(st, id);
 	if (!t)
@@ -154,7 +139,7 @@ static int tenant_key(struct parse_state *st, const char *id, const char *key, c
 			return -ENOMEM;
 		char *save = NULL;
 		for (char *tok = strtok_r(copy, " ,\t", &save); tok; tok = strtok_r(NULL, " ,\t", &save)) {
-			if (!image_valid(tok))
+			if (!token_image_digest_valid(tok))
 				return error_set(st->err, -EINVAL, "%s: '%.80s' is not sha256:<64 lowercase hex>", name,
 						 tok);
 			if (!scheduler_tenant_allows(t, tok) && strv_push(&t->images, tok) < 0)

@@ -53,5 +53,3 @@ int scheduler_config_load(const char *path, struct scheduler_config *ret, struct
 void scheduler_config_free(struct scheduler_config *c);
 const struct scheduler_tenant *scheduler_config_tenant(const struct scheduler_config *c, const char *id);
 bool scheduler_tenant_allows(const struct scheduler_tenant *t, const char *image);
-/* [A-Za-z0-9._-]{1,64}, not starting with '.': tenant and worker ids (the routing token's charset). */
-bool scheduler_name_valid(const char *s);
