@@ -23,10 +23,13 @@
 #define RPC_DEFAULT_MAX_MESSAGE ((size_t)4 << 20)  /* grpc's own default */
 #define RPC_MAX_MAX_CALLS 4096u
 #define RPC_MAX_MAX_MESSAGE ((size_t)1 << 30)      /* grpc takes the cap as an int */
-/* A handler's wait for one message from a client that set no deadline gives up after this long. */
-/* The longest a handler waits for a client's next message: an idle client
- * must not hold one of the max_calls handlers for long. */
+/* The longest a handler waits for a client's next message (a stream's second and later ones; the first
+ * comes with the call): an idle client must not hold one of the max_calls handlers for long. */
 #define RPC_IDLE_MAX_MS (30 * 1000)
+/* HTTP/2 streams (calls) one connection may have open at once: at least this many, and at least twice
+ * max_calls, so that one client with more calls than max_calls in flight still gets the quick "busy" for
+ * the extra ones rather than waiting in its own grpc queue. */
+#define RPC_MIN_STREAMS_PER_CONNECTION 100u
 /* A channel whose server went away tries again at least this often. */
 #define RPC_MAX_RECONNECT_BACKOFF_MS 10000
 
@@ -39,9 +42,18 @@ struct rpc_status {
 struct rpc_server;
 struct rpc_call;  /* one incoming call, handled on its own thread */
 typedef void (*rpc_handler_fn)(struct rpc_call *call, void *userdata);
+/*
+ * Every method's first request message comes with the call: grpc reads it (capped by max_message) before
+ * the call is handed to a handler thread, so a client that opens calls and sends nothing holds no thread.
+ * unary: the client sends exactly one message; rpc_call_recv returns it, then 0 without waiting for the
+ * client's half-close. false (the default) is a client stream: after the first message rpc_call_recv
+ * waits for the next ones, at most RPC_IDLE_MAX_MS each. false is always correct (a streaming method serves
+ * a unary client just as well); true on a streaming method would cut its stream after one message.
+ */
 struct rpc_method {
 	const char *name;  /* "/hpcc.v1.WorkerService/Probe" */
 	rpc_handler_fn handler;
+	bool unary;
 };
 struct rpc_server_config {
 	const char *listen;    /* "127.0.0.1:0", "[::]:7070", "unix:/path" */

@@ -1,6 +1,9 @@
 /*
- * The server side of src/rpc. One dispatcher thread (the caller of
- * rpc_server_run) takes new calls from the server's completion queue and
+ * The server side of src/rpc. Every method is registered with grpc so that
+ * grpc reads a call's first message before it reports the call: a client
+ * that opens calls and sends nothing costs a stream, never a thread. One
+ * dispatcher thread (the caller of rpc_server_run) takes the calls that
+ * arrived with their first message from the server's completion queue and
  * hands each to a handler thread from a pool that grows on demand up to
  * max_calls; a call that finds every thread busy, or names no method we
  * serve, is answered at once by the dispatcher itself. Each call has its own
@@ -31,16 +34,28 @@
 
 enum tag_kind { TAG_CALL, TAG_SHUTDOWN };
 
+/* One entry of the server's table; the last one (name NULL) takes the calls to methods nobody registered. */
+struct server_method {
+	char *name;
+	rpc_handler_fn handler;
+	bool unary;
+	void *registered;  /* grpc's handle; NULL for the catch-all */
+	unsigned pending;  /* requests for its calls not yet matched; the dispatcher's alone */
+};
+
 struct rpc_call {
 	enum tag_kind kind;  /* first: events on the server's queue point at this */
 	struct rpc_server *server;
 	grpc_call *call;
 	grpc_completion_queue *cq;  /* this call's own pluck queue */
-	grpc_call_details details;
+	grpc_call_details details;  /* the catch-all's request only */
 	grpc_metadata_array request_md;
+	gpr_timespec registered_deadline;  /* a registered method's request writes the deadline here */
+	grpc_byte_buffer *payload;  /* the first message, read by grpc with the call; NULL: there was none */
+	bool payload_due;  /* rpc_call_recv has not returned the payload yet */
 	char *method;  /* gpr_malloc'd */
 	char *peer;    /* gpr_malloc'd */
-	const struct rpc_method *handler;  /* the entry of the server's table that serves it */
+	struct server_method *handler;  /* the entry of the server's table that serves it */
 	gpr_timespec deadline;  /* the client's, on the monotonic clock; infinite if none */
 	grpc_byte_buffer *recv;
 	int close_cancelled;    /* RECV_CLOSE_ON_SERVER's output */
@@ -58,7 +73,7 @@ struct worker {
 struct rpc_server {
 	grpc_server *server;
 	grpc_completion_queue *cq;
-	struct rpc_method *methods;  /* copies, names strdup'd */
+	struct server_method *methods;  /* n_methods copies, names strdup'd, then the catch-all */
 	size_t n_methods;
 	void *userdata;
 	unsigned max_calls;
@@ -66,7 +81,7 @@ struct rpc_server {
 	void (*on_cancel)(void *userdata);
 	int port;
 	enum tag_kind shutdown_tag;
-	unsigned pending;  /* requests for calls not yet matched; the dispatcher's alone */
+	unsigned pending;  /* requests for calls not yet matched, all methods; the dispatcher's alone */
 
 	pthread_mutex_t lock;  /* guards everything below */
 	struct worker *workers;  /* max_calls of them, threads started on demand */
@@ -91,6 +106,8 @@ static void call_free(struct rpc_call *c)
 		grpc_call_unref(c->call);
 	if (c->recv)
 		grpc_byte_buffer_destroy(c->recv);
+	if (c->payload)
+		grpc_byte_buffer_destroy(c->payload);
 	grpc_call_details_destroy(&c->details);
 	grpc_metadata_array_destroy(&c->request_md);
 	rpc__queue_destroy(c->cq);
@@ -146,10 +163,33 @@ static int call_failed(struct rpc_call *c, int r)
 	return dead_error(c);
 }
 
+/* The first message, which grpc read before the call was handed over. */
+static int call_recv_payload(struct rpc_call *c, struct buf *msg)
+{
+	c->payload_due = false;
+	if (!c->payload) {
+		/* The client half-closed without a message, or the call failed before one came (gRFC L84). */
+		if (grpc_call_failed_before_recv_message(c->call))
+			return call_failed(c, 0);
+		c->end_of_stream = true;
+		buf_reset(msg);
+		return 0;
+	}
+	/* A unary client sends nothing more: no need to wait for its half-close. */
+	if (c->handler->unary)
+		c->end_of_stream = true;
+	int r = rpc__byte_buffer_read(c->payload, msg);
+	grpc_byte_buffer_destroy(c->payload);
+	c->payload = NULL;
+	return r < 0 ? r : 1;
+}
+
 int rpc_call_recv(struct rpc_call *c, struct buf *msg)
 {
 	if (c->finished)
 		return -EPIPE;
+	if (c->payload_due && !c->dead)
+		return call_recv_payload(c, msg);
 	if (c->end_of_stream) {
 		buf_reset(msg);
 		return 0;
@@ -346,22 +386,20 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static const struct rpc_method *method_find(const struct rpc_server *s, const char *name)
-{
-	for (size_t i = 0; i < s->n_methods; i++)
-		if (strcmp(s->methods[i].name, name) == 0)
-			return &s->methods[i];
-	return NULL;
-}
-
 /* Gives a new call to an idle handler thread, or to a new one while there are fewer than max_calls. */
 static void dispatch(struct rpc_server *s, struct rpc_call *c)
 {
-	c->method = grpc_slice_to_c_string(c->details.method);
 	c->peer = grpc_call_get_peer(c->call);
-	c->deadline = gpr_convert_clock_type(c->details.deadline, GPR_CLOCK_MONOTONIC);
-	c->handler = method_find(s, c->method);
-	if (!c->handler) {
+	if (!c->handler->registered) {
+		c->method = grpc_slice_to_c_string(c->details.method);
+		c->deadline = gpr_convert_clock_type(c->details.deadline, GPR_CLOCK_MONOTONIC);
+	} else {
+		c->method = gpr_strdup(c->handler->name);
+		c->deadline = gpr_convert_clock_type(c->registered_deadline, GPR_CLOCK_MONOTONIC);
+		c->payload_due = true;
+	}
+	if (!c->handler->handler) {
+		/* grpc reports here only the calls to methods that were not registered. */
 		log_debug("rpc: %s called unknown method %s", c->peer, c->method);
 		call_reject(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
 		return;
@@ -401,23 +439,30 @@ static void dispatch(struct rpc_server *s, struct rpc_call *c)
 	}
 }
 
-/* Asks grpc for one more call; each outstanding request holds a call struct with its own queue. */
-static int request_call(struct rpc_server *s)
+/* Asks grpc for one more call to method m; each outstanding request holds a call struct with its own queue. */
+static int request_call(struct rpc_server *s, struct server_method *m)
 {
 	struct rpc_call *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c->kind = TAG_CALL;
 	c->server = s;
+	c->handler = m;
 	c->cq = grpc_completion_queue_create_for_pluck(NULL);
 	grpc_call_details_init(&c->details);
 	grpc_metadata_array_init(&c->request_md);
-	grpc_call_error e = grpc_server_request_call(s->server, &c->call, &c->details, &c->request_md, c->cq, s->cq, c);
+	grpc_call_error e;
+	if (m->registered)
+		e = grpc_server_request_registered_call(s->server, m->registered, &c->call, &c->registered_deadline,
+							&c->request_md, &c->payload, c->cq, s->cq, c);
+	else
+		e = grpc_server_request_call(s->server, &c->call, &c->details, &c->request_md, c->cq, s->cq, c);
 	if (e != GRPC_CALL_OK) {
 		log_error("rpc: grpc_server_request_call: %s", grpc_call_error_to_string(e));
 		call_free(c);
 		return -EIO;
 	}
+	m->pending++;
 	s->pending++;
 	return 0;
 }
@@ -461,12 +506,13 @@ static void serve(struct rpc_server *s, unsigned grace_ms)
 		}
 		struct rpc_call *c = ev.tag;
 		s->pending--;
+		c->handler->pending--;
 		if (!ev.success) {
 			call_free(c);  /* a request that the shutdown cancelled */
 			continue;
 		}
-		if (!stopping && s->pending < PENDING_REQUESTS)
-			request_call(s);
+		if (!stopping && c->handler->pending < PENDING_REQUESTS)
+			request_call(s, c->handler);
 		dispatch(s, c);
 	}
 }
@@ -510,11 +556,17 @@ int rpc_server_run(struct rpc_server *s)
 	pthread_mutex_unlock(&s->lock);
 	if (busy)
 		return -EALREADY;
-	for (int i = 0; i < PENDING_REQUESTS; i++)
-		if (request_call(s) < 0)
-			break;
-	if (s->pending == 0) {
-		/* Without an outstanding request no call can ever arrive: fail rather than sit deaf. */
+	/* The methods', then the catch-all's. */
+	bool deaf = false;
+	for (size_t m = 0; m <= s->n_methods && !deaf; m++) {
+		for (int i = 0; i < PENDING_REQUESTS; i++)
+			if (request_call(s, &s->methods[m]) < 0)
+				break;
+		deaf = s->methods[m].pending == 0;
+	}
+	if (deaf) {
+		/* Without an outstanding request for a method its calls can never arrive: fail rather than sit
+		 * deaf. */
 		rpc_server_shutdown(s);
 		serve(s, 0);
 		teardown(s);
@@ -541,7 +593,7 @@ int rpc_server_port(const struct rpc_server *s) { return s->port; }
 static void server_free_memory(struct rpc_server *s)
 {
 	for (size_t i = 0; i < s->n_methods; i++)
-		free((char *)s->methods[i].name);
+		free(s->methods[i].name);
 	free(s->methods);
 	if (s->workers)
 		for (unsigned i = 0; i < s->max_calls; i++)
@@ -582,7 +634,7 @@ static int server_alloc(const struct rpc_server_config *cfg, const struct rpc_me
 	s->userdata = userdata;
 	s->workers = calloc(max_calls, sizeof(*s->workers));
 	s->idle = calloc(max_calls, sizeof(*s->idle));
-	s->methods = calloc(n_methods ? n_methods : 1, sizeof(*s->methods));
+	s->methods = calloc(n_methods + 1, sizeof(*s->methods));  /* and the catch-all, all zero */
 	if (!s->workers || !s->idle || !s->methods) {
 		free(s->workers);
 		s->workers = NULL;
@@ -600,6 +652,7 @@ static int server_alloc(const struct rpc_server_config *cfg, const struct rpc_me
 					 "method %zu needs a name \"/package.Service/Method\" and a handler", i);
 		}
 		s->methods[i].handler = methods[i].handler;
+		s->methods[i].unary = methods[i].unary;
 		s->methods[i].name = strdup(methods[i].name);
 		s->n_methods = i + 1;
 		if (!s->methods[i].name) {
@@ -635,16 +688,31 @@ int rpc_server_new(const struct rpc_server_config *cfg, const struct rpc_method 
 		return r;
 	}
 
+	/* Streams that wait for their first message hold no thread but do hold grpc's memory (up to
+	 * max_message each): one connection gets a bounded number. Above it a grpc client queues its calls
+	 * until a stream is free. */
+	unsigned streams = s->max_calls * 2 > RPC_MIN_STREAMS_PER_CONNECTION ? s->max_calls * 2 :
+									       RPC_MIN_STREAMS_PER_CONNECTION;
 	grpc_arg args[] = {
 		{ .type = GRPC_ARG_INTEGER,
 		  .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
 		  .value.integer = (int)max_message },
+		{ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_CONCURRENT_STREAMS, .value.integer = (int)streams },
 	};
 	grpc_channel_args server_args = { .num_args = ARRAY_SIZE(args), .args = args };
 	s->server = grpc_server_create(&server_args, NULL);
 	s->cq = grpc_completion_queue_create_for_next(NULL);
 	grpc_server_register_completion_queue(s->server, s->cq, NULL);
-	s->port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
+	const char *failed = NULL;
+	for (size_t i = 0; i < s->n_methods && !failed; i++) {
+		/* With its first message: grpc reports the call only once that is read (or the client half-closed
+		 * without one), so no handler thread waits for it. */
+		s->methods[i].registered = grpc_server_register_method(s->server, s->methods[i].name, NULL,
+								       GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+		if (!s->methods[i].registered)
+			failed = s->methods[i].name;  /* grpc refuses a name registered twice */
+	}
+	s->port = failed ? 0 : grpc_server_add_http2_port(s->server, cfg->listen, creds);
 	grpc_server_credentials_release(creds);
 	if (s->port == 0) {
 		/* Not started and without listeners, the server may be destroyed directly. */
@@ -655,8 +723,12 @@ int rpc_server_new(const struct rpc_server_config *cfg, const struct rpc_method 
 			ev = grpc_completion_queue_next(s->cq, rpc__deadline_ms(5000), NULL);
 		while (ev.type == GRPC_OP_COMPLETE);
 		grpc_completion_queue_destroy(s->cq);
+		if (failed)
+			r = error_set(err, -EINVAL, "cannot register method %s (listed twice?)", failed);
+		else
+			r = error_set(err, -EADDRNOTAVAIL, "cannot listen on %s", cfg->listen);
 		server_free_memory(s);
-		return error_set(err, -EADDRNOTAVAIL, "cannot listen on %s", cfg->listen);
+		return r;
 	}
 	/* grpc reports 1 for a unix socket; there is no port to tell. */
 	if (strncmp(cfg->listen, "unix:", 5) == 0)

@@ -4,9 +4,11 @@
  * x509_self_signed, and once without TLS. They cover unary calls, statuses,
  * deadlines, client streaming, the message caps, pinning (a wrong pin fails
  * and no handler runs), unknown methods, concurrency on one channel, the
- * max_calls limit, shutdown during a call, and the TLS 1.3 policy seen from
- * outside with plain libssl peers: a TLS 1.2 client is refused by our
- * server, and our client refuses a TLS 1.2 server.
+ * max_calls limit, shutdown during a call, clients that open calls and
+ * send nothing (they hold no handler thread, and one connection gets a
+ * bounded number of streams), and the TLS 1.3 policy seen from outside with
+ * plain libssl peers: a TLS 1.2 client is refused by our server, and our
+ * client refuses a TLS 1.2 server.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,6 +33,12 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
 #include "rpc.h"
 #include "testutil.h"
 #include "x509.h"
@@ -44,6 +52,8 @@
 #define M_INFO "/test.Echo/Info"
 #define M_FORGET "/test.Echo/Forget"
 #define M_REPLY "/test.Echo/Reply"
+#define M_UNARY_ECHO "/test.Echo/UnaryEcho"  /* handle_echo, declared unary */
+#define M_TWICE "/test.Echo/Twice"           /* declared unary */
 #define MAX_MESSAGE (64 * 1024)
 
 static char *cert_pem, *key_pem;
@@ -57,6 +67,7 @@ static atomic_int block_release;
 static atomic_int hold_entered;
 static atomic_int hold_recv_result;
 static atomic_int reply_result, reply_again_result, reply_done;
+static atomic_int sum_calls;
 
 static int64_t now_ms(void)
 {
@@ -128,6 +139,7 @@ static void handle_sum(struct rpc_call *c, void *userdata)
 	buf_init(&msg, MAX_MESSAGE);
 	size_t bytes = 0;
 	int count = 0, r;
+	atomic_fetch_add(&sum_calls, 1);
 	while ((r = rpc_call_recv(c, &msg)) == 1) {
 		bytes += msg.len;
 		count++;
@@ -206,10 +218,26 @@ static void handle_reply(struct rpc_call *c, void *userdata)
 	atomic_fetch_add(&reply_done, 1);
 }
 
+/* Reads twice: on a unary method the second read is the end of the stream at once, even when the client has
+ * not half-closed. Answers both results. */
+static void handle_twice(struct rpc_call *c, void *userdata)
+{
+	struct buf msg;
+	buf_init(&msg, 1024);
+	int first = rpc_call_recv(c, &msg);
+	int second = rpc_call_recv(c, &msg);
+	buf_reset(&msg);
+	buf_printf(&msg, "%d %d", first, second);
+	rpc_call_reply(c, msg.data, msg.len);
+	buf_free(&msg);
+}
+
+/* Most are left client-streaming (the default), which must serve unary clients just as well. */
 static const struct rpc_method methods[] = {
 	{ M_FORGET, handle_forget }, { M_REPLY, handle_reply },
 	{ M_ECHO, handle_echo }, { M_STATUS, handle_status }, { M_SLOW, handle_slow }, { M_SUM, handle_sum },
 	{ M_BLOCK, handle_block }, { M_HOLD, handle_hold }, { M_INFO, handle_info },
+	{ M_UNARY_ECHO, handle_echo, .unary = true }, { M_TWICE, handle_twice, .unary = true },
 };
 
 struct running {
@@ -793,6 +821,10 @@ static void test_server_new_errors(void **state)
 	struct rpc_method bad[] = { { "NoSlash", handle_echo } };
 	cfg = (struct rpc_server_config){ .listen = "127.0.0.1:0" };
 	assert_int_equal(rpc_server_new(&cfg, bad, 1, NULL, &s, NULL), -EINVAL);
+	struct rpc_method twice[] = { { M_ECHO, handle_echo }, { M_ECHO, handle_echo, .unary = true } };
+	error_clear(&err);
+	assert_int_equal(rpc_server_new(&cfg, twice, 2, NULL, &s, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, M_ECHO));
 	cfg.max_calls = RPC_MAX_MAX_CALLS + 1;
 	assert_int_equal(rpc_server_new(&cfg, methods, 1, NULL, &s, NULL), -EINVAL);
 
@@ -813,6 +845,262 @@ static void test_server_new_errors(void **state)
 	buf_free(&reply);
 	free(other_cert);
 	free(other_key);
+}
+
+/* ---- clients that open calls and send nothing ---- */
+
+/* A call made with grpc's own client API that sends its initial metadata and nothing else. */
+struct raw_call {
+	grpc_call *call;
+	grpc_completion_queue *cq;
+};
+
+static gpr_timespec in_ms(int ms)
+{
+	return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+static void raw_create(struct raw_call *rc, grpc_channel *ch, const char *method)
+{
+	rc->cq = grpc_completion_queue_create_for_pluck(NULL);
+	grpc_slice m = grpc_slice_from_static_string(method);
+	rc->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, rc->cq, m, NULL,
+					    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	assert_non_null(rc->call);
+}
+
+static void raw_open(struct raw_call *rc, grpc_channel *ch, const char *method)
+{
+	raw_create(rc, ch, method);
+	grpc_op op = { .op = GRPC_OP_SEND_INITIAL_METADATA };
+	assert_int_equal(grpc_call_start_batch(rc->call, &op, 1, rc, NULL), GRPC_CALL_OK);
+}
+
+/* Waits (up to ms) for the initial metadata to have gone out; false if it is still queued in the client. */
+static bool raw_sent(struct raw_call *rc, int ms)
+{
+	return grpc_completion_queue_pluck(rc->cq, rc, in_ms(ms), NULL).type == GRPC_OP_COMPLETE;
+}
+
+/* Cancels the call; reaped: its batch already came back. */
+static void raw_close(struct raw_call *rc, bool reaped)
+{
+	grpc_call_cancel(rc->call, NULL);
+	if (!reaped)
+		assert_true(raw_sent(rc, 5000));
+	grpc_call_unref(rc->call);
+	grpc_completion_queue_shutdown(rc->cq);
+	assert_int_equal(grpc_completion_queue_pluck(rc->cq, NULL, in_ms(5000), NULL).type, GRPC_QUEUE_SHUTDOWN);
+	grpc_completion_queue_destroy(rc->cq);
+}
+
+/* One message without the half-close, then the status: the client's side of a unary call that keeps its
+ * stream open. Returns the status code; the reply goes to *reply_text. */
+static int raw_unary_no_close(grpc_channel *ch, const char *method, const char *req, int ms, char *reply_text,
+			      size_t size)
+{
+	struct raw_call rc;
+	raw_create(&rc, ch, method);
+	grpc_slice slice = grpc_slice_from_copied_string(req);
+	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+	grpc_slice_unref(slice);
+	grpc_byte_buffer *answer = NULL;
+	grpc_metadata_array md, trailing;
+	grpc_metadata_array_init(&md);
+	grpc_metadata_array_init(&trailing);
+	grpc_status_code code = GRPC_STATUS_UNKNOWN;
+	grpc_slice details = grpc_empty_slice();
+	grpc_op ops[5] = { 0 };
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = bb;
+	ops[2].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[2].data.recv_initial_metadata.recv_initial_metadata = &md;
+	ops[3].op = GRPC_OP_RECV_MESSAGE;
+	ops[3].data.recv_message.recv_message = &answer;
+	ops[4].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[4].data.recv_status_on_client.trailing_metadata = &trailing;
+	ops[4].data.recv_status_on_client.status = &code;
+	ops[4].data.recv_status_on_client.status_details = &details;
+	assert_int_equal(grpc_call_start_batch(rc.call, ops, 5, &code, NULL), GRPC_CALL_OK);
+	grpc_event ev = grpc_completion_queue_pluck(rc.cq, &code, in_ms(ms), NULL);
+	if (ev.type != GRPC_OP_COMPLETE) {
+		grpc_call_cancel(rc.call, NULL);
+		assert_int_equal(grpc_completion_queue_pluck(rc.cq, &code, in_ms(5000), NULL).type, GRPC_OP_COMPLETE);
+		code = GRPC_STATUS_DEADLINE_EXCEEDED;  /* ours: the wait ran out */
+	}
+	snprintf(reply_text, size, "%s", "");
+	if (answer) {
+		struct buf b;
+		buf_init(&b, 1024);
+		/* Good enough for the test: these replies are one short slice. */
+		grpc_byte_buffer_reader reader;
+		grpc_slice s;
+		assert_true(grpc_byte_buffer_reader_init(&reader, answer));
+		while (grpc_byte_buffer_reader_next(&reader, &s)) {
+			buf_append(&b, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+			grpc_slice_unref(s);
+		}
+		grpc_byte_buffer_reader_destroy(&reader);
+		snprintf(reply_text, size, "%.*s", (int)b.len, b.data ? b.data : "");
+		buf_free(&b);
+		grpc_byte_buffer_destroy(answer);
+	}
+	grpc_slice_unref(details);
+	grpc_byte_buffer_destroy(bb);
+	grpc_metadata_array_destroy(&md);
+	grpc_metadata_array_destroy(&trailing);
+	raw_close(&rc, true);
+	return code;
+}
+
+static grpc_channel *raw_channel(int port)
+{
+	char target[64];
+	snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+	grpc_channel *ch = grpc_channel_create(target, creds, NULL);
+	grpc_channel_credentials_release(creds);
+	return ch;
+}
+
+/*
+ * The attack a review found: calls that send their headers and never a message used to take a handler
+ * thread each, for up to RPC_IDLE_MAX_MS, until every other call was "busy". Now a call reaches a thread
+ * only with its first message, for unary and streaming methods alike.
+ */
+static void test_idle_calls(void **state)
+{
+	enum { MAX_CALLS = 4, IDLE = MAX_CALLS + 10 };
+	struct rpc_server_config cfg = { .listen = "127.0.0.1:0", .max_calls = MAX_CALLS, .max_message = MAX_MESSAGE };
+	struct running r;
+	server_start(&r, &cfg);
+	int port = rpc_server_port(r.server);
+	grpc_channel *raw = raw_channel(port);
+	atomic_store(&echo_calls, 0);
+	atomic_store(&sum_calls, 0);
+	struct raw_call idle[3 * IDLE];
+	const char *targets[3] = { M_UNARY_ECHO, M_ECHO, M_SUM };  /* unary, unary client of a streaming method, stream */
+	for (int i = 0; i < 3 * IDLE; i++)
+		raw_open(&idle[i], raw, targets[i % 3]);
+	for (int i = 0; i < 3 * IDLE; i++)
+		assert_true(raw_sent(&idle[i], 5000));
+
+	struct rpc_channel *ch = channel_to(port, NULL);
+	struct buf reply;
+	buf_init(&reply, 1024);
+	for (int i = 0; i < 5; i++) {
+		struct rpc_status st = { 0 };
+		int64_t start = now_ms();
+		assert_int_equal(rpc_unary(ch, i % 2 ? M_ECHO : M_UNARY_ECHO, "hello", 5, 1000, &reply, &st), 0);
+		if (st.code != GRPC_STATUS_OK)
+			fail_msg("call %d: status %d: %s", i, st.code, st.msg);
+		assert_string_equal(reply.data, "hello");
+		assert_true(now_ms() - start < 1000);
+	}
+	/* A stream that does send gets through as well, with several messages. */
+	struct rpc_stream *s = NULL;
+	assert_int_equal(rpc_stream_open(ch, M_SUM, 1000, &s), 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(rpc_stream_send(s, "abc", 3), 0);
+	struct rpc_status st = { 0 };
+	assert_int_equal(rpc_stream_finish(s, &reply, &st), 0);
+	assert_int_equal(st.code, GRPC_STATUS_OK);
+	assert_string_equal(reply.data, "count=5 bytes=15");
+	rpc_stream_free(s);
+	/* None of the idle calls ever reached a handler. */
+	assert_int_equal(atomic_load(&echo_calls), 5);
+	assert_int_equal(atomic_load(&sum_calls), 1);
+
+	/* A unary method does not wait for the client's half-close: the second read is the end at once. */
+	char text[64];
+	assert_int_equal(raw_unary_no_close(raw, M_TWICE, "x", 2000, text, sizeof(text)), GRPC_STATUS_OK);
+	assert_string_equal(text, "1 0");
+	/* With a proper client it reads the same. */
+	struct rpc_status st2 = { 0 };
+	assert_int_equal(rpc_unary(ch, M_TWICE, "x", 1, 1000, &reply, &st2), 0);
+	assert_int_equal(st2.code, GRPC_STATUS_OK);
+	assert_string_equal(reply.data, "1 0");
+
+	/* The server shuts down promptly with the idle calls still open (its grace is 0: they are cancelled). */
+	int64_t start = now_ms();
+	rpc_server_shutdown(r.server);
+	assert_true(wait_for(&r.done, 1, 5000));
+	assert_true(now_ms() - start < 3000);
+	pthread_join(r.thread, NULL);
+	assert_int_equal(r.rc, 0);
+	rpc_server_free(r.server);
+	for (int i = 0; i < 3 * IDLE; i++)
+		raw_close(&idle[i], true);
+	grpc_channel_destroy(raw);
+	rpc_channel_free(ch);
+	buf_free(&reply);
+}
+
+/* One connection gets at most max(RPC_MIN_STREAMS_PER_CONNECTION, 2 * max_calls) streams; the client's grpc
+ * holds more calls back until one ends, and then sends them: nothing fails. */
+static void test_streams_per_connection(void **state)
+{
+	enum { LIMIT = RPC_MIN_STREAMS_PER_CONNECTION };
+	struct rpc_server_config cfg = { .listen = "127.0.0.1:0", .max_calls = 4, .max_message = MAX_MESSAGE };
+	struct running r;
+	server_start(&r, &cfg);
+	grpc_channel *raw = raw_channel(rpc_server_port(r.server));
+	struct raw_call *idle = calloc(LIMIT, sizeof(*idle));
+	assert_non_null(idle);
+	for (int i = 0; i < LIMIT; i++)
+		raw_open(&idle[i], raw, M_SUM);
+	for (int i = 0; i < LIMIT; i++)
+		assert_true(raw_sent(&idle[i], 5000));
+
+	/* The connection is full: one more call waits in the client. */
+	struct raw_call extra;
+	raw_open(&extra, raw, M_SUM);
+	assert_false(raw_sent(&extra, 500));
+	char text[64];
+	assert_int_equal(raw_unary_no_close(raw, M_TWICE, "x", 300, text, sizeof(text)), GRPC_STATUS_DEADLINE_EXCEEDED);
+	/* One stream ends: the waiting call goes out. */
+	raw_close(&idle[0], true);
+	assert_true(raw_sent(&extra, 5000));
+	raw_close(&extra, true);
+	assert_int_equal(raw_unary_no_close(raw, M_TWICE, "x", 2000, text, sizeof(text)), GRPC_STATUS_OK);
+	assert_string_equal(text, "1 0");
+
+	/* Other connections are not affected. */
+	struct rpc_channel *ch = channel_to(rpc_server_port(r.server), NULL);
+	struct buf reply;
+	buf_init(&reply, 1024);
+	call_ok(ch, M_UNARY_ECHO, "other", 5, &reply);
+	for (int i = 1; i < LIMIT; i++)
+		raw_close(&idle[i], true);
+	free(idle);
+	grpc_channel_destroy(raw);
+	rpc_channel_free(ch);
+	server_stop(&r);
+	buf_free(&reply);
+}
+
+/* A unary method takes messages up to the server's cap, and grpc refuses a larger one before any handler runs. */
+static void test_unary_message_cap(void **state)
+{
+	char *big = calloc(1, MAX_MESSAGE + 1);
+	assert_non_null(big);
+	memset(big, 'b', MAX_MESSAGE + 1);
+	struct buf reply;
+	buf_init(&reply, MAX_MESSAGE);
+	atomic_store(&echo_calls, 0);
+	call_ok(main_channel, M_UNARY_ECHO, big, MAX_MESSAGE, &reply);
+	assert_int_equal(reply.len, MAX_MESSAGE);
+	assert_memory_equal(reply.data, big, MAX_MESSAGE);
+	struct rpc_status st = { 0 };
+	assert_int_equal(rpc_unary(main_channel, M_UNARY_ECHO, big, MAX_MESSAGE + 1, 5000, &reply, &st), 0);
+	assert_int_equal(st.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	assert_int_equal(atomic_load(&echo_calls), 1);
+	/* An empty message is a message. */
+	call_ok(main_channel, M_UNARY_ECHO, "", 0, &reply);
+	assert_int_equal(reply.len, 0);
+	free(big);
+	buf_free(&reply);
 }
 
 /* ---- TLS 1.3, checked with plain libssl peers ---- */
@@ -979,6 +1267,9 @@ int main(void)
 		cmocka_unit_test(test_unknown_method),
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_max_calls),
+		cmocka_unit_test(test_idle_calls),
+		cmocka_unit_test(test_streams_per_connection),
+		cmocka_unit_test(test_unary_message_cap),
 		cmocka_unit_test(test_shutdown_during_call),
 		cmocka_unit_test(test_shutdown_grace),
 		cmocka_unit_test(test_insecure),
