@@ -19,6 +19,7 @@
 #include "login.h"
 #include "remote.h"
 #include "rpc.h"
+#include "rpc_serve.h"
 #include "scheduler_cmd.h"
 #include "server.h"
 #include "service.h"
@@ -78,17 +79,8 @@ static int daemon_main(void)
 	return code;
 }
 
-static struct worker *running;
-
-static void *signal_thread(void *arg)
-{
-	sigset_t *set = arg;
-	int sig = 0;
-	sigwait(set, &sig);
-	log_info("signal %d: stopping", sig);
-	worker_stop(running);
-	return NULL;
-}
+static int run_worker(void *w) { return worker_run(w); }
+static void stop_worker(void *w) { worker_stop(w); }
 
 static int worker_main(int argc, char **argv)
 {
@@ -118,13 +110,9 @@ static int worker_main(int argc, char **argv)
 		return 1;
 	}
 	/* Blocked before grpc starts any thread, so that every thread inherits
-	 * the mask and only the signal thread below takes SIGTERM/SIGINT. */
+	 * the mask and only the signal thread takes SIGTERM/SIGINT. */
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	rpc_serve_block_signals(&set);
 	rpc_global_init();
 	struct worker *w = NULL;
 	if (worker_new(&wc, &w, &err) < 0) {
@@ -132,19 +120,9 @@ static int worker_main(int argc, char **argv)
 		rpc_global_shutdown();
 		return 1;
 	}
-	running = w;
-	int port = worker_port(w);
-	log_info("worker listening on port %d", port);
-	fprintf(stderr, "hpcc worker: listening on port %d\n", port);
-	if (port_file) {
-		char text[32];
-		int len = snprintf(text, sizeof(text), "%d\n", port);
-		fs_write_atomic(port_file, text, (size_t)len, 0644, false);
-	}
-	pthread_t t;
-	pthread_create(&t, NULL, signal_thread, &set);
-	pthread_detach(t);
-	int r = worker_run(w);
+	struct rpc_serve serve = { .what = "worker", .port = worker_port(w), .port_file = port_file,
+				   .run = run_worker, .stop = stop_worker, .obj = w };
+	int r = rpc_serve_run(&serve, &set);
 	worker_free(w);
 	rpc_global_shutdown();
 	return r < 0 ? 1 : 0;

@@ -24,6 +24,7 @@
 #include <time.h>
 #include "log.h"
 #include "rpc.h"
+#include "rpc_serve.h"
 #include "scheduler.h"
 #include "token.h"
 #include "x509.h"
@@ -150,17 +151,8 @@ static int init_main(int argc, char **argv)
 	return 0;
 }
 
-static struct scheduler *running;
-
-static void *signal_thread(void *arg)
-{
-	sigset_t *set = arg;
-	int sig = 0;
-	sigwait(set, &sig);
-	log_info("signal %d: stopping", sig);
-	scheduler_stop(running);
-	return NULL;
-}
+static int run_scheduler(void *s) { return scheduler_run(s); }
+static void stop_scheduler(void *s) { scheduler_stop(s); }
 
 static int run_main(int argc, char **argv)
 {
@@ -190,11 +182,7 @@ static int run_main(int argc, char **argv)
 		return 1;
 	}
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	rpc_serve_block_signals(&set);
 	rpc_global_init();
 	struct scheduler *s = NULL;
 	if (scheduler_new(&cfg, &s, &err) < 0) {
@@ -202,19 +190,9 @@ static int run_main(int argc, char **argv)
 		rpc_global_shutdown();
 		return 1;
 	}
-	running = s;
-	int port = scheduler_port(s);
-	log_info("scheduler listening on port %d", port);
-	fprintf(stderr, "hpcc scheduler: listening on port %d\n", port);
-	if (port_file) {
-		char text[32];
-		int len = snprintf(text, sizeof(text), "%d\n", port);
-		fs_write_atomic(port_file, text, (size_t)len, 0644, false);
-	}
-	pthread_t t;
-	pthread_create(&t, NULL, signal_thread, &set);
-	pthread_detach(t);
-	int r = scheduler_run(s);
+	struct rpc_serve serve = { .what = "scheduler", .port = scheduler_port(s), .port_file = port_file,
+				   .run = run_scheduler, .stop = stop_scheduler, .obj = s };
+	int r = rpc_serve_run(&serve, &set);
 	scheduler_free(s);
 	rpc_global_shutdown();
 	return r < 0 ? 1 : 0;

@@ -1,0 +1,52 @@
+/* The frame of a server command (see rpc_serve.h). */
+#include "rpc_serve.h"
+
+#include <pthread.h>
+#include <stdio.h>
+
+#include "fs.h"
+#include "log.h"
+
+void rpc_serve_block_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+struct signal_arg {
+	const struct rpc_serve *s;
+	sigset_t *set;
+};
+
+static void *signal_thread(void *p)
+{
+	struct signal_arg *a = p;
+	int sig = 0;
+	sigwait(a->set, &sig);
+	log_info("signal %d: stopping", sig);
+	a->s->stop(a->s->obj);
+	return NULL;
+}
+
+int rpc_serve_run(const struct rpc_serve *s, sigset_t *set)
+{
+	log_info("%s listening on port %d", s->what, s->port);
+	fprintf(stderr, "hpcc %s: listening on port %d\n", s->what, s->port);
+	if (s->port_file) {
+		char text[32];
+		int len = snprintf(text, sizeof(text), "%d\n", s->port);
+		int r = fs_write_atomic(s->port_file, text, (size_t)len, 0644, false);
+		if (r < 0)
+			log_warn("%s: cannot write the port file %s", s->what, s->port_file);
+	}
+	/* The signal thread lives as long as the process (it may be blocked in sigwait at exit). */
+	static struct signal_arg arg;
+	arg = (struct signal_arg){ s, set };
+	pthread_t t;
+	if (pthread_create(&t, NULL, signal_thread, &arg) == 0)
+		pthread_detach(t);
+	return s->run(s->obj);
+}
