@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "digest.h"
 #include "fs.h"
+#include "issued.h"
 #include "jwks_cache.h"
 #include "log.h"
 #include "registry.h"
@@ -32,6 +33,7 @@ struct scheduler {
 	struct digest worker_token_digest;
 	struct registry *registry;
 	struct jwks_cache *jwks;
+	struct issued_cache *issued;
 	struct rpc_server *server;
 };
 
@@ -266,7 +268,15 @@ static void handle_route(struct rpc_call *c, void *user)
 		snprintf(tc.worker_id, sizeof(tc.worker_id), "%s", choice.worker_id);
 		_cleanup_buf_ struct buf tok;
 		buf_init(&tok, TOKEN_MAX_SIZE);
-		if (token_issue(s->signing_key, &tc, &tok) < 0) {
+		/* The same access token routed to the same worker within a minute gets the token it got then. */
+		struct digest key;
+		bool keyed = issued_key(t->id, req->image_digest, choice.worker_id, req->access_token, &key) == 0;
+		int64_t expires = 0;
+		if (keyed && issued_get(s->issued, &key, now, tc.expires_at, &tok, &expires) == 1)
+			tc.expires_at = expires;
+		else if (token_issue(s->signing_key, &tc, &tok) == 0 && keyed)
+			issued_put(s->issued, &key, tok.data, tok.len, tc.issued_at, tc.expires_at);
+		if (tok.len == 0) {
 			refuse(c, GRPC_STATUS_INTERNAL, "could not sign a routing token");
 		} else {
 			Hpcc__V1__RouteReply rep = HPCC__V1__ROUTE_REPLY__INIT;
@@ -416,7 +426,7 @@ int scheduler_new(struct scheduler_config *cfg, struct scheduler **ret, struct e
 	}
 	/* One missed heartbeat plus half an interval of delay: a dead worker is out within two intervals. */
 	if ((r = registry_new((int64_t)s->cfg.heartbeat_interval_ms * 3 / 2, &s->registry)) < 0 ||
-	    (r = jwks_cache_new(&s->cfg, &s->jwks)) < 0) {
+	    (r = jwks_cache_new(&s->cfg, &s->jwks)) < 0 || (r = issued_new(&s->issued)) < 0) {
 		error_set(err, r, "out of memory");
 		goto fail;
 	}
@@ -475,6 +485,7 @@ void scheduler_free(struct scheduler *s)
 		return;
 	rpc_server_free(s->server);
 	jwks_cache_free(s->jwks);
+	issued_free(s->issued);
 	registry_free(s->registry);
 	token_key_free(s->signing_key);
 	free(s->public_pem);
