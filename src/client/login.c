@@ -524,8 +524,10 @@ int auth_main(int argc, char **argv)
 	struct config cfg;
 	if (command_load_config(&cfg) < 0)
 		return 1;
-	const char *tenant = NULL;
-	_cleanup_free_ char *path = session_path("auth status", &o, &cfg, &tenant);
+	const char *tenant_in_cfg = NULL;
+	_cleanup_free_ char *path = session_path("auth status", &o, &cfg, &tenant_in_cfg);
+	/* The tenant may point into cfg: copied before cfg goes. */
+	_cleanup_free_ char *tenant = tenant_in_cfg ? strdup(tenant_in_cfg) : NULL;
 	config_free(&cfg);
 	if (!path)
 		return 1;

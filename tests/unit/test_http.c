@@ -327,7 +327,7 @@ static void test_http_ignores_proxy_env(void **state)
 	unsigned proxied = testserver_requests(&proxy);
 
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-		env_swap(names[i], saved[i]);
+		free(env_swap(names[i], saved[i]));
 		free(saved[i]);
 	}
 	testserver_stop(&proxy);
