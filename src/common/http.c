@@ -89,16 +89,15 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-static int map_error(CURLcode rc, const struct sink *sink, const char *url, const char *detail, struct error *err)
+int http_curl_error(int code, bool overflow, size_t max, const char *where, const char *detail, struct error *err)
 {
-	char where[256];
-	url_for_message(url, where);
-	const char *why = detail[0] ? detail : curl_easy_strerror(rc);
+	CURLcode rc = (CURLcode)code;
+	const char *why = detail && detail[0] ? detail : curl_easy_strerror(rc);
 	switch (rc) {
 	case CURLE_WRITE_ERROR:
 	case CURLE_FILESIZE_EXCEEDED:
-		if (sink->overflow || rc == CURLE_FILESIZE_EXCEEDED)
-			return error_set(err, -EFBIG, "the answer of %s is larger than %zu bytes", where, sink->max);
+		if (overflow || rc == CURLE_FILESIZE_EXCEEDED)
+			return error_set(err, -EFBIG, "the answer of %s is larger than %zu bytes", where, max);
 		break;
 	case CURLE_UNSUPPORTED_PROTOCOL:
 		return error_set(err, -EPROTONOSUPPORT, "%s: only http and https URLs are allowed", where);
@@ -122,6 +121,13 @@ static int map_error(CURLcode rc, const struct sink *sink, const char *url, cons
 		break;
 	}
 	return error_set(err, -EIO, "request to %s failed (%s)", where, why);
+}
+
+static int map_error(CURLcode rc, const struct sink *sink, const char *url, const char *detail, struct error *err)
+{
+	char where[256];
+	url_for_message(url, where);
+	return http_curl_error(rc, sink->overflow, sink->max, where, detail, err);
 }
 
 static bool scheme_allowed(const char *url)

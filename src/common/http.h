@@ -11,6 +11,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -38,6 +39,10 @@
  */
 int http_get(const char *url, size_t max_bytes, int timeout_ms, struct buf *body, long *ret_status,
 	     struct error *err);
+/* A failed libcurl transfer (a CURLcode) as the negative errno above and one line naming where
+ * (a URL already stripped of secrets); overflow: the write callback stopped it past max bytes.
+ * For other libcurl users (the S3 client), so that failures read and map alike. */
+int http_curl_error(int code, bool overflow, size_t max, const char *where, const char *detail, struct error *err);
 /* fields: name, value, name, value, ..., NULL. Names and values are
  * percent-encoded here; the encoded form is wiped from memory after the call
  * (it may hold a password). libcurl's own copy of it, in its request

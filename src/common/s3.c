@@ -27,6 +27,7 @@
 
 #include "digest.h"
 #include "fs.h"
+#include "http.h"
 
 #ifndef HPCC_VERSION
 #define HPCC_VERSION "0"
@@ -470,36 +471,6 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-static int map_curl_error(CURLcode rc, const struct sink *sink, const char *where, const char *detail,
-			  struct error *err)
-{
-	const char *why = detail[0] ? detail : curl_easy_strerror(rc);
-	switch (rc) {
-	case CURLE_WRITE_ERROR:
-		if (sink->overflow)
-			return error_set(err, -EFBIG, "%s: the answer is larger than %zu bytes", where, sink->max);
-		break;
-	case CURLE_OPERATION_TIMEDOUT:
-		return error_set(err, -ETIMEDOUT, "%s: no answer in time (%s)", where, why);
-	case CURLE_COULDNT_CONNECT:
-		return error_set(err, -ECONNREFUSED, "%s: cannot connect (%s)", where, why);
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_RESOLVE_PROXY:
-		return error_set(err, -EHOSTUNREACH, "%s: cannot resolve the host (%s)", where, why);
-	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_ISSUER_ERROR:
-		return error_set(err, -EKEYREJECTED, "%s: the TLS certificate did not verify (%s)", where, why);
-	case CURLE_OUT_OF_MEMORY:
-		return error_set(err, -ENOMEM, "%s: out of memory", where);
-	case CURLE_URL_MALFORMAT:
-		return error_set(err, -EINVAL, "%s: malformed URL", where);
-	default:
-		break;
-	}
-	return error_set(err, -EIO, "%s: request failed (%s)", where, why);
-}
-
 static bool transport_retryable(int r)
 {
 	return r == -ETIMEDOUT || r == -ECONNREFUSED || r == -EHOSTUNREACH || r == -EIO;
@@ -615,7 +586,7 @@ static int attempt(struct s3_client *c, const struct s3_request *req, const char
 	if (rc != CURLE_OK) {
 		error_printable(detail);
 		buf_reset(response);
-		return map_curl_error(rc, &sink, where, detail, err);
+		return http_curl_error(rc, sink.overflow, sink.max, where, detail, err);
 	}
 	long status = 0;
 	if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status < 100 || status > 999)
