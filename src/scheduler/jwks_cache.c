@@ -49,8 +49,8 @@ struct keyset {
 struct tenant_keys {
 	pthread_mutex_t lock;  /* guards everything below */
 	struct keyset *current;
-	int64_t fetched_at;    /* last successful fetch, 0: never */
-	int64_t attempted_at;  /* last attempt, successful or not */
+	int64_t fetched_at;    /* last successful fetch (monotonic ms), 0: never */
+	int64_t attempted_at;  /* last attempt, successful or not (monotonic ms) */
 	bool fetching;
 	char *jwks_url;        /* configured or discovered */
 	char *token_url;
@@ -62,7 +62,7 @@ struct jwks_cache {
 	atomic_uint_fast64_t fetches, failures;
 	atomic_uint_fast64_t token_hits, token_verifies;
 	atomic_bool stopping;     /* the prefetch stops between tenants */
-	int64_t (*clock)(void);   /* fetch times: monotonic_s, or a test's clock */
+	int64_t (*clock)(void);   /* fetch times: monotonic_ms, or a test's clock in seconds */
 };
 
 static void keyset_unref(struct keyset *k)
@@ -339,24 +339,25 @@ static int fetch_locked(struct jwks_cache *c, size_t i, int64_t now, struct erro
 	return 0;
 }
 
-/* Seconds on a clock that never steps back (never 0): fetch times are not
+/* Milliseconds on a clock that never steps back (never 0): fetch times are not
  * fooled by a wall clock set back, which would stop refetches for as long. */
-static int64_t monotonic_s(void)
+static int64_t monotonic_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec + 1;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1;
 }
 
 /* A reference to the tenant's current keys, fetching first when there are none or they are old. */
 static struct keyset *keys_get(struct jwks_cache *c, size_t i, bool force, struct error *err)
 {
 	struct tenant_keys *tk = &c->t[i];
-	int64_t now = c->clock ? c->clock() : monotonic_s();
+	/* Milliseconds: whole seconds would let two fetches come barely over one second apart. */
+	int64_t now = c->clock ? c->clock() * 1000 : monotonic_ms();
 	pthread_mutex_lock(&tk->lock);
-	bool old = !tk->current || now - tk->fetched_at >= (int64_t)c->cfg->jwks_max_age;
+	bool old = !tk->current || now - tk->fetched_at >= (int64_t)c->cfg->jwks_max_age * 1000;
 	/* A failed or forced fetch is repeated only after jwks_min_interval. */
-	bool may = tk->attempted_at == 0 || now - tk->attempted_at >= (int64_t)c->cfg->jwks_min_interval;
+	bool may = tk->attempted_at == 0 || now - tk->attempted_at >= (int64_t)c->cfg->jwks_min_interval * 1000;
 	struct error fetch_err = { 0 };
 	if ((old || force) && may && !tk->fetching && fetch_locked(c, i, now, &fetch_err) < 0) {
 		log_warn("scheduler: %s", fetch_err.msg);
