@@ -23,6 +23,7 @@
 #include "scheduler_cmd.h"
 #include "server.h"
 #include "service.h"
+#include "tier_gc.h"
 #include "worker_init.h"
 
 static void usage(void)
@@ -31,6 +32,7 @@ static void usage(void)
 	      "       hpccd worker [run] [--config FILE] [--port-file FILE]\n"
 	      "       hpccd worker init DIR [--id ID] [--listen ADDR] [--allow-unsafe-local]\n"
 	      "       hpccd worker host-image\n"
+	      "       hpccd worker gc [--config FILE] [--dry-run]\n"
 	      "       hpccd scheduler init DIR [--listen ADDR] [--name DNS]... | hpccd scheduler [run] [--config FILE]\n"
 	      "       hpccd login [--tenant T] [--scheduler ADDR --scheduler-pin PIN] [--username U] | hpccd logout [--tenant T]\n"
 	      "       hpccd auth status [--tenant T]\n"
@@ -142,6 +144,8 @@ int main(int argc, char **argv)
 		return command_daemon(argc - 1, argv + 1);
 	if (strcmp(cmd, "worker") == 0 && argc > 2 && strcmp(argv[2], "init") == 0)
 		return worker_init_main(argc - 2, argv + 2);
+	if (strcmp(cmd, "worker") == 0 && argc > 2 && strcmp(argv[2], "gc") == 0)
+		return tier_gc_main(argc - 2, argv + 2);
 	if (strcmp(cmd, "worker") == 0 && argc > 2 && strcmp(argv[2], "host-image") == 0) {
 		char image[80];
 		if (worker_host_image("/usr/local/bin:/usr/bin:/bin", image) < 0)

@@ -11,7 +11,12 @@
  * section: addresses and pins (one for all, or one each), the worker token
  * file (mode 0600, size, one line), the advertised address (refused for a
  * wildcard listen address without advertise), and token_key becoming
- * optional. Each test writes its files into its own temporary directory.
+ * optional. Then the [s3] section (the shared tier): every key loaded and
+ * handed to the S3 client and the budgets, path style chosen from the
+ * endpoint, and a missing required key, a paranoid cache without [s3], a
+ * local one with it, a bad tenant_budget or a bad duration refused; and
+ * worker_config_parse_duration. Each test writes its files into its own
+ * temporary directory.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +35,7 @@
 
 #include "error.h"
 #include "fs.h"
+#include "s3.h"
 #include "worker_config.h"
 
 #define IMG_A "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -655,6 +661,165 @@ static void test_hostport(void **state)
 	assert_false(worker_config_host_is_wildcard("localhost"));
 }
 
+/* ---- [s3] ----------------------------------------------------------------- */
+
+#define S3_MINIMAL "[s3]\nendpoint = http://127.0.0.1:9000\nregion = eu-west-1\nbucket = hpcc-cache\n"
+
+static void test_s3_section(void **state)
+{
+	const char *dir = *state;
+	_cleanup_free_ char *path = write_ini(dir, "[worker]\n" REQUIRED "cache_mode = paranoid\n"
+		"[s3]\n"
+		"endpoint = http://127.0.0.1:9000\n"
+		"region = eu-west-1\n"
+		"bucket = hpcc-cache\n"
+		"prefix = team/\n"
+		"credentials_file = aws/credentials\n"
+		"path_style = yes\n"
+		"timeout_ms = 5000\n"
+		"retries = 3\n"
+		"connections = 8\n"
+		"max_size = 20G\n"
+		"max_age = 30d\n"
+		"gc_interval = 1h\n"
+		"tenant_budget = alice 5G 7d\n"
+		"tenant_budget = bob 0 0\n");
+	struct worker_config c;
+	struct error err = { 0 };
+	if (worker_config_load(path, &c, &err) < 0)
+		fail_msg("refused: %s", err.msg);
+	_cleanup_free_ char *credentials = in_dir(dir, "aws/credentials");
+	assert_true(c.s3);
+	assert_string_equal(c.cache_mode, "paranoid");
+	assert_string_equal(c.s3_credentials_file, credentials);
+	assert_int_equal(c.s3_connections, 8);
+	assert_int_equal(c.s3_max_size, (uint64_t)20 << 30);
+	assert_int_equal(c.s3_max_age, 30 * 86400);
+	assert_int_equal(c.s3_gc_interval, 3600);
+	assert_int_equal(c.s3_tenant_budgets.n, 2);
+	struct s3_config sc;
+	assert_int_equal(worker_config_s3(&c, &sc), 0);
+	assert_string_equal(sc.endpoint, "http://127.0.0.1:9000");
+	assert_string_equal(sc.region, "eu-west-1");
+	assert_string_equal(sc.bucket, "hpcc-cache");
+	assert_string_equal(sc.prefix, "team/");
+	assert_string_equal(sc.credentials_file, credentials);
+	assert_true(sc.path_style);
+	assert_int_equal(sc.timeout_ms, 5000);
+	assert_int_equal(sc.retries, 3);
+	/* Never from worker.ini: the environment or the credentials file. */
+	assert_null(sc.access_key);
+	assert_null(sc.secret_key);
+	uint64_t size = 1, age = 1;
+	worker_config_s3_budget(&c, "alice", &size, &age);
+	assert_int_equal(size, (uint64_t)5 << 30);
+	assert_int_equal(age, 7 * 86400);
+	worker_config_s3_budget(&c, "bob", &size, &age);
+	assert_int_equal(size, 0);
+	assert_int_equal(age, 0);
+	worker_config_s3_budget(&c, "carol", &size, &age);
+	assert_int_equal(size, (uint64_t)20 << 30);
+	assert_int_equal(age, 30 * 86400);
+	worker_config_s3_budget(&c, "alic", &size, &age);   /* names match whole */
+	assert_int_equal(size, (uint64_t)20 << 30);
+	worker_config_free(&c);
+	assert_null(c.s3_endpoint);
+	assert_int_equal(c.s3_tenant_budgets.n, 0);
+
+	/* The least: paranoid by default, path style from the endpoint, no budgets. */
+	_cleanup_free_ char *path2 = write_ini(dir, "[worker]\n" REQUIRED S3_MINIMAL);
+	if (worker_config_load(path2, &c, &err) < 0)
+		fail_msg("refused: %s", err.msg);
+	assert_string_equal(c.cache_mode, "paranoid");
+	assert_true(c.s3_path_style);
+	assert_int_equal(c.s3_gc_interval, 0);
+	worker_config_s3_budget(&c, "alice", &size, &age);
+	assert_int_equal(size, 0);
+	assert_int_equal(age, 0);
+	worker_config_free(&c);
+	_cleanup_free_ char *path3 = write_ini(dir, "[worker]\n" REQUIRED
+		"[s3]\nendpoint = https://s3.eu-west-1.amazonaws.com\nregion = eu-west-1\nbucket = hpcc-cache\n");
+	if (worker_config_load(path3, &c, &err) < 0)
+		fail_msg("refused: %s", err.msg);
+	assert_false(c.s3_path_style);
+	worker_config_free(&c);
+
+	/* Without [s3]: a local cache and no S3 settings. */
+	_cleanup_free_ char *path4 = write_ini(dir, "[worker]\n" REQUIRED);
+	if (worker_config_load(path4, &c, &err) < 0)
+		fail_msg("refused: %s", err.msg);
+	assert_false(c.s3);
+	assert_string_equal(c.cache_mode, "local");
+	assert_int_equal(worker_config_s3(&c, &sc), -ENOENT);
+	worker_config_free(&c);
+}
+
+static void test_s3_refused(void **state)
+{
+	const char *dir = *state;
+	expect_error(dir, "[worker]\n" REQUIRED "[s3]\nendpoint = http://127.0.0.1:9000\nregion = eu-west-1\n",
+		     "[s3] bucket is required", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[s3]\nregion = eu-west-1\nbucket = b\n", "endpoint", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "cache_mode = paranoid\n", "paranoid", "[s3]", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "cache_mode = local\n" S3_MINIMAL, "local", "[s3]", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "cache_mode = shared\n", "worker.cache_mode", "shared", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED S3_MINIMAL "colour = blue\n", "s3.colour", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED S3_MINIMAL "retries = 11\n", "s3.retries", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED S3_MINIMAL "timeout_ms = 99\n", "s3.timeout_ms", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED S3_MINIMAL "connections = 0\n", "s3.connections", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED S3_MINIMAL "max_size = lots\n", "s3.max_size", NULL);
+	/* The S3 client's own checks run at load time. */
+	expect_error(dir, "[worker]\n" REQUIRED "[s3]\nendpoint = ftp://h\nregion = r\nbucket = b\n", "[s3]", NULL);
+
+	static const char *const bad_budgets[] = {
+		"alice 20G", "alice 20G 14x", "alice 20X 1d", "alice 1 1 extra", ".hidden 1 1", "a/b 1 1",
+		"alice -1 1d", "",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad_budgets); i++) {
+		char ini[512];
+		snprintf(ini, sizeof(ini), "[worker]\n" REQUIRED S3_MINIMAL "tenant_budget = %s\n", bad_budgets[i]);
+		expect_error(dir, ini, "s3.tenant_budget", NULL);
+	}
+	static const char *const bad_durations[] = { "3w", "1.5h", "-1", "", "d", "10 d", "200000d", "soon" };
+	for (size_t i = 0; i < ARRAY_SIZE(bad_durations); i++) {
+		char ini[512];
+		snprintf(ini, sizeof(ini), "[worker]\n" REQUIRED S3_MINIMAL "max_age = %s\n", bad_durations[i]);
+		expect_error(dir, ini, "s3.max_age", "not a duration", NULL);
+		snprintf(ini, sizeof(ini), "[worker]\n" REQUIRED S3_MINIMAL "gc_interval = %s\n", bad_durations[i]);
+		expect_error(dir, ini, "s3.gc_interval", "not a duration", NULL);
+	}
+}
+
+static void test_parse_duration(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;
+		uint64_t out;
+	} good[] = {
+		{ "30d", 30 * 86400 }, { "12h", 12 * 3600 }, { "15m", 900 }, { "90s", 90 }, { "42", 42 },
+		{ "0", 0 }, { "0d", 0 }, { "007m", 420 }, { "36500d", (uint64_t)36500 * 86400 },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+		uint64_t v = 12345;
+		if (worker_config_parse_duration(good[i].in, &v) < 0)
+			fail_msg("'%s' refused", good[i].in);
+		assert_int_equal(v, good[i].out);
+	}
+	static const char *const bad[] = {
+		"", "s", "d", "1w", "1.5h", "-1", "+1", " 1", "1 ", "1d2h", "1D", "0x10",
+		"36501d",                       /* more than a hundred years */
+		"18446744073709551616",         /* 2^64 */
+		"99999999999999999999d",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		uint64_t v = 12345;
+		if (worker_config_parse_duration(bad[i], &v) != -EINVAL)
+			fail_msg("'%s' accepted", bad[i]);
+		assert_int_equal(v, 12345);   /* untouched */
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -678,6 +843,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_scheduler_token_file, testutil_setup_tmpdir, testutil_teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_scheduler_advertise, testutil_setup_tmpdir, testutil_teardown_tmpdir),
 		cmocka_unit_test(test_hostport),
+		cmocka_unit_test_setup_teardown(test_s3_section, testutil_setup_tmpdir, testutil_teardown_tmpdir),
+		cmocka_unit_test_setup_teardown(test_s3_refused, testutil_setup_tmpdir, testutil_teardown_tmpdir),
+		cmocka_unit_test(test_parse_duration),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
