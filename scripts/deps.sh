@@ -21,8 +21,8 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-# The test servers' node modules (tests/idp), for the sets that run tests.
-npm_deps() { case "${1:-build}" in check|bench|demo) "$(dirname "$0")/npm-deps.sh" >/dev/null ;; esac; }
+# The test servers' node modules (tests/idp, tests/s3), for the sets that run tests.
+npm_deps() { case "${1:-build}" in check|bench|demo) "$(dirname "$0")/npm-deps.sh" >/dev/null && "$(dirname "$0")/npm-deps.sh" "$(dirname "$0")/../tests/s3" >/dev/null ;; esac; }
 ((${#missing[@]} == 0)) && { npm_deps "${1:-build}"; exit 0; }
 
 if [ "$(id -u)" != 0 ]; then

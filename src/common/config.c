@@ -45,6 +45,16 @@ static const struct config_def defs[CONFIG_N_KEYS] = {
 	[CONFIG_REMOTE_SCHEDULER_PIN] = { "remote.scheduler_pin", "HPCC_REMOTE_SCHEDULER_PIN", NULL },
 	/* The OAuth2 token file of `hpcc login` (default: <cache dir>/auth/<tenant>.json). */
 	[CONFIG_REMOTE_AUTH_FILE] = { "remote.auth_file", "HPCC_REMOTE_AUTH_FILE", NULL },
+	/* Trusted mode only (docs/s3.md): the daemon reads and writes the
+	 * shared tier itself when the scheduler says the tenant is trusted;
+	 * for a paranoid tenant these settings are refused. */
+	[CONFIG_S3_ENDPOINT] = { "s3.endpoint", "HPCC_S3_ENDPOINT", NULL },
+	[CONFIG_S3_REGION] = { "s3.region", "HPCC_S3_REGION", "us-east-1" },
+	[CONFIG_S3_BUCKET] = { "s3.bucket", "HPCC_S3_BUCKET", NULL },
+	[CONFIG_S3_PREFIX] = { "s3.prefix", "HPCC_S3_PREFIX", NULL },
+	[CONFIG_S3_PATH_STYLE] = { "s3.path_style", "HPCC_S3_PATH_STYLE", NULL },
+	[CONFIG_S3_CREDENTIALS_FILE] = { "s3.credentials_file", "HPCC_S3_CREDENTIALS_FILE", NULL },
+	[CONFIG_S3_TIMEOUT_MS] = { "s3.timeout_ms", "HPCC_S3_TIMEOUT_MS", "2000" },
 	[CONFIG_LOG_FILE] = { "log.file", "HPCC_LOG_FILE", NULL },
 	[CONFIG_LOG_LEVEL] = { "log.level", "HPCC_LOG_LEVEL", "warn" },
 };

@@ -57,6 +57,7 @@ struct s3_client {
 	int timeout_ms;
 	int retries;
 	int backoff_ms;
+	int64_t last_mtime;  /* Last-Modified of the last answer, -1 when none (under lock) */
 	/* Secrets: wiped on free. */
 	char *access_key;
 	char *secret_key;
@@ -559,7 +560,8 @@ static int attempt(struct s3_client *c, const struct s3_request *req, const char
 		  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers) == CURLE_OK &&
 		  curl_easy_setopt(h, CURLOPT_AWS_SIGV4, c->sigv4) == CURLE_OK &&
 		  curl_easy_setopt(h, CURLOPT_USERNAME, c->access_key) == CURLE_OK &&
-		  curl_easy_setopt(h, CURLOPT_PASSWORD, c->secret_key) == CURLE_OK;
+		  curl_easy_setopt(h, CURLOPT_PASSWORD, c->secret_key) == CURLE_OK &&
+		  curl_easy_setopt(h, CURLOPT_FILETIME, 1L) == CURLE_OK;
 	if (ok && strcmp(c->scheme, "http") == 0)
 		ok = curl_easy_setopt(h, CURLOPT_PROXY, "") == CURLE_OK;
 	if (ok) {
@@ -594,6 +596,9 @@ static int attempt(struct s3_client *c, const struct s3_request *req, const char
 	curl_off_t length = -1;
 	if (ret_length && curl_easy_getinfo(h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) == CURLE_OK && length >= 0)
 		*ret_length = (uint64_t)length;
+	/* Last-Modified, parsed by libcurl (-1 when absent). */
+	curl_off_t mtime = -1;
+	c->last_mtime = curl_easy_getinfo(h, CURLINFO_FILETIME_T, &mtime) == CURLE_OK ? (int64_t)mtime : -1;
 	*ret_status = status;
 	return 0;
 }
@@ -714,8 +719,8 @@ static int object_path(struct s3_client *c, const char *key, struct buf *path, c
 
 static int object_call(struct s3_client *c, const char *op, const char *key, const char *const *headers,
 		       const void *data, size_t n, size_t max,
-		       struct buf *response, long *ret_status, uint64_t *ret_length, char *where, size_t where_size,
-		       struct error *err)
+		       struct buf *response, long *ret_status, uint64_t *ret_length, int64_t *ret_mtime, char *where,
+		       size_t where_size, struct error *err)
 {
 	if (!c)
 		return error_set(err, -EINVAL, "invalid S3 arguments");
@@ -727,18 +732,27 @@ static int object_call(struct s3_client *c, const char *op, const char *key, con
 	struct s3_request req = { .method = op, .path = path.data, .headers = headers, .body = data, .body_len = n,
 				  .max_response = max };
 	pthread_mutex_lock(&c->lock);
+	c->last_mtime = -1;
 	r = request_locked(c, &req, where, response, ret_status, ret_length, err);
+	if (ret_mtime)
+		*ret_mtime = c->last_mtime;
 	pthread_mutex_unlock(&c->lock);
 	return r;
 }
 
 int s3_get(struct s3_client *c, const char *key, size_t max, struct buf *body, struct error *err)
 {
+	return s3_get_mtime(c, key, max, body, NULL, err);
+}
+
+int s3_get_mtime(struct s3_client *c, const char *key, size_t max, struct buf *body, int64_t *ret_mtime,
+		 struct error *err)
+{
 	if (!body || max == 0)
 		return error_set(err, -EINVAL, "invalid S3 GET arguments");
 	char where[512];
 	long status = 0;
-	int r = object_call(c, "GET", key, NULL, NULL, 0, max, body, &status, NULL, where, sizeof(where), err);
+	int r = object_call(c, "GET", key, NULL, NULL, 0, max, body, &status, NULL, ret_mtime, where, sizeof(where), err);
 	if (r < 0)
 		return r;
 	if (status != 200) {
@@ -760,8 +774,8 @@ int s3_put(struct s3_client *c, const char *key, const void *data, size_t n, str
 	long status = 0;
 	_cleanup_buf_ struct buf response;
 	buf_init(&response, S3_ERROR_BODY_MAX);
-	int r = object_call(c, "PUT", key, put_headers, data, n, S3_ERROR_BODY_MAX, &response, &status, NULL, where, sizeof(where),
-			    err);
+	int r = object_call(c, "PUT", key, put_headers, data, n, S3_ERROR_BODY_MAX, &response, &status, NULL, NULL, where,
+			    sizeof(where), err);
 	if (r < 0)
 		return r;
 	return status / 100 == 2 ? 0 : status_error(status, &response, where, err);
@@ -769,13 +783,18 @@ int s3_put(struct s3_client *c, const char *key, const void *data, size_t n, str
 
 int s3_head(struct s3_client *c, const char *key, uint64_t *ret_size, struct error *err)
 {
+	return s3_head_mtime(c, key, ret_size, NULL, err);
+}
+
+int s3_head_mtime(struct s3_client *c, const char *key, uint64_t *ret_size, int64_t *ret_mtime, struct error *err)
+{
 	char where[512];
 	long status = 0;
 	uint64_t length = 0;
 	_cleanup_buf_ struct buf response;
 	buf_init(&response, S3_ERROR_BODY_MAX);
-	int r = object_call(c, "HEAD", key, NULL, NULL, 0, S3_ERROR_BODY_MAX, &response, &status, &length, where,
-			    sizeof(where), err);
+	int r = object_call(c, "HEAD", key, NULL, NULL, 0, S3_ERROR_BODY_MAX, &response, &status, &length, ret_mtime,
+			    where, sizeof(where), err);
 	if (r < 0)
 		return r;
 	if (status != 200)
@@ -791,7 +810,7 @@ int s3_delete(struct s3_client *c, const char *key, struct error *err)
 	long status = 0;
 	_cleanup_buf_ struct buf response;
 	buf_init(&response, S3_ERROR_BODY_MAX);
-	int r = object_call(c, "DELETE", key, NULL, NULL, 0, S3_ERROR_BODY_MAX, &response, &status, NULL, where,
+	int r = object_call(c, "DELETE", key, NULL, NULL, 0, S3_ERROR_BODY_MAX, &response, &status, NULL, NULL, where,
 			    sizeof(where), err);
 	if (r < 0)
 		return r;

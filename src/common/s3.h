@@ -82,6 +82,11 @@ void s3_client_free(struct s3_client *c);
 int s3_get(struct s3_client *c, const char *key, size_t max, struct buf *body, struct error *err);
 int s3_put(struct s3_client *c, const char *key, const void *data, size_t n, struct error *err);
 int s3_head(struct s3_client *c, const char *key, uint64_t *ret_size, struct error *err);
+/* The same, with the object's Last-Modified (seconds since the epoch, -1
+ * when the answer has none) in *ret_mtime (NULL: not wanted). */
+int s3_get_mtime(struct s3_client *c, const char *key, size_t max, struct buf *body, int64_t *ret_mtime,
+		 struct error *err);
+int s3_head_mtime(struct s3_client *c, const char *key, uint64_t *ret_size, int64_t *ret_mtime, struct error *err);
 /* Deleting a missing key succeeds, as S3 answers 204 either way. */
 int s3_delete(struct s3_client *c, const char *key, struct error *err);
 

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "rpc.h"
 #include "route.h"
+#include "tier.h"
 #include "token.h"
 #include "token.pb-c.h"
 #include "worker.pb-c.h"
@@ -54,6 +55,16 @@ struct remote_client {
 	struct stat token_st;
 	atomic_long down_until;        /* after an unreachable worker: skip it a while */
 	atomic_ulong n_probes, n_hits, n_executed, n_fallbacks;
+
+	/* Trusted mode (docs/s3.md): [s3] settings, used only while the
+	 * scheduler says this tenant is trusted; refused for a paranoid one. */
+	char *s3_endpoint, *s3_region, *s3_bucket, *s3_prefix, *s3_credentials_file;
+	bool s3_configured, s3_path_style;
+	int s3_timeout_ms;
+	struct tier *tier;             /* opened at the first trusted compile */
+	bool tier_failed, paranoid_logged;
+	atomic_ulong n_s3_hits, n_s3_puts;
+	atomic_int s3_state;           /* 0 unused, 1 trusted (in use), 2 refused (paranoid) */
 };
 
 /* ---- token ------------------------------------------------------------- */
@@ -779,6 +790,78 @@ static int finish(struct remote_client *rc, struct engine *e, struct engine_resu
 	return 0;
 }
 
+/* The tier for a trusted tenant's compile, or NULL: not configured, the
+ * tenant is paranoid (then the settings are refused, and said so once), or
+ * it could not be opened. */
+static struct tier *trusted_tier(struct remote_client *rc, const struct route_lease *lease)
+{
+	if (!rc->s3_configured)
+		return NULL;
+	bool trusted = rc->route && lease->slot && strcmp(lease->cache_mode, "trusted") == 0;
+	pthread_mutex_lock(&rc->lock);
+	struct tier *t = NULL;
+	if (!trusted) {
+		atomic_store(&rc->s3_state, 2);
+		if (!rc->paranoid_logged)
+			log_warn("tenant %s is in paranoid mode%s: this daemon's [s3] settings are refused; only workers "
+				 "read and write the shared tier", rc->tenant, rc->route ? "" : " (no scheduler says otherwise)");
+		rc->paranoid_logged = true;
+	} else if (rc->tier)
+		t = rc->tier;
+	else if (!rc->tier_failed) {
+		struct tier_config tc = {
+			.s3 = {
+				.endpoint = rc->s3_endpoint, .region = rc->s3_region, .bucket = rc->s3_bucket,
+				.prefix = rc->s3_prefix, .path_style = rc->s3_path_style,
+				.credentials_file = rc->s3_credentials_file, .timeout_ms = rc->s3_timeout_ms, .retries = 1,
+				.backoff_ms = 50,
+			},
+			.connections = 2,
+		};
+		struct error err = { 0 };
+		if (tier_open(&tc, &rc->tier, &err) < 0) {
+			log_warn("trusted mode: the shared tier cannot be used: %s", err.msg);
+			rc->tier_failed = true;
+		} else
+			log_info("tenant %s is in trusted mode: the daemon reads and writes s3 bucket %s", rc->tenant,
+				 rc->s3_bucket);
+		t = rc->tier;
+	}
+	if (t)
+		atomic_store(&rc->s3_state, 1);
+	pthread_mutex_unlock(&rc->lock);
+	return t;
+}
+
+/* Trusted mode: the result of an action from the shared tier, or NULL. */
+static Hpcc__V1__ActionResult *trusted_lookup(struct remote_client *rc, struct tier *t, const struct digest *action)
+{
+	_cleanup_buf_ struct buf bytes;
+	buf_init(&bytes, MAX_REPLY);
+	if (tier_get(t, S3OBJ_AC, rc->tenant, action, MAX_REPLY, &bytes) < 0)
+		return NULL;
+	Hpcc__V1__ActionResult *ar = hpcc__v1__action_result__unpack(NULL, bytes.len, (uint8_t *)bytes.data);
+	if (ar && ar->exit_code != 0) {
+		hpcc__v1__action_result__free_unpacked(ar, NULL);
+		ar = NULL;
+	}
+	if (ar)
+		atomic_fetch_add(&rc->n_s3_hits, 1);
+	return ar;
+}
+
+static void trusted_store(struct remote_client *rc, struct tier *t, const struct digest *action,
+			  const Hpcc__V1__ActionResult *ar)
+{
+	size_t len = hpcc__v1__action_result__get_packed_size(ar);
+	_cleanup_free_ uint8_t *out = malloc(len ? len : 1);
+	if (!out)
+		return;
+	hpcc__v1__action_result__pack(ar, out);
+	tier_put(t, S3OBJ_AC, rc->tenant, action, out, len);
+	atomic_fetch_add(&rc->n_s3_puts, 1);
+}
+
 static void remote_compile(void *ctx, struct engine *e, struct engine_result *res)
 {
 	struct remote_client *rc = ctx;
@@ -852,11 +935,17 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 		snprintf(f.msg, sizeof(f.msg), "building the action: %s", strerror(-r));
 		goto failed;
 	}
-	Hpcc__V1__ProbeReply *rep = NULL;
-	if (probe(rc, lease, &action, false, &rep, &f) < 0)
-		goto failed;
-	ar = take_probe_result(rep, action.b);
-	hpcc__v1__probe_reply__free_unpacked(rep, NULL);
+	/* Trusted mode: the shared tier first, as sccache does. */
+	struct tier *trusted = trusted_tier(rc, lease);
+	if (trusted)
+		ar = trusted_lookup(rc, trusted, &action);
+	if (!ar) {
+		Hpcc__V1__ProbeReply *rep = NULL;
+		if (probe(rc, lease, &action, false, &rep, &f) < 0)
+			goto failed;
+		ar = take_probe_result(rep, action.b);
+		hpcc__v1__probe_reply__free_unpacked(rep, NULL);
+	}
 	bool was_hit = ar != NULL;
 	for (int attempt = 0; !ar && attempt < 2; attempt++) {
 		if (!rc->preprocessed) {
@@ -880,6 +969,8 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 	}
 	if (!ar)
 		goto failed;
+	if (trusted && !was_hit && ar->exit_code == 0)
+		trusted_store(rc, trusted, &action, ar);
 	if (ar->exit_code != 0) {
 		/* Compile errors are the local compiler's to report (and may
 		 * come from an image that differs from this machine). */
@@ -923,10 +1014,15 @@ static void remote_status(void *ctx, char *out, size_t n)
 		snprintf(where, sizeof(where), "remote %s\n", rc->worker);
 	snprintf(out, n,
 		 "%sremote_tenant %s\nremote_image %s\nremote_mode %s\nremote_probes %lu\nremote_hits %lu\n"
-		 "remote_executed %lu\nremote_fallbacks %lu\nremote_state %s\n",
+		 "remote_executed %lu\nremote_fallbacks %lu\nremote_state %s\nremote_s3 %s\nremote_s3_hits %lu\n"
+		 "remote_s3_puts %lu\n",
 		 where, rc->tenant, rc->image_str, rc->preprocessed ? "preprocessed" : "cas",
 		 atomic_load(&rc->n_probes), atomic_load(&rc->n_hits), atomic_load(&rc->n_executed),
-		 atomic_load(&rc->n_fallbacks), down > 0 ? "unreachable (retrying soon)" : "ok");
+		 atomic_load(&rc->n_fallbacks), down > 0 ? "unreachable (retrying soon)" : "ok",
+		 !rc->s3_configured		 ? "not configured" :
+		 atomic_load(&rc->s3_state) == 1 ? "trusted (this daemon reads and writes it)" :
+		 atomic_load(&rc->s3_state) == 2 ? "refused (paranoid tenant)" : "configured, unused so far",
+		 atomic_load(&rc->n_s3_hits), atomic_load(&rc->n_s3_puts));
 }
 
 /* ---- setup ------------------------------------------------------------- */
@@ -938,6 +1034,40 @@ static int need(const struct config *cfg, enum config_key k, char **dst, struct 
 		return error_set(err, -EINVAL, "[remote] needs %s", config_key_name(k));
 	*dst = strdup(v);
 	return *dst ? 0 : error_set(err, -ENOMEM, "out of memory");
+}
+
+/* [s3], kept for trusted mode: a copy of each setting, checked now. */
+static int s3_settings(struct remote_client *rc, const struct config *cfg, struct error *err)
+{
+	const char *endpoint = config_get(cfg, CONFIG_S3_ENDPOINT), *bucket = config_get(cfg, CONFIG_S3_BUCKET);
+	if ((!endpoint || !*endpoint) && (!bucket || !*bucket))
+		return 0;
+	if (!endpoint || !*endpoint || !bucket || !*bucket)
+		return error_set(err, -EINVAL, "s3.endpoint and s3.bucket go together");
+	const char *region = config_get(cfg, CONFIG_S3_REGION), *prefix = config_get(cfg, CONFIG_S3_PREFIX);
+	const char *creds = config_get(cfg, CONFIG_S3_CREDENTIALS_FILE);
+	const char *ps = config_get(cfg, CONFIG_S3_PATH_STYLE);
+	uint64_t timeout = 2000;
+	rc->s3_path_style = !strstr(endpoint, ".amazonaws.com");
+	if ((ps && *ps && config_get_bool(cfg, CONFIG_S3_PATH_STYLE, &rc->s3_path_style) < 0) ||
+	    config_get_u64(cfg, CONFIG_S3_TIMEOUT_MS, &timeout) < 0 || timeout < 100 || timeout > S3_TIMEOUT_MAX_MS)
+		return error_set(err, -EINVAL, "s3.path_style (a boolean) or s3.timeout_ms (100..%d) is not valid",
+				 S3_TIMEOUT_MAX_MS);
+	rc->s3_timeout_ms = (int)timeout;
+	if (!(rc->s3_endpoint = strdup(endpoint)) || !(rc->s3_bucket = strdup(bucket)) ||
+	    !(rc->s3_region = strdup(region && *region ? region : "us-east-1")) ||
+	    (prefix && *prefix && !(rc->s3_prefix = strdup(prefix))) ||
+	    (creds && *creds && !(rc->s3_credentials_file = strdup(creds))))
+		return error_set(err, -ENOMEM, "out of memory");
+	rc->s3_configured = true;
+	if (!rc->route) {
+		/* Only a scheduler can say a tenant is trusted. */
+		atomic_store(&rc->s3_state, 2);
+		rc->paranoid_logged = true;
+		log_warn("[s3] is set but no scheduler says tenant %s is trusted: the settings are refused (paranoid "
+			 "mode); only workers read and write the shared tier", rc->tenant);
+	}
+	return 0;
 }
 
 int remote_client_new(const struct config *cfg, struct remote_client **ret, struct error *err)
@@ -989,6 +1119,8 @@ int remote_client_new(const struct config *cfg, struct remote_client **ret, stru
 		if ((r = rpc_channel_new(&cc, &rc->ch, err)) < 0)
 			goto fail;
 	}
+	if ((r = s3_settings(rc, cfg, err)) < 0)
+		goto fail;
 	rc->hooks = (struct daemon_remote){
 		.image = &rc->image, .compile = remote_compile, .ctx = rc, .status = remote_status,
 	};
@@ -1007,6 +1139,12 @@ void remote_client_free(struct remote_client *rc)
 		return;
 	rpc_channel_free(rc->ch);
 	route_client_free(rc->route);
+	tier_close(rc->tier);
+	free(rc->s3_endpoint);
+	free(rc->s3_region);
+	free(rc->s3_bucket);
+	free(rc->s3_prefix);
+	free(rc->s3_credentials_file);
 	buf_free(&rc->token);
 	while (rc->uploading) {
 		struct uploading *u = rc->uploading;

@@ -12,6 +12,7 @@
 #include "fs.h"
 #include "log.h"
 #include "store.h"
+#include "tier.h"
 
 #define CAS_MAX_TENANTS 4096
 
@@ -28,7 +29,15 @@ struct cas {
 	pthread_mutex_t lock;
 	struct tenant_store *tenants;
 	size_t n_tenants;
+	struct tier *tier;
 };
+
+void cas_set_tier(struct cas *c, struct tier *tier) { c->tier = tier; }
+
+static enum s3obj_kind tier_kind(enum store_kind kind)
+{
+	return kind == STORE_ACTION ? S3OBJ_AC : kind == STORE_MANIFEST ? S3OBJ_DM : S3OBJ_CAS;
+}
 
 bool cas_tenant_name_ok(const char *t)
 {
@@ -127,7 +136,22 @@ static void account(struct cas *c, struct tenant_store *t, size_t n)
 bool cas_has_blob(struct cas *c, const char *tenant, const struct digest *d)
 {
 	struct tenant_store *t = tenant_get(c, tenant);
-	return t && store_contains(&t->store, STORE_BLOB, d);
+	return t && (store_contains(&t->store, STORE_BLOB, d) || tier_has(c->tier, S3OBJ_CAS, tenant, d));
+}
+
+/* A local miss: the shared tier, which checks what it reads; what it has
+ * is kept here too. */
+static int read_through(struct cas *c, struct tenant_store *t, enum store_kind kind, const char *tenant,
+			const struct digest *key, size_t max, struct buf *ret)
+{
+	if (!c->tier)
+		return -ENOENT;
+	int r = tier_get(c->tier, tier_kind(kind), tenant, key, max, ret);
+	if (r < 0)
+		return r;
+	if (store_put(&t->store, kind, key, ret->data, ret->len, NULL) == 0)
+		account(c, t, ret->len);
+	return 0;
 }
 
 int cas_put_blob(struct cas *c, const char *tenant, const struct digest *d, const void *data, size_t n)
@@ -141,8 +165,10 @@ int cas_put_blob(struct cas *c, const char *tenant, const struct digest *d, cons
 		return r;
 	if (!digest_equal(&check, d))
 		return -EBADMSG;
-	if ((r = store_put(&t->store, STORE_BLOB, d, data, n, NULL)) == 0)
+	if ((r = store_put(&t->store, STORE_BLOB, d, data, n, NULL)) == 0) {
 		account(c, t, n);
+		tier_put(c->tier, S3OBJ_CAS, tenant, d, data, n);
+	}
 	return r;
 }
 
@@ -153,6 +179,8 @@ int cas_get_blob(struct cas *c, const char *tenant, const struct digest *d, size
 		return -EINVAL;
 	buf_reset(ret);
 	int r = store_get(&t->store, STORE_BLOB, d, max, ret, NULL);
+	if (r == -ENOENT)
+		return read_through(c, t, STORE_BLOB, tenant, d, max, ret);
 	if (r < 0)
 		return r;
 	struct digest check;
@@ -161,8 +189,9 @@ int cas_get_blob(struct cas *c, const char *tenant, const struct digest *d, size
 	if (!digest_equal(&check, d)) {
 		log_warn("tenant %s: a blob does not match its name; removed", tenant);
 		store_remove(&t->store, STORE_BLOB, d, NULL);
-		return -ENOENT;
+		return read_through(c, t, STORE_BLOB, tenant, d, max, ret);
 	}
+	tier_touch(c->tier, S3OBJ_CAS, tenant, d, ret->data, ret->len);
 	return 0;
 }
 
@@ -175,7 +204,12 @@ static int get_entry(struct cas *c, const char *tenant, enum store_kind kind, co
 	if (!t)
 		return -EINVAL;
 	buf_reset(ret);
-	return store_get(&t->store, kind, key, max, ret, NULL);
+	int r = store_get(&t->store, kind, key, max, ret, NULL);
+	if (r == -ENOENT)
+		return read_through(c, t, kind, tenant, key, max, ret);
+	if (r == 0)
+		tier_touch(c->tier, tier_kind(kind), tenant, key, ret->data, ret->len);
+	return r;
 }
 
 static int put_entry(struct cas *c, const char *tenant, enum store_kind kind, const struct digest *key,
@@ -185,8 +219,10 @@ static int put_entry(struct cas *c, const char *tenant, enum store_kind kind, co
 	if (!t)
 		return -EINVAL;
 	int r = store_put(&t->store, kind, key, data, n, NULL);
-	if (r == 0)
+	if (r == 0) {
 		account(c, t, n);
+		tier_put(c->tier, tier_kind(kind), tenant, key, data, n);
+	}
 	return r;
 }
 

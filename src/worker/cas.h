@@ -17,9 +17,14 @@
 #include "error.h"
 
 struct cas;
+struct tier;
 
 int cas_open(const char *dir, uint64_t max_bytes_per_tenant, struct cas **ret, struct error *err);
 void cas_close(struct cas *c);
+/* The shared tier behind the local stores (NULL: none; not owned): a local
+ * miss reads through to it (and keeps what it finds), every write is
+ * queued to it, and local hits refresh its objects' age (tier.h). */
+void cas_set_tier(struct cas *c, struct tier *tier);
 
 /* [A-Za-z0-9._-]{1,64}, not starting with '.'. */
 bool cas_tenant_name_ok(const char *tenant);

@@ -30,6 +30,8 @@
 #include "runtime.h"
 #include "sched_client.h"
 #include "staging.h"
+#include "tier.h"
+#include "tier_gc.h"
 #include "token.h"
 #include "worker.pb-c.h"
 #include "worker_init.h"
@@ -65,7 +67,16 @@ struct worker {
 	struct sched_client *sched;  /* NULL without [scheduler] */
 	unsigned capacity;           /* compiles at once, as told to the scheduler */
 	unsigned running;            /* compiles running now (atomic) */
+	struct tier *tier;           /* NULL without [s3] */
+	/* The background collection of the shared tier ([s3] gc_interval). */
+	pthread_t gc_thread;
+	bool gc_started, gc_stop;
+	pthread_mutex_t gc_lock;
+	pthread_cond_t gc_cond;
 };
+
+static int tier_setup(struct worker *w, struct error *err);
+static void tier_stop(struct worker *w);
 
 /* ---- shared checks ----------------------------------------------------- */
 
@@ -996,6 +1007,8 @@ int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err
 	w->cfg = *cfg;
 	*cfg = (struct worker_config){ 0 };
 	pthread_mutex_init(&w->verified_lock, NULL);
+	pthread_mutex_init(&w->gc_lock, NULL);
+	pthread_cond_init(&w->gc_cond, NULL);
 	int r;
 	_cleanup_free_ char *cert = NULL, *key = NULL, *audit_path = NULL;
 	if (!(w->rt = runtime_find(w->cfg.runtime))) {
@@ -1013,6 +1026,8 @@ int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err
 	if (w->cfg.token_key_file && (r = token_key_load_file(w->cfg.token_key_file, false, &w->token_key, err)) < 0)
 		goto fail;
 	if ((r = cas_open(w->cfg.dir, w->cfg.max_size, &w->cas, err)) < 0)
+		goto fail;
+	if (w->cfg.s3 && (r = tier_setup(w, err)) < 0)
 		goto fail;
 	if (!(w->staging_dir = path_join(w->cfg.dir, "staging"))) {
 		r = error_set(err, -ENOMEM, "out of memory");
@@ -1049,6 +1064,97 @@ fail:
 	return r;
 }
 
+/* ---- the shared tier ---------------------------------------------------- */
+
+static void gc_budget(void *user, const char *tenant, uint64_t *ret_size, uint64_t *ret_age)
+{
+	struct worker *w = user;
+	worker_config_s3_budget(&w->cfg, tenant, ret_size, ret_age);
+}
+
+/* Every gc_interval: one collection of the shared tier, on a client of its own. */
+static void *gc_main(void *arg)
+{
+	struct worker *w = arg;
+	struct s3_config sc;
+	worker_config_s3(&w->cfg, &sc);
+	struct s3_client *client = NULL;
+	struct error err = { 0 };
+	if (s3_client_new(&sc, &client, &err) < 0) {
+		log_error("s3 gc: %s", err.msg);
+		return NULL;
+	}
+	pthread_mutex_lock(&w->gc_lock);
+	while (!w->gc_stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += (time_t)w->cfg.s3_gc_interval;
+		while (!w->gc_stop && pthread_cond_timedwait(&w->gc_cond, &w->gc_lock, &until) == 0)
+			;
+		if (w->gc_stop)
+			break;
+		pthread_mutex_unlock(&w->gc_lock);
+		struct tier_gc_options o = { .budget = gc_budget, .user = w };
+		struct tier_gc_report rep = { 0 };
+		err = (struct error){ 0 };
+		if (tier_gc(client, &o, &rep, &err) < 0)
+			log_warn("s3 gc: %s", err.msg);
+		else {
+			uint64_t deleted = 0, freed = 0;
+			for (size_t i = 0; i < rep.n_tenants; i++) {
+				deleted += rep.tenants[i].deleted_age + rep.tenants[i].deleted_size;
+				freed += rep.tenants[i].bytes_deleted;
+			}
+			log_info("s3 gc: %llu objects listed, %llu deleted, %llu bytes freed",
+				 (unsigned long long)rep.listed, (unsigned long long)deleted, (unsigned long long)freed);
+		}
+		tier_gc_report_free(&rep);
+		pthread_mutex_lock(&w->gc_lock);
+	}
+	pthread_mutex_unlock(&w->gc_lock);
+	s3_client_free(client);
+	return NULL;
+}
+
+static int tier_setup(struct worker *w, struct error *err)
+{
+	struct tier_config tc = { .connections = w->cfg.s3_connections };
+	worker_config_s3(&w->cfg, &tc.s3);
+	struct error e = { 0 };
+	int r = tier_open(&tc, &w->tier, &e);
+	if (r < 0)
+		return error_set(err, r, "[s3] %s", e.msg);
+	cas_set_tier(w->cas, w->tier);
+	log_info("shared tier: s3 bucket %s at %s (cache_mode %s)", w->cfg.s3_bucket, w->cfg.s3_endpoint,
+		 w->cfg.cache_mode);
+	if (w->cfg.s3_gc_interval) {
+		if (pthread_create(&w->gc_thread, NULL, gc_main, w) != 0)
+			return error_set(err, -EAGAIN, "cannot start the S3 collection thread");
+		w->gc_started = true;
+	}
+	return 0;
+}
+
+static void tier_stop(struct worker *w)
+{
+	if (w->gc_started) {
+		pthread_mutex_lock(&w->gc_lock);
+		w->gc_stop = true;
+		pthread_cond_broadcast(&w->gc_cond);
+		pthread_mutex_unlock(&w->gc_lock);
+		pthread_join(w->gc_thread, NULL);
+		w->gc_started = false;
+	}
+	if (w->tier) {
+		struct tier_stats st;
+		char line[512];
+		tier_flush(w->tier, 3000);
+		tier_get_stats(w->tier, &st);
+		tier_format_stats(&st, line, sizeof(line));
+		log_info("shared tier: %s", line);
+	}
+}
+
 int worker_port(const struct worker *w) { return rpc_server_port(w->server); }
 int worker_run(struct worker *w)
 {
@@ -1077,11 +1183,15 @@ void worker_free(struct worker *w)
 	rpc_server_free(w->server);
 	if (w->rt && w->rt_state)
 		w->rt->close(w->rt_state);
+	tier_stop(w);
+	tier_close(w->tier);
 	cas_close(w->cas);
 	audit_close(w->audit);
 	token_key_free(w->token_key);
 	free(w->staging_dir);
 	worker_config_free(&w->cfg);
 	pthread_mutex_destroy(&w->verified_lock);
+	pthread_mutex_destroy(&w->gc_lock);
+	pthread_cond_destroy(&w->gc_cond);
 	free(w);
 }

@@ -18,6 +18,7 @@
 #include "digest.h"
 #include "fs.h"
 #include "image_store.h"
+#include "s3.h"
 
 #define WORKER_CONFIG_MAX (64 * 1024)
 #define WORKER_LINE_MAX 199
@@ -63,6 +64,154 @@ static int push_words(struct strv *list, const char *v)
 	return r;
 }
 
+int worker_config_parse_duration(const char *s, uint64_t *ret)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 20)
+		return -EINVAL;
+	uint64_t unit = 1;
+	char last = s[n - 1];
+	if (last == 's' || last == 'm' || last == 'h' || last == 'd') {
+		unit = last == 's' ? 1 : last == 'm' ? 60 : last == 'h' ? 3600 : 86400;
+		n--;
+	}
+	if (n == 0 || strspn(s, "0123456789") != n)
+		return -EINVAL;
+	uint64_t v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (v > UINT64_MAX / unit || v * unit > (uint64_t)100 * 365 * 86400)
+		return -EINVAL;
+	*ret = v * unit;
+	return 0;
+}
+
+/* "tenant size age": a tenant name, a size (0: none) and a duration (0: none). */
+static int tenant_budget_parse(const char *v, char *tenant, size_t tenant_size, uint64_t *size, uint64_t *age)
+{
+	char t[80], sz[40], ag[40], extra[2];
+	if (sscanf(v, "%79s %39s %39s %1s", t, sz, ag, extra) != 3 || strlen(t) > 64 || t[0] == '.' ||
+	    strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(t) ||
+	    config_parse_size(sz, size) < 0 || worker_config_parse_duration(ag, age) < 0)
+		return -EINVAL;
+	if (tenant)
+		snprintf(tenant, tenant_size, "%s", t);
+	return 0;
+}
+
+static int s3_setting(struct parse_state *st, const char *name, const char *key, const char *value)
+{
+	struct worker_config *c = st->c;
+	uint64_t u = 0;
+	int r = 0;
+	c->s3 = true;
+	if (strcmp(key, "endpoint") == 0)
+		r = set_str(&c->s3_endpoint, value);
+	else if (strcmp(key, "region") == 0)
+		r = set_str(&c->s3_region, value);
+	else if (strcmp(key, "bucket") == 0)
+		r = set_str(&c->s3_bucket, value);
+	else if (strcmp(key, "prefix") == 0)
+		r = set_str(&c->s3_prefix, value);
+	else if (strcmp(key, "credentials_file") == 0)
+		r = set_path(st, &c->s3_credentials_file, value);
+	else if (strcmp(key, "path_style") == 0) {
+		if (config_parse_bool(value, &c->s3_path_style) < 0)
+			r = error_set(st->err, -EINVAL, "%s: '%s' is not a boolean", name, value);
+		c->s3_path_style_set = true;
+	} else if (strcmp(key, "timeout_ms") == 0) {
+		if ((r = set_uint(st, name, value, S3_TIMEOUT_MAX_MS, &u)) == 0 && u < 100)
+			r = error_set(st->err, -EINVAL, "%s: at least 100", name);
+		c->s3_timeout_ms = (unsigned)u;
+	} else if (strcmp(key, "retries") == 0) {
+		if ((r = set_uint(st, name, value, S3_RETRIES_MAX, &u)) == 0)
+			c->s3_retries = (unsigned)u;
+	} else if (strcmp(key, "connections") == 0) {
+		if ((r = set_uint(st, name, value, 64, &u)) == 0 && u < 1)
+			r = error_set(st->err, -EINVAL, "%s: 1 to 64", name);
+		c->s3_connections = (unsigned)u;
+	} else if (strcmp(key, "max_size") == 0)
+		r = set_uint(st, name, value, UINT64_MAX, &c->s3_max_size);
+	else if (strcmp(key, "max_age") == 0 || strcmp(key, "gc_interval") == 0) {
+		if (worker_config_parse_duration(value, &u) < 0)
+			r = error_set(st->err, -EINVAL, "%s: '%s' is not a duration (30d, 12h, 15m, 90s)", name, value);
+		*(strcmp(key, "max_age") == 0 ? &c->s3_max_age : &c->s3_gc_interval) = u;
+	} else if (strcmp(key, "tenant_budget") == 0) {
+		uint64_t sz, age;
+		if (tenant_budget_parse(value, NULL, 0, &sz, &age) < 0)
+			r = error_set(st->err, -EINVAL, "%s: '%s' is not 'tenant size age' (alice 20G 14d)", name, value);
+		else
+			r = strv_push(&c->s3_tenant_budgets, value);
+	} else
+		r = error_set(st->err, -EINVAL, "unknown setting %s", name);
+	return r;
+}
+
+/* [s3] and cache_mode together. */
+static int check_s3(struct worker_config *c, struct error *err)
+{
+	if (!c->cache_mode && set_str(&c->cache_mode, c->s3 ? "paranoid" : "local") < 0)
+		return error_set(err, -ENOMEM, "out of memory");
+	if (strcmp(c->cache_mode, "paranoid") == 0 && !c->s3)
+		return error_set(err, -EINVAL, "[worker] cache_mode = paranoid needs a shared tier: add an [s3] section "
+				 "(docs/s3.md)");
+	if (strcmp(c->cache_mode, "local") == 0 && c->s3)
+		return error_set(err, -EINVAL, "[worker] cache_mode = local and an [s3] section contradict each other");
+	if (!c->s3)
+		return 0;
+	const char *missing = !c->s3_endpoint ? "endpoint" : !c->s3_region ? "region" : !c->s3_bucket ? "bucket" : NULL;
+	if (missing)
+		return error_set(err, -EINVAL, "[s3] %s is required", missing);
+	if (!c->s3_path_style_set)
+		c->s3_path_style = !strstr(c->s3_endpoint, ".amazonaws.com");
+	/* Checked now rather than at the first compile. */
+	struct s3_config sc;
+	worker_config_s3(c, &sc);
+	sc.access_key = sc.secret_key = "x";   /* credentials are looked up when the worker starts */
+	struct s3_client *probe = NULL;
+	struct error e = { 0 };
+	int r = s3_client_new(&sc, &probe, &e);
+	s3_client_free(probe);
+	if (r < 0)
+		return error_set(err, r, "[s3] %s", e.msg);
+	return 0;
+}
+
+int worker_config_s3(const struct worker_config *c, struct s3_config *ret)
+{
+	if (!c->s3)
+		return -ENOENT;
+	*ret = (struct s3_config){
+		.endpoint = c->s3_endpoint,
+		.region = c->s3_region,
+		.bucket = c->s3_bucket,
+		.prefix = c->s3_prefix,
+		.path_style = c->s3_path_style,
+		.credentials_file = c->s3_credentials_file,
+		.timeout_ms = c->s3_timeout_ms ? (int)c->s3_timeout_ms : 2000,
+		.retries = (int)c->s3_retries,
+		.backoff_ms = 50,
+	};
+	return 0;
+}
+
+void worker_config_s3_budget(const struct worker_config *c, const char *tenant, uint64_t *ret_size, uint64_t *ret_age)
+{
+	*ret_size = c->s3_max_size;
+	*ret_age = c->s3_max_age;
+	for (size_t i = 0; i < c->s3_tenant_budgets.n; i++) {
+		char t[80];
+		uint64_t sz, age;
+		if (tenant_budget_parse(c->s3_tenant_budgets.v[i], t, sizeof(t), &sz, &age) == 0 && strcmp(t, tenant) == 0) {
+			*ret_size = sz;
+			*ret_age = age;
+		}
+	}
+}
+
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
 	struct parse_state *st = user;
@@ -93,6 +242,13 @@ static int handler(void *user, const char *section, const char *key, const char 
 		r = set_path(st, &c->sched_token_file, value);
 	else if (strcmp(name, "scheduler.advertise") == 0)
 		r = set_str(&c->advertise, value);
+	else if (strcmp(name, "worker.cache_mode") == 0) {
+		if (strcmp(value, "local") != 0 && strcmp(value, "paranoid") != 0)
+			r = error_set(st->err, -EINVAL, "%s: '%s' is not local or paranoid", name, value);
+		else
+			r = set_str(&c->cache_mode, value);
+	} else if (strncmp(name, "s3.", 3) == 0)
+		r = s3_setting(st, name, key, value);
 	else if (strcmp(name, "worker.max_calls") == 0) {
 		if ((r = set_uint(st, name, value, 4096, &u)) == 0)
 			c->max_calls = (unsigned)u;
@@ -416,6 +572,13 @@ int worker_config_load(const char *path, struct worker_config *c, struct error *
 		worker_config_free(c);
 		return r;
 	}
+	if ((r = check_s3(c, err)) < 0) {
+		struct error e2 = { 0 };
+		error_set(&e2, r, "%s: %s", path, err->msg);
+		*err = e2;
+		worker_config_free(c);
+		return r;
+	}
 	for (size_t i = 0; i < c->images.n; i++) {
 		struct error ignored = { 0 };
 		const char *v = c->images.v[i];
@@ -475,6 +638,13 @@ void worker_config_free(struct worker_config *c)
 		explicit_bzero(c->sched_worker_token, strlen(c->sched_worker_token));
 	free(c->sched_worker_token);
 	free(c->advertise);
+	free(c->cache_mode);
+	free(c->s3_endpoint);
+	free(c->s3_region);
+	free(c->s3_bucket);
+	free(c->s3_prefix);
+	free(c->s3_credentials_file);
+	strv_free(&c->s3_tenant_budgets);
 	*c = (struct worker_config){ 0 };
 }
 

@@ -60,12 +60,34 @@ struct worker_config {
 	char *sched_token_file;
 	char *sched_worker_token;    /* the token file's one line (a secret: zeroed when freed) */
 	char *advertise;             /* "host:port" clients dial (port 0: the bound port); set with an address */
+	/* [worker] cache_mode: "local" (no shared tier) or "paranoid" (the
+	 * default with an [s3] section, which it requires): workers are the
+	 * only ones that read and write the shared tier. */
+	char *cache_mode;
+	/* [s3]: the shared tier (docs/s3.md). Credentials come from
+	 * credentials_file or the environment, never from worker.ini. */
+	bool s3;                     /* an [s3] section was given */
+	char *s3_endpoint, *s3_region, *s3_bucket, *s3_prefix, *s3_credentials_file;
+	bool s3_path_style, s3_path_style_set;
+	unsigned s3_timeout_ms, s3_retries, s3_connections;
+	uint64_t s3_max_size;        /* bytes per tenant; 0: no size budget */
+	uint64_t s3_max_age;         /* seconds; 0: no age budget */
+	uint64_t s3_gc_interval;     /* seconds between background collections; 0: none */
+	struct strv s3_tenant_budgets; /* "tenant size age", one per tenant that differs */
 	/* Not read from the file (0: the default, 500 ms): the first delay
 	 * after a refused registration, doubled up to 30 s. Tests shorten it. */
 	unsigned sched_retry_ms;
 };
 
 int worker_config_load(const char *path, struct worker_config *ret, struct error *err);
+/* The S3 client settings of [s3] (pointers into c); -ENOENT without [s3]. */
+struct s3_config;
+int worker_config_s3(const struct worker_config *c, struct s3_config *ret);
+/* A tenant's budgets: its tenant_budget line, else max_size and max_age. */
+void worker_config_s3_budget(const struct worker_config *c, const char *tenant, uint64_t *ret_size,
+			     uint64_t *ret_age);
+/* "30d", "12h", "15m", "90s" or plain seconds; -EINVAL otherwise. */
+int worker_config_parse_duration(const char *s, uint64_t *ret);
 void worker_config_free(struct worker_config *c);
 bool worker_config_serves(const struct worker_config *c, const char *image);
 /* Splits "host:port" or "[v6]:port" (host without brackets into host,

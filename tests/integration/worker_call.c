@@ -5,19 +5,99 @@
  * routing token against another worker or another image, which the daemon
  * itself never does (it checks the claims first). Exit 0 when the call
  * completed, whatever its status.
+ *
+ * worker_call ADDR PIN TOKEN_FILE probe HEX: a Probe by action digest;
+ * prints "found" or "not found" after the status.
+ * worker_call ADDR PIN TOKEN_FILE missing HEX...: FindMissing; prints
+ * "missing N of M". The S3 test asks, with one tenant's token, for another
+ * tenant's digests.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
+#include "digest.h"
 #include "rpc.h"
 #include "token.h"
 #include "worker.pb-c.h"
 
+static int parse_hex(const char *hex, struct digest *d)
+{
+	char full[DIGEST_STR_LEN + 1];
+	snprintf(full, sizeof(full), "%s%s", DIGEST_PREFIX, hex);
+	return strlen(hex) == DIGEST_HEX_LEN ? digest_parse(full, d) : -EINVAL;
+}
+
+static int digest_call(struct rpc_channel *ch, const struct buf *tok, bool probe, int n, char **hex)
+{
+	struct digest *d = calloc((size_t)n, sizeof(*d));
+	ProtobufCBinaryData *list = calloc((size_t)n, sizeof(*list));
+	if (!d || !list)
+		return 1;
+	for (int i = 0; i < n; i++) {
+		if (parse_hex(hex[i], &d[i]) < 0) {
+			fprintf(stderr, "worker_call: '%s' is not 64 hex digits\n", hex[i]);
+			return 2;
+		}
+		list[i].data = d[i].b;
+		list[i].len = DIGEST_LEN;
+	}
+	struct buf packed, reply;
+	buf_init(&packed, 1 << 20);
+	buf_init(&reply, 64 << 20);
+	const char *method;
+	if (probe) {
+		Hpcc__V1__ProbeRequest req = HPCC__V1__PROBE_REQUEST__INIT;
+		req.token.data = (uint8_t *)tok->data;
+		req.token.len = tok->len;
+		req.action_digest = list[0];
+		buf_reserve(&packed, hpcc__v1__probe_request__get_packed_size(&req));
+		packed.len = hpcc__v1__probe_request__pack(&req, (uint8_t *)packed.data);
+		method = "/hpcc.v1.WorkerService/Probe";
+	} else {
+		Hpcc__V1__FindMissingRequest req = HPCC__V1__FIND_MISSING_REQUEST__INIT;
+		req.token.data = (uint8_t *)tok->data;
+		req.token.len = tok->len;
+		req.digests = list;
+		req.n_digests = (size_t)n;
+		buf_reserve(&packed, hpcc__v1__find_missing_request__get_packed_size(&req));
+		packed.len = hpcc__v1__find_missing_request__pack(&req, (uint8_t *)packed.data);
+		method = "/hpcc.v1.WorkerService/FindMissing";
+	}
+	struct rpc_status st = { 0 };
+	int r = rpc_unary(ch, method, packed.data, packed.len, 10000, &reply, &st);
+	if (r < 0) {
+		fprintf(stderr, "worker_call: %s\n", strerror(-r));
+		return 1;
+	}
+	printf("status %d: %s\n", st.code, st.msg);
+	if (st.code == 0 && probe) {
+		Hpcc__V1__ProbeReply *rep = hpcc__v1__probe_reply__unpack(NULL, reply.len, (uint8_t *)reply.data);
+		printf("%s\n", rep && rep->found ? "found" : "not found");
+		if (rep)
+			hpcc__v1__probe_reply__free_unpacked(rep, NULL);
+	} else if (st.code == 0) {
+		Hpcc__V1__FindMissingReply *rep = hpcc__v1__find_missing_reply__unpack(NULL, reply.len, (uint8_t *)reply.data);
+		printf("missing %zu of %d\n", rep ? rep->n_missing : 0, n);
+		if (rep)
+			hpcc__v1__find_missing_reply__free_unpacked(rep, NULL);
+	}
+	rpc_channel_free(ch);
+	buf_free(&packed);
+	buf_free(&reply);
+	free(d);
+	free(list);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 5) {
-		fprintf(stderr, "usage: worker_call ADDR PIN TOKEN_FILE IMAGE\n");
+	bool probe = argc == 6 && strcmp(argv[4], "probe") == 0;
+	bool missing = argc >= 6 && strcmp(argv[4], "missing") == 0;
+	if (argc != 5 && !probe && !missing) {
+		fprintf(stderr, "usage: worker_call ADDR PIN TOKEN_FILE IMAGE | probe HEX | missing HEX...\n");
 		return 2;
 	}
 	rpc_global_init();
@@ -34,6 +114,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "worker_call: %s\n", err.msg);
 		return 1;
 	}
+	if (probe || missing)
+		return digest_call(ch, &tok, probe, argc - 5, argv + 5);
 	Hpcc__V1__Action action = HPCC__V1__ACTION__INIT;
 	action.image_digest = argv[4];
 	Hpcc__V1__ExecuteRequest req = HPCC__V1__EXECUTE_REQUEST__INIT;

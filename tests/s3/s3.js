@@ -24,11 +24,13 @@ function die(msg) {
 
 function usage() {
   die('usage: s3.js --dir D [--port P] [--port-file F] [--bucket NAME]... ' +
-      '[--access-key AK] [--secret-key SK] [--region R] [--verbose]');
+      '[--access-key AK --secret-key SK]... [--region R] [--verbose]');
 }
 
 function parseArgs(argv) {
-  const o = { port: 0, portFile: null, dir: null, buckets: [], accessKey: 'S3RVER', secretKey: 'S3RVER', region: 'us-east-1', verbose: false };
+  // keys: access key -> secret; several pairs may be given (--access-key
+  // then its --secret-key), so that tests can tell clients apart in stats.
+  const o = { port: 0, portFile: null, dir: null, buckets: [], keys: null, lastKey: null, region: 'us-east-1', verbose: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -39,13 +41,21 @@ function parseArgs(argv) {
     else if (a === '--port-file') o.portFile = next();
     else if (a === '--dir') o.dir = next();
     else if (a === '--bucket') o.buckets.push(next());
-    else if (a === '--access-key') o.accessKey = next();
-    else if (a === '--secret-key') o.secretKey = next();
+    else if (a === '--access-key') {
+      o.keys = o.keys || {};
+      o.lastKey = next();
+      o.keys[o.lastKey] = o.keys[o.lastKey] || 'S3RVER';
+    } else if (a === '--secret-key') {
+      o.keys = o.keys || {};
+      if (o.lastKey === null) o.lastKey = 'S3RVER';
+      o.keys[o.lastKey] = next();
+    }
     else if (a === '--region') o.region = next();
     else if (a === '--verbose') o.verbose = true;
     else usage();
   }
   if (!o.dir) die('--dir is required');
+  if (!o.keys) o.keys = { S3RVER: 'S3RVER' };
   if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) die('--port wants 0..65535');
   for (const b of o.buckets) {
     if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(b)) die(`bad bucket name '${b}'`);
@@ -199,7 +209,7 @@ function verifySigV4(opts, req, rawPath, rawQuery) {
   const cred = credential.split('/');
   if (cred.length !== 5) throw new S3Err(400, 'AuthorizationHeaderMalformed', `The authorization header is malformed; the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".`);
   const [ak, day, region, service, term] = cred;
-  if (ak !== opts.accessKey) throw new S3Err(403, 'InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.', { AWSAccessKeyId: ak });
+  if (!Object.prototype.hasOwnProperty.call(opts.keys, ak)) throw new S3Err(403, 'InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.', { AWSAccessKeyId: ak });
   if (service !== 's3' || term !== 'aws4_request') throw new S3Err(400, 'AuthorizationHeaderMalformed', `The authorization header is malformed; the service must be 's3' and the terminator 'aws4_request'.`);
   if (region !== opts.region) throw new S3Err(400, 'AuthorizationHeaderMalformed', `The authorization header is malformed; the region '${region}' is wrong; expecting '${opts.region}'`, { Region: opts.region });
   const t = parseAmzDate(amzDate);
@@ -237,7 +247,7 @@ function verifySigV4(opts, req, rawPath, rawQuery) {
   ].join('\n');
   const scope = `${day}/${region}/${service}/${term}`;
   const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256hex(canonicalRequest)].join('\n');
-  const kDate = hmac(`AWS4${opts.secretKey}`, day);
+  const kDate = hmac(`AWS4${opts.keys[ak]}`, day);
   const kSigning = hmac(hmac(hmac(kDate, region), service), term);
   const expected = hmac(kSigning, stringToSign);
   const given = /^[0-9a-f]{64}$/.test(signature) ? Buffer.from(signature, 'hex') : Buffer.alloc(32);
@@ -312,7 +322,7 @@ async function main() {
   const inner = await s3rver.run();
   const innerPort = inner.port;
 
-  const stats = { requests: 0, forwarded: 0, refused: 0, injected_failures: 0, delayed: 0, methods: {}, errors: {} };
+  const stats = { requests: 0, forwarded: 0, refused: 0, injected_failures: 0, delayed: 0, methods: {}, errors: {}, by_key: {} };
   const failures = [];  // { status, code, count, method }
   const delays = [];    // { ms, count, method }
   const sockets = new Set();
@@ -328,9 +338,9 @@ async function main() {
   function testEndpoint(req, res, name, q) {
     try {
       if (name === 'stats') {
-        const out = { ...stats, methods: { ...stats.methods }, errors: { ...stats.errors }, pending_failures: failures.map((r) => ({ ...r })), pending_delays: delays.map((r) => ({ ...r })) };
+        const out = { ...stats, methods: { ...stats.methods }, errors: { ...stats.errors }, by_key: JSON.parse(JSON.stringify(stats.by_key)), pending_failures: failures.map((r) => ({ ...r })), pending_delays: delays.map((r) => ({ ...r })) };
         if (q.get('reset') === '1') {
-          Object.assign(stats, { requests: 0, forwarded: 0, refused: 0, injected_failures: 0, delayed: 0, methods: {}, errors: {} });
+          Object.assign(stats, { requests: 0, forwarded: 0, refused: 0, injected_failures: 0, delayed: 0, methods: {}, errors: {}, by_key: {} });
         }
         return sendJson(res, 200, out);
       }
@@ -395,6 +405,9 @@ async function main() {
     const h = { ...req.headers, 'content-length': String(body.length) };
     delete h['transfer-encoding'];
     delete h.connection;
+    // Checked here already; s3rver would check the access key against its
+    // own (S3RVER) and refuse ours, so it gets the request unsigned.
+    delete h.authorization;
     const up = http.request({ host: '127.0.0.1', port: innerPort, method: req.method, path: req.url, headers: h }, (ur) => {
       res.writeHead(ur.statusCode, ur.statusMessage, ur.headers);
       ur.pipe(res);
@@ -441,6 +454,11 @@ async function main() {
         if (!(e instanceof S3Err)) throw e;
         return refuse(e);
       }
+      // Signed requests per access key and method (stats.by_key).
+      const cm = /Credential=([^/,\s]+)\//.exec(req.headers.authorization || '');
+      const ak = cm ? cm[1] : String(new URLSearchParams(rawQuery).get('X-Amz-Credential') || '').split('/')[0];
+      stats.by_key[ak] = stats.by_key[ak] || {};
+      stats.by_key[ak][req.method] = (stats.by_key[ak][req.method] || 0) + 1;
       const go = () => {
         if (res.destroyed || res.writableEnded) return;
         const f = takeRule(failures, req.method);
