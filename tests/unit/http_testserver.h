@@ -30,7 +30,7 @@ struct testserver_request {
 	char method[16];
 	char target[1024];   /* path and query */
 	const char *head;    /* the whole head, NUL-terminated */
-	const char *body;    /* NUL-terminated (a copy of the bytes) */
+	const char *body;    /* a copy of the body_len bytes, NUL-terminated */
 	size_t body_len;
 };
 
@@ -86,7 +86,13 @@ static inline int testserver_read_request(int fd, struct buf *in, struct testser
 				want = strtoul(cl + 17, NULL, 10);
 			if (in->len >= head_end + want) {
 				req->head = in->data;
-				req->body = strndup(in->data + head_end, want);
+				/* All the bytes (a binary body may hold NULs), and a NUL after them. */
+				char *body = malloc(want + 1);
+				if (!body)
+					return -1;
+				memcpy(body, in->data + head_end, want);
+				body[want] = '\0';
+				req->body = body;
 				req->body_len = want;
 				if (sscanf(in->data, "%15s %1023s", req->method, req->target) != 2)
 					return -1;
