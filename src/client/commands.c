@@ -27,7 +27,7 @@ void command_usage(void)
 	      "       hpcc clean [--max-size SIZE] [--all]\n"
 	      "                                         evict down to SIZE, or empty the cache\n"
 	      "       hpcc daemon run|start|status|stop\n"
-	      "       hpcc worker init DIR [--allow-unsafe-local] | hpcc worker [--config FILE]\n"
+	      "       hpcc worker init DIR [--allow-unsafe-local] | hpcc worker [--config FILE] | hpcc worker gc [--dry-run]\n"
 	      "       hpcc login [--tenant T] | hpcc logout | hpcc auth status\n"
 	      "                                         OAuth2 sign-in at the tenant's IdP (remote.scheduler)\n"
 	      "       hpcc scheduler init DIR ... | hpcc scheduler [--config FILE]\n"
