@@ -39,19 +39,7 @@ static enum s3obj_kind tier_kind(enum store_kind kind)
 	return kind == STORE_ACTION ? S3OBJ_AC : kind == STORE_MANIFEST ? S3OBJ_DM : S3OBJ_CAS;
 }
 
-bool cas_tenant_name_ok(const char *t)
-{
-	size_t n = t ? strlen(t) : 0;
-	if (n == 0 || n > 64 || t[0] == '.')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = t[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
-		      ch == '_' || ch == '-'))
-			return false;
-	}
-	return true;
-}
+bool cas_tenant_name_ok(const char *t) { return s3obj_tenant_ok(t); }
 
 int cas_open(const char *dir, uint64_t max_bytes, struct cas **ret, struct error *err)
 {

@@ -26,6 +26,12 @@ check() { # description command...
   if "$@"; then ok "$d"; else not_ok "$d"; fi
 }
 
+# wait_file FILE: until it exists and is not empty (10 s); for servers' port files.
+wait_file() { for _ in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done; return 1; }
+wait_log() { # FILE PATTERN [TRIES of 0.05 s, default 200]: until FILE has a line matching PATTERN
+  for _ in $(seq "${3:-200}"); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1
+}
+
 # stat NAME: the counter's value from `hpcc stats --json`.
 stat() {
   "$HPCC" stats --json | sed -n "s/^  \"$1\": \\([0-9]*\\).*/\\1/p"

@@ -19,10 +19,6 @@ stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; for p in "${
 trap 'stop_all; cleanup' EXIT
 HB_MS=300
 
-wait_file() { for _ in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done; return 1; }
-wait_log() { # FILE PATTERN [TRIES of 0.05 s]
-  for _ in $(seq "${3:-200}"); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1
-}
 
 # ---- the S3 server ------------------------------------------------------------
 S3_MODULES=$("$SRCDIR/scripts/npm-deps.sh" "$SRCDIR/tests/s3" 2>"$WORK/npm-s3.log") ||

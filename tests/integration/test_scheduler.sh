@@ -21,10 +21,6 @@ stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; for p in "${
 trap 'stop_all; cleanup' EXIT
 HB_MS=400
 
-wait_file() { for _ in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done; return 1; }
-wait_log() { # FILE PATTERN [TRIES of 0.05 s]
-  for _ in $(seq "${3:-200}"); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1
-}
 
 # ---- two IdPs, one per tenant ----------------------------------------------
 NODE_PATH=$("$SRCDIR/scripts/npm-deps.sh" 2>"$WORK/npm.log") || { cat "$WORK/npm.log"; not_ok "npm modules of the test IdP"; exit 1; }
