@@ -40,6 +40,7 @@ bench:
 	@bench/run.sh
 	@bench/warm-zlib.sh
 	@bench/remote.sh
+	@bench/s3.sh
 	@bench/microvm.sh
 	@bench/route.sh
 
