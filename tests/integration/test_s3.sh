@@ -41,10 +41,12 @@ s3stat() { # a path into /__test/stats, like by_key.AKCLIENT.PUT → a number (0
       let v = JSON.parse(s); for (const k of process.argv[1].split(".")) v = v == null ? undefined : v[k];
       console.log(typeof v === "number" ? v : 0); });' "$1"
 }
-s3curl() { # AK SK PATH → the body; status in S3_STATUS
-  S3_STATUS=$(curl -s -o "$WORK/s3curl.out" -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" --user "$1:$2" \
+s3curl() { # AK SK PATH → the body; status in S3_STATUS (a file per process: callers run in parallel)
+  local out="$WORK/s3curl.$BASHPID.out"
+  S3_STATUS=$(curl -s -o "$out" -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" --user "$1:$2" \
     -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" "$S3$3")
-  cat "$WORK/s3curl.out"
+  cat "$out"
+  rm -f "$out"
 }
 s3keys() { # PREFIX → the keys under it, one per line (the worker's credentials)
   s3curl AKWORKER worker-secret "/hpcc?list-type=2&prefix=${1//\//%2F}" | grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g'
