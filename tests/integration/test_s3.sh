@@ -262,22 +262,23 @@ GTOKEN=$(curl -sf "http://127.0.0.1:$(cat "$WORK/idp-globex.port")/test/token?su
 printf '%s\n' "$GTOKEN" >"$WORK/g.at"
 "$HPCC" scheduler route --tenant globex --image "$IMAGE" --access-token-file "$WORK/g.at" --token-out "$WORK/g.rt" >/dev/null 2>&1
 check "a globex routing token for w4" test -s "$WORK/g.rt"
+# f5.c: compiled by acme only, now, so its result is a new key under v1/acme/ac/.
+printf 'int f5(int x) { return x - 5; }\n' >"$P/f5.c"
+(cd "$P" && gcc -O2 -ffile-prefix-map="$P"=. -c f5.c -o plain-f5.o)
+acme_before=$(s3keys v1/acme/ac/ | sort)
 fresh_cache acme a6
-check "acme builds f3 f4 on w4 (written to S3 now that it is back)" build f3 f4
-all_same "acme on w4" f3 f4
+check "acme builds f3 f4 f5 on w4 (written to S3 now that it is back)" build f3 f4 f5
+all_same "acme on w4" f3 f4 f5
 "$HPCC" daemon stop >/dev/null 2>&1
-for _ in $(seq 100); do [ "$(s3keys v1/acme/ac/ | wc -l)" -ge 4 ] && break; sleep 0.1; done
-# Only what acme alone compiled (globex built f1 and f2 too, and has its own copies).
-only_acme() { # KIND → digests under v1/acme/KIND/ and not under v1/globex/KIND/
-  comm -23 <(s3keys "v1/acme/$1/" | sed 's,.*/,,' | sort) <(s3keys "v1/globex/$1/" | sed 's,.*/,,' | sort)
-}
+for _ in $(seq 100); do [ -n "$(comm -13 <(echo "$acme_before") <(s3keys v1/acme/ac/ | sort))" ] && break; sleep 0.1; done
 leaks=0 asked=0
-for k in $(only_acme ac); do
+for k in $(comm -13 <(echo "$acme_before") <(s3keys v1/acme/ac/ | sort)); do
   out=$("$WORKER_CALL" "$W4_ADDR" "$W4_PIN" "$WORK/g.rt" probe "${k##*/}"); asked=$((asked + 1))
   grep -qx found <<<"$out" && leaks=$((leaks + 1))
 done
 check "Probe with globex's token finds none of acme's $asked results" test "$asked" -ge 2 -a "$leaks" = 0
-blobs=$(only_acme cas | head -8)
+# The sources only acme uploaded (a blob's digest is its SHA-256).
+blobs=$(cd "$P" && sha256sum f3.c f4.c f5.c | cut -c1-64)
 out=$("$WORKER_CALL" "$W4_ADDR" "$W4_PIN" "$WORK/g.rt" missing $blobs)
 n=$(wc -w <<<"$blobs")
 check "FindMissing with globex's token says all $n of acme's blobs are missing" grep -qx "missing $n of $n" <<<"$out"
