@@ -114,8 +114,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "worker_call: %s\n", err.msg);
 		return 1;
 	}
-	if (probe || missing)
-		return digest_call(ch, &tok, probe, argc - 5, argv + 5);
+	if (probe || missing) {
+		int r = digest_call(ch, &tok, probe, argc - 5, argv + 5);
+		buf_free(&tok);
+		fflush(stdout);
+		return r;
+	}
 	Hpcc__V1__Action action = HPCC__V1__ACTION__INIT;
 	action.image_digest = argv[4];
 	Hpcc__V1__ExecuteRequest req = HPCC__V1__EXECUTE_REQUEST__INIT;
