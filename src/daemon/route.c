@@ -78,6 +78,7 @@ int route_client_new(const struct config *cfg, const char *tenant, const char *i
 		route_client_free(rc);
 		return r;
 	}
+	rpc_channel_connect(rc->sched);  /* the handshake now, not in the first compile */
 	*ret = rc;
 	return 0;
 }

@@ -122,6 +122,9 @@ struct rpc_channel_config {
 };
 int rpc_channel_new(const struct rpc_channel_config *cfg, struct rpc_channel **ret, struct error *err);
 void rpc_channel_free(struct rpc_channel *ch);
+/* Starts connecting (TCP and the TLS handshake) in the background, so that
+ * the first call does not wait for them; returns at once. */
+void rpc_channel_connect(struct rpc_channel *ch);
 /*
  * Unary call. Returns 0 when the call completed (then look at st->code;
  * GRPC_STATUS_OK means *reply holds the response), <0 for a local failure

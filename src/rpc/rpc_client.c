@@ -89,6 +89,12 @@ int rpc_channel_new(const struct rpc_channel_config *cfg, struct rpc_channel **r
 	return 0;
 }
 
+void rpc_channel_connect(struct rpc_channel *ch)
+{
+	if (ch)
+		(void)grpc_channel_check_connectivity_state(ch->channel, 1);
+}
+
 void rpc_channel_free(struct rpc_channel *ch)
 {
 	if (!ch)
