@@ -30,9 +30,14 @@ struct cas {
 	struct tenant_store *tenants;
 	size_t n_tenants;
 	struct tier *tier;
+	size_t max_result;        /* the largest result a bundle read from the tier may carry */
 };
 
-void cas_set_tier(struct cas *c, struct tier *tier) { c->tier = tier; }
+void cas_set_tier(struct cas *c, struct tier *tier, size_t max_result)
+{
+	c->tier = tier;
+	c->max_result = max_result;
+}
 
 static enum s3obj_kind tier_kind(enum store_kind kind)
 {
@@ -224,9 +229,76 @@ int cas_put_action(struct cas *c, const char *tenant, const struct digest *actio
 	return put_entry(c, tenant, STORE_ACTION, action, data, n);
 }
 
+/*
+ * A direct manifest and its newest candidate's result in one shared-tier
+ * object: "DMB1" | action digest (32) | manifest length (4, big-endian) |
+ * manifest | result. A DirectManifest never starts with "DMB1" (0x44 is no
+ * valid protobuf tag), so a plain manifest object is told apart.
+ */
+#define BUNDLE_MAGIC "DMB1"
+#define BUNDLE_HEAD (4 + DIGEST_LEN + 4)
+
 int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, size_t max, struct buf *ret)
 {
-	return get_entry(c, tenant, STORE_MANIFEST, key, max, ret);
+	struct tenant_store *t = tenant_get(c, tenant);
+	if (!t)
+		return -EINVAL;
+	buf_reset(ret);
+	int r = store_get(&t->store, STORE_MANIFEST, key, max, ret, NULL);
+	if (r == 0)
+		tier_touch(c->tier, S3OBJ_DM, tenant, key, ret->data, ret->len);
+	if (r != -ENOENT || !c->tier)
+		return r;
+	/* A bundle can hold a result of up to one message besides the manifest. */
+	_cleanup_buf_ struct buf obj;
+	buf_init(&obj, 0);
+	if ((r = tier_get(c->tier, S3OBJ_DM, tenant, key, max + BUNDLE_HEAD + c->max_result, &obj)) < 0)
+		return r;
+	const uint8_t *p = (const uint8_t *)obj.data;
+	size_t mlen = obj.len;
+	const uint8_t *m = p;
+	if (obj.len >= BUNDLE_HEAD && memcmp(p, BUNDLE_MAGIC, 4) == 0) {
+		mlen = (size_t)p[36] << 24 | (size_t)p[37] << 16 | (size_t)p[38] << 8 | p[39];
+		if (mlen > obj.len - BUNDLE_HEAD)
+			return -ENOENT;
+		m = p + BUNDLE_HEAD;
+		struct digest action;
+		memcpy(action.b, p + 4, DIGEST_LEN);
+		size_t rlen = obj.len - BUNDLE_HEAD - mlen;
+		if (rlen > 0 && store_put(&t->store, STORE_ACTION, &action, m + mlen, rlen, NULL) == 0)
+			account(c, t, rlen);
+	}
+	if (mlen > max)
+		return -ENOENT;
+	if (store_put(&t->store, STORE_MANIFEST, key, m, mlen, NULL) == 0)
+		account(c, t, mlen);
+	return buf_append(ret, m, mlen) < 0 ? -ENOMEM : 0;
+}
+
+int cas_put_direct_with_result(struct cas *c, const char *tenant, const struct digest *key, const void *data,
+			       size_t n, const struct digest *action, const void *result, size_t result_len)
+{
+	struct tenant_store *t = tenant_get(c, tenant);
+	if (!t || n > UINT32_MAX)
+		return -EINVAL;
+	int r = store_put(&t->store, STORE_MANIFEST, key, data, n, NULL);
+	if (r < 0)
+		return r;
+	account(c, t, n);
+	if (!c->tier)
+		return 0;
+	_cleanup_buf_ struct buf b;
+	buf_init(&b, 0);
+	uint8_t len[4] = { (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n };
+	buf_append(&b, BUNDLE_MAGIC, 4);
+	buf_append(&b, action->b, DIGEST_LEN);
+	buf_append(&b, len, 4);
+	buf_append(&b, data, n);
+	buf_append(&b, result, result_len);
+	if (b.error)
+		return 0;  /* the local store has it; S3 goes without */
+	tier_put(c->tier, S3OBJ_DM, tenant, key, b.data, b.len);
+	return 0;
 }
 
 int cas_put_direct(struct cas *c, const char *tenant, const struct digest *key, const void *data, size_t n)

@@ -23,8 +23,9 @@ int cas_open(const char *dir, uint64_t max_bytes_per_tenant, struct cas **ret, s
 void cas_close(struct cas *c);
 /* The shared tier behind the local stores (NULL: none; not owned): a local
  * miss reads through to it (and keeps what it finds), every write is
- * queued to it, and local hits refresh its objects' age (tier.h). */
-void cas_set_tier(struct cas *c, struct tier *tier);
+ * queued to it, and local hits refresh its objects' age (tier.h).
+ * max_result caps a result that comes with a direct manifest. */
+void cas_set_tier(struct cas *c, struct tier *tier, size_t max_result);
 
 /* [A-Za-z0-9._-]{1,64}, not starting with '.'. */
 bool cas_tenant_name_ok(const char *tenant);
@@ -42,6 +43,12 @@ int cas_put_action(struct cas *c, const char *tenant, const struct digest *actio
 /* Direct manifests (DirectManifest messages) by direct key. */
 int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, size_t max, struct buf *ret);
 int cas_put_direct(struct cas *c, const char *tenant, const struct digest *key, const void *data, size_t n);
+/* The same, for a manifest whose newest candidate (action) has just been
+ * stored with result (an ActionResult): the shared tier gets both in one
+ * object, so that another worker's direct hit costs one S3 read, not two. A
+ * read through that finds such an object keeps the result as well. */
+int cas_put_direct_with_result(struct cas *c, const char *tenant, const struct digest *key, const void *data,
+			       size_t n, const struct digest *action, const void *result, size_t result_len);
 
 /* Evicts least recently used entries of every tenant over its budget. */
 int cas_gc(struct cas *c);

@@ -530,7 +530,7 @@ static int collect_deps(struct exec_state *x, const char *root, const char *cwd,
  * DIRECT_MAX_CANDIDATES, newest last; a lost race between two writers
  * loses a candidate, never correctness. */
 static void remember_direct(struct worker *w, const char *tenant, const Hpcc__V1__Action *a,
-			    const struct digest *action, const struct exec_state *x)
+			    const struct digest *action, const struct exec_state *x, const void *result, size_t result_len)
 {
 	_cleanup_free_ char *source = action_rooted_path(a->command, a->command->source);
 	const Hpcc__V1__InputFile *src = NULL;
@@ -576,7 +576,7 @@ static void remember_direct(struct worker *w, const char *tenant, const Hpcc__V1
 		_cleanup_free_ uint8_t *packed = len <= DIRECT_MAX_SIZE ? malloc(len ? len : 1) : NULL;
 		if (packed) {
 			hpcc__v1__direct_manifest__pack(&m, packed);
-			cas_put_direct(w->cas, tenant, &key, packed, len);
+			cas_put_direct_with_result(w->cas, tenant, &key, packed, len, action, result, result_len);
 		}
 	}
 	if (old)
@@ -899,7 +899,7 @@ static void handle_execute(struct rpc_call *c, void *user)
 					if ((r = cas_put_action(w->cas, claims.tenant, &action, rb, rl)) < 0)
 						log_warn("storing a result: %s", strerror(-r));
 					else if (req->action->mode == HPCC__V1__SOURCE_MODE__MODE_CAS)
-						remember_direct(w, claims.tenant, req->action, &action, &x);
+						remember_direct(w, claims.tenant, req->action, &action, &x, rb, rl);
 				}
 			}
 			rpc_call_send(c, out, len);
@@ -1124,7 +1124,7 @@ static int tier_setup(struct worker *w, struct error *err)
 	int r = tier_open(&tc, &w->tier, &e);
 	if (r < 0)
 		return error_set(err, r, "[s3] %s", e.msg);
-	cas_set_tier(w->cas, w->tier);
+	cas_set_tier(w->cas, w->tier, (size_t)w->cfg.max_message);
 	log_info("shared tier: s3 bucket %s at %s (cache_mode %s)", w->cfg.s3_bucket, w->cfg.s3_endpoint,
 		 w->cfg.cache_mode);
 	if (w->cfg.s3_gc_interval) {

@@ -189,6 +189,8 @@ check "w2 kept what it read on its disk" test -n "$(ls -A "$WORK/w2/state/tenant
 # ---- a corrupted object is never served -------------------------------------------------
 make_worker w3
 stop_worker w2
+check "one S3 read per hit (a direct manifest carries its newest result): w2's tier says 's3 hits 2'" \
+  grep -q "shared tier: s3 hits 2 misses 0 corrupt 0" "$WORK/w2.log"
 check "worker w3 (empty disk) starts" start_worker w3
 for k in $(s3keys v1/acme/ac/) $(s3keys v1/acme/dm/); do
   curl -sf "$S3/__test/corrupt?key=$k" >/dev/null || not_ok "corrupting $k"
