@@ -171,11 +171,14 @@ int s3obj_decode(enum s3obj_kind kind, const char *tenant, const struct digest *
 	uint64_t size = get_be64(p + 10 + tl + 2 * DIGEST_LEN);
 	if (kind == S3OBJ_CAS && !digest_equal(&content, key))
 		return -EBADMSG;
-	if (size > max)
+	size_t room = out->max ? out->max : BUF_DEFAULT_MAX;
+	if (size > max || size > room)
 		return -EFBIG;
 	int r = decompress_zstd(p + hl, n - hl, (size_t)size, out);
 	if (r < 0) {
 		buf_reset(out);
+		/* More or other bytes than the header says: damage. Anything
+		 * else (memory) is the reader's problem, not the object's. */
 		return r == -EFBIG || r == -EBADMSG ? -EBADMSG : r;
 	}
 	if (out->len != size || (r = digest_bytes(out->data, out->len, &check)) < 0 || !digest_equal(&check, &content)) {

@@ -58,6 +58,7 @@ int s3obj_encode(enum s3obj_kind kind, const char *tenant, const struct digest *
 		 int level, struct buf *out);
 /* Checks an object against what was asked for and appends its plain bytes
  * (at most max) to out (reset first): -EBADMSG for any mismatch or damage,
- * -EFBIG when the plain bytes would exceed max. */
+ * -EFBIG when the plain bytes would exceed max or out's cap, other errors
+ * (-ENOMEM) for the reader's own failures. Only -EBADMSG says the object is bad. */
 int s3obj_decode(enum s3obj_kind kind, const char *tenant, const struct digest *key, const void *obj, size_t n,
 		 size_t max, struct buf *out);

@@ -62,7 +62,8 @@ struct remote_client {
 	bool s3_configured, s3_path_style;
 	int s3_timeout_ms;
 	struct tier *tier;             /* opened at the first trusted compile */
-	bool tier_failed, paranoid_logged;
+	long tier_failed_at;           /* time() of a failed open: tried again a minute later */
+	bool paranoid_logged;
 	atomic_ulong n_s3_hits, n_s3_puts;
 	atomic_int s3_state;           /* 0 unused, 1 trusted (in use), 2 refused (paranoid) */
 };
@@ -808,7 +809,7 @@ static struct tier *trusted_tier(struct remote_client *rc, const struct route_le
 		rc->paranoid_logged = true;
 	} else if (rc->tier)
 		t = rc->tier;
-	else if (!rc->tier_failed) {
+	else if (!rc->tier_failed_at || time(NULL) - rc->tier_failed_at >= 60) {
 		struct tier_config tc = {
 			.s3 = {
 				.endpoint = rc->s3_endpoint, .region = rc->s3_region, .bucket = rc->s3_bucket,
@@ -820,8 +821,8 @@ static struct tier *trusted_tier(struct remote_client *rc, const struct route_le
 		};
 		struct error err = { 0 };
 		if (tier_open(&tc, &rc->tier, &err) < 0) {
-			log_warn("trusted mode: the shared tier cannot be used: %s", err.msg);
-			rc->tier_failed = true;
+			log_warn("trusted mode: the shared tier cannot be used (trying again in a minute): %s", err.msg);
+			rc->tier_failed_at = (long)time(NULL);
 		} else
 			log_info("tenant %s is in trusted mode: the daemon reads and writes s3 bucket %s", rc->tenant,
 				 rc->s3_bucket);

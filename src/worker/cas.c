@@ -13,6 +13,7 @@
 #include "log.h"
 #include "store.h"
 #include "tier.h"
+#include "worker.pb-c.h"
 
 #define CAS_MAX_TENANTS 4096
 
@@ -129,7 +130,9 @@ static void account(struct cas *c, struct tenant_store *t, size_t n)
 bool cas_has_blob(struct cas *c, const char *tenant, const struct digest *d)
 {
 	struct tenant_store *t = tenant_get(c, tenant);
-	return t && (store_contains(&t->store, STORE_BLOB, d) || tier_has(c->tier, S3OBJ_CAS, tenant, d));
+	/* This disk only: a HEAD in S3 proves nothing about the bytes, and the
+	 * client uploads what is missing here at LAN speed. */
+	return t && store_contains(&t->store, STORE_BLOB, d);
 }
 
 /* A local miss: the shared tier, which checks what it reads; what it has
@@ -250,9 +253,10 @@ int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, 
 	if (r != -ENOENT || !c->tier)
 		return r;
 	/* A bundle can hold a result of up to one message besides the manifest. */
+	size_t cap = max + BUNDLE_HEAD + c->max_result;
 	_cleanup_buf_ struct buf obj;
-	buf_init(&obj, 0);
-	if ((r = tier_get(c->tier, S3OBJ_DM, tenant, key, max + BUNDLE_HEAD + c->max_result, &obj)) < 0)
+	buf_init(&obj, cap);
+	if ((r = tier_get(c->tier, S3OBJ_DM, tenant, key, cap, &obj)) < 0)
 		return r;
 	const uint8_t *p = (const uint8_t *)obj.data;
 	size_t mlen = obj.len;
@@ -262,17 +266,39 @@ int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, 
 		if (mlen > obj.len - BUNDLE_HEAD)
 			return -ENOENT;
 		m = p + BUNDLE_HEAD;
-		struct digest action;
-		memcpy(action.b, p + 4, DIGEST_LEN);
 		size_t rlen = obj.len - BUNDLE_HEAD - mlen;
-		if (rlen > 0 && store_put(&t->store, STORE_ACTION, &action, m + mlen, rlen, NULL) == 0)
-			account(c, t, rlen);
+		/* The result is kept only as the manifest's newest candidate's,
+		 * the one it was written with, and only if it parses. */
+		Hpcc__V1__DirectManifest *dm = mlen <= max ? hpcc__v1__direct_manifest__unpack(NULL, mlen, m) : NULL;
+		const ProtobufCBinaryData *newest = dm && dm->n_candidates ?
+							    &dm->candidates[dm->n_candidates - 1]->action_digest : NULL;
+		Hpcc__V1__ActionResult *ar = NULL;
+		if (newest && newest->len == DIGEST_LEN && memcmp(newest->data, p + 4, DIGEST_LEN) == 0 && rlen > 0 &&
+		    (ar = hpcc__v1__action_result__unpack(NULL, rlen, m + mlen))) {
+			struct digest action;
+			memcpy(action.b, p + 4, DIGEST_LEN);
+			if (store_put(&t->store, STORE_ACTION, &action, m + mlen, rlen, NULL) == 0)
+				account(c, t, rlen);
+		}
+		if (ar)
+			hpcc__v1__action_result__free_unpacked(ar, NULL);
+		if (dm)
+			hpcc__v1__direct_manifest__free_unpacked(dm, NULL);
 	}
 	if (mlen > max)
 		return -ENOENT;
 	if (store_put(&t->store, STORE_MANIFEST, key, m, mlen, NULL) == 0)
 		account(c, t, mlen);
 	return buf_append(ret, m, mlen) < 0 ? -ENOMEM : 0;
+}
+
+int cas_get_direct_local(struct cas *c, const char *tenant, const struct digest *key, size_t max, struct buf *ret)
+{
+	struct tenant_store *t = tenant_get(c, tenant);
+	if (!t)
+		return -EINVAL;
+	buf_reset(ret);
+	return store_get(&t->store, STORE_MANIFEST, key, max, ret, NULL);
 }
 
 int cas_put_direct_with_result(struct cas *c, const char *tenant, const struct digest *key, const void *data,

@@ -30,6 +30,7 @@ void cas_set_tier(struct cas *c, struct tier *tier, size_t max_result);
 /* [A-Za-z0-9._-]{1,64}, not starting with '.'. */
 bool cas_tenant_name_ok(const char *tenant);
 
+/* On this worker's disk (the shared tier is not asked). */
 bool cas_has_blob(struct cas *c, const char *tenant, const struct digest *d);
 /* Stores bytes that the caller has already checked against d; re-checks. */
 int cas_put_blob(struct cas *c, const char *tenant, const struct digest *d, const void *data, size_t n);
@@ -43,7 +44,9 @@ int cas_put_action(struct cas *c, const char *tenant, const struct digest *actio
 /* Direct manifests (DirectManifest messages) by direct key. */
 int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, size_t max, struct buf *ret);
 int cas_put_direct(struct cas *c, const char *tenant, const struct digest *key, const void *data, size_t n);
-/* The same, for a manifest whose newest candidate (action) has just been
+/* This disk only, never S3 (for a writer that must not wait for it). */
+int cas_get_direct_local(struct cas *c, const char *tenant, const struct digest *key, size_t max, struct buf *ret);
+/* The same as cas_put_direct, for a manifest whose newest candidate (action) has just been
  * stored with result (an ActionResult): the shared tier gets both in one
  * object, so that another worker's direct hit costs one S3 read, not two. A
  * read through that finds such an object keeps the result as well. */

@@ -546,7 +546,8 @@ static void remember_direct(struct worker *w, const char *tenant, const Hpcc__V1
 	_cleanup_buf_ struct buf old_bytes;
 	buf_init(&old_bytes, DIRECT_MAX_SIZE + 1);
 	Hpcc__V1__DirectManifest *old = NULL;
-	if (cas_get_direct(w->cas, tenant, &key, DIRECT_MAX_SIZE, &old_bytes) == 0)
+	/* The local copy only: the reply is waiting (this runs before it is sent). */
+	if (cas_get_direct_local(w->cas, tenant, &key, DIRECT_MAX_SIZE, &old_bytes) == 0)
 		old = hpcc__v1__direct_manifest__unpack(NULL, old_bytes.len, (uint8_t *)old_bytes.data);
 	size_t keep = old ? old->n_candidates : 0;
 	_cleanup_free_ Hpcc__V1__DirectCandidate **cands = calloc(keep + 1, sizeof(*cands));
@@ -1094,7 +1095,7 @@ static void *gc_main(void *arg)
 		if (w->gc_stop)
 			break;
 		pthread_mutex_unlock(&w->gc_lock);
-		struct tier_gc_options o = { .budget = gc_budget, .user = w };
+		struct tier_gc_options o = { .budget = gc_budget, .user = w, .stop = &w->gc_stop };
 		struct tier_gc_report rep = { 0 };
 		err = (struct error){ 0 };
 		if (tier_gc(client, &o, &rep, &err) < 0)
@@ -1139,7 +1140,7 @@ static void tier_stop(struct worker *w)
 {
 	if (w->gc_started) {
 		pthread_mutex_lock(&w->gc_lock);
-		w->gc_stop = true;
+		__atomic_store_n(&w->gc_stop, true, __ATOMIC_RELAXED);  /* also read by a collection in progress */
 		pthread_cond_broadcast(&w->gc_cond);
 		pthread_mutex_unlock(&w->gc_lock);
 		pthread_join(w->gc_thread, NULL);

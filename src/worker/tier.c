@@ -146,6 +146,17 @@ static bool touch_due(struct tier *t, enum s3obj_kind kind, const char *tenant, 
 	return due;
 }
 
+/* A write that did not happen: the object may be refreshed again at once. */
+static void touch_forget(struct tier *t, enum s3obj_kind kind, const char *tenant, const struct digest *key)
+{
+	uint64_t fp = fingerprint(kind, tenant, key);
+	pthread_mutex_lock(&t->touch_lock);
+	struct touch_slot *s = &t->touched[fp % TOUCH_SLOTS];
+	if (s->fp == fp)
+		s->when = 0;
+	pthread_mutex_unlock(&t->touch_lock);
+}
+
 /* ---- the write-behind queue ---- */
 
 static void job_free(struct job *j)
@@ -207,7 +218,9 @@ static int put_object(struct tier *t, struct s3_client *c, const struct job *j, 
 		r = s3_put(c, key, obj, n, &err);
 	if (r < 0) {
 		atomic_fetch_add(&t->put_errors, 1);
-		failed(t, r, &err);
+		/* A 404 to a PUT is a missing bucket: as bad as an outage. */
+		failed(t, r == -ENOENT ? -EIO : r, &err);
+		touch_forget(t, j->kind, j->tenant, &j->key);
 		return r;
 	}
 	atomic_fetch_add(&t->puts, 1);
@@ -219,6 +232,7 @@ static void run_job(struct tier *t, struct s3_client *c, const struct job *j)
 {
 	if (atomic_load(&t->down_until_ms) > mono_ms()) {
 		atomic_fetch_add(&t->dropped, 1);
+		touch_forget(t, j->kind, j->tenant, &j->key);
 		return;
 	}
 	if (j->op == JOB_REWRITE) {
@@ -238,6 +252,7 @@ static void run_job(struct tier *t, struct s3_client *c, const struct job *j)
 			return;  /* young enough */
 		if (r < 0 && r != -ENOENT) {
 			failed(t, r, &err);
+			touch_forget(t, j->kind, j->tenant, &j->key);
 			return;
 		}
 		refresh = true;
@@ -374,6 +389,8 @@ int tier_get(struct tier *t, enum s3obj_kind kind, const char *tenant, const str
 	if (is_down(t))
 		return -ENOENT;
 	/* zstd's worst case is a little over the plain size. */
+	if (max > TIER_OBJECT_MAX)
+		max = TIER_OBJECT_MAX;
 	size_t cap = max + max / 128 + S3OBJ_HEADER_MAX + 1024;
 	_cleanup_buf_ struct buf obj;
 	buf_init(&obj, cap + 1);
@@ -394,8 +411,11 @@ int tier_get(struct tier *t, enum s3obj_kind kind, const char *tenant, const str
 	}
 	atomic_fetch_add(&t->bytes_read, obj.len);
 	r = s3obj_decode(kind, tenant, key, obj.data, obj.len, max, ret);
-	if (r == -EFBIG) {
+	if (r < 0 && r != -EBADMSG) {
+		/* Larger than this reader takes, or its own failure (memory):
+		 * a miss, and the object is left for others. */
 		atomic_fetch_add(&t->misses, 1);
+		buf_reset(ret);
 		return -ENOENT;
 	}
 	if (r < 0) {
@@ -444,7 +464,10 @@ void tier_put(struct tier *t, enum s3obj_kind kind, const char *tenant, const st
 void tier_touch(struct tier *t, enum s3obj_kind kind, const char *tenant, const struct digest *key, const void *data,
 		size_t n)
 {
-	if (t && atomic_load(&t->down_until_ms) <= mono_ms() && touch_due(t, kind, tenant, key))
+	/* Results only: a manifest in S3 may be a newer bundle than the local
+	 * copy (rewriting it would lose candidates), and blobs are uploaded
+	 * again by clients when missing. */
+	if (t && kind == S3OBJ_AC && atomic_load(&t->down_until_ms) <= mono_ms() && touch_due(t, kind, tenant, key))
 		enqueue(t, JOB_TOUCH, kind, tenant, key, data, n);
 }
 

@@ -2,7 +2,8 @@
  * The worker's shared tier (DESIGN.md §6, §9; docs/s3.md): S3 behind the
  * worker's own disk. Reads go through on a local miss, are checked against
  * everything the key says (src/common/s3obj.h) and a damaged object is
- * deleted and reported as a miss. Writes go behind, from a bounded queue
+ * deleted and reported as a miss (only damage deletes: a reader's own
+ * failure, or an object larger than it takes, is a plain miss). Writes go behind, from a bounded queue
  * drained by background threads, so a compile's answer never waits for S3.
  * An object read from S3 whose age is over a day is written again (a hit
  * refreshes its age at most once a day; local hits do the same through
@@ -25,6 +26,7 @@
 #define TIER_DOWN_MS 10000              /* after a failure, S3 is skipped this long */
 #define TIER_QUEUE_MAX_BYTES (64u << 20) /* write-behind: bytes waiting */
 #define TIER_QUEUE_MAX 4096             /* write-behind: objects waiting */
+#define TIER_OBJECT_MAX ((size_t)2 << 30) /* the plain size no read goes past */
 
 struct tier_config {
 	struct s3_config s3;
@@ -49,13 +51,15 @@ void tier_close(struct tier *t);
  * (and deleted), S3 down or failing. Never blocks past the client timeout. */
 int tier_get(struct tier *t, enum s3obj_kind kind, const char *tenant, const struct digest *key, size_t max,
 	     struct buf *ret);
-/* Whether S3 holds the object (HEAD; false when down). */
+/* Whether S3 holds the object (HEAD; false when down). It checks nothing
+ * about the object's bytes: never take it as proof that a read will work. */
 bool tier_has(struct tier *t, enum s3obj_kind kind, const char *tenant, const struct digest *key);
 /* Queues a write of the plain bytes (copied); dropped and counted when the queue is full or S3 is down. */
 void tier_put(struct tier *t, enum s3obj_kind kind, const char *tenant, const struct digest *key, const void *data,
 	      size_t n);
-/* A local hit: at most once a day per object (remembered in memory), check
- * its age in S3 and write it again when it is missing or over a day old. */
+/* A local hit of a result (other kinds are ignored): at most once a day per
+ * object (remembered in memory), check its age in S3 and write it again
+ * when it is missing or over a day old. */
 void tier_touch(struct tier *t, enum s3obj_kind kind, const char *tenant, const struct digest *key, const void *data,
 		size_t n);
 /* Waits until the write queue is empty (at most timeout_ms); -ETIMEDOUT otherwise. */

@@ -131,12 +131,16 @@ static int add_object(struct gc *g, const struct s3_object *o)
 	return 0;
 }
 
+static bool stopped(const struct tier_gc_options *o) { return o->stop && __atomic_load_n(o->stop, __ATOMIC_RELAXED); }
+
 /* Reads every page under v1/ into g. */
-static int list_all(struct s3_client *c, struct gc *g, struct error *err)
+static int list_all(struct s3_client *c, const struct tier_gc_options *o, struct gc *g, struct error *err)
 {
 	_cleanup_free_ char *token = NULL;
 	unsigned empty_pages = 0;
 	for (;;) {
+		if (stopped(o))
+			return error_set(err, -ECANCELED, "S3 tier gc: stopped");
 		struct s3_list_page page = { 0 };
 		int r = s3_list(c, "v1/", token, &page, err);
 		if (r < 0)
@@ -185,6 +189,8 @@ static bool delete_object(struct s3_client *c, const struct tier_gc_options *o, 
 	obj->tried = true;
 	if (o->dry_run)
 		return true;
+	if (stopped(o))
+		return false;
 	char key[S3OBJ_KEY_MAX];
 	struct error e = { 0 };
 	int r = s3obj_key((enum s3obj_kind)obj->kind, t->tenant, &obj->key, key);
@@ -235,7 +241,7 @@ int tier_gc(struct s3_client *c, const struct tier_gc_options *o, struct tier_gc
 	if (!c || !o || !ret)
 		return error_set(err, -EINVAL, "S3 tier gc: invalid arguments");
 	struct gc g = { .max_objects = o->max_objects ? o->max_objects : TIER_GC_MAX_OBJECTS_DEFAULT };
-	int r = list_all(c, &g, err);
+	int r = list_all(c, o, &g, err);
 	if (r < 0) {
 		gc_free(&g);
 		return r;

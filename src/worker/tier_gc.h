@@ -31,6 +31,9 @@ struct tier_gc_options {
 	 * no budgets, nothing is deleted. */
 	void (*budget)(void *user, const char *tenant, uint64_t *ret_size, uint64_t *ret_age);
 	void *user;
+	/* When it becomes true (another thread: the worker stopping), the
+	 * listing ends with -ECANCELED and no further object is deleted. */
+	const bool *stop;
 };
 
 struct tier_gc_tenant {

@@ -214,7 +214,9 @@ fresh_cache acme a4
 curl -sf "$S3/__test/delay?ms=400&count=1000" >/dev/null
 ( cd "$P" && for o in f3 f4 f1 f2; do rm -f "$o.o"; "$HPCC" gcc -O2 -c "$o.c" -o "$o.o" || exit 1; done ) &
 BUILD=$!
-wait_log "$WORK/w3.log" "executed " 200
+n_exec=$(grep -c "executed " "$WORK/w3.log")
+for _ in $(seq 300); do [ "$(grep -c "executed " "$WORK/w3.log")" -gt "$n_exec" ] && break; sleep 0.05; done
+check "(the build is under way: w3 executed one more compile)" test "$(grep -c "executed " "$WORK/w3.log")" -gt "$n_exec"
 kill "$S3_PID"; wait "$S3_PID" 2>/dev/null
 check "the build with S3 stopped in the middle passes" wait "$BUILD"
 all_same "S3 stopped mid-build" f3 f4 f1 f2
@@ -272,7 +274,7 @@ fresh_cache acme a6
 check "acme builds f3 f4 f5 on w4 (written to S3 now that it is back)" build f3 f4 f5
 all_same "acme on w4" f3 f4 f5
 "$HPCC" daemon stop >/dev/null 2>&1
-for _ in $(seq 100); do [ -n "$(comm -13 <(echo "$acme_before") <(s3keys v1/acme/ac/ | sort))" ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ "$(comm -13 <(echo "$acme_before") <(s3keys v1/acme/ac/ | sort) | wc -l)" -ge 3 ] && break; sleep 0.1; done
 leaks=0 asked=0
 for k in $(comm -13 <(echo "$acme_before") <(s3keys v1/acme/ac/ | sort)); do
   out=$("$WORKER_CALL" "$W4_ADDR" "$W4_PIN" "$WORK/g.rt" probe "${k##*/}"); asked=$((asked + 1))
@@ -281,6 +283,17 @@ done
 check "Probe with globex's token finds none of acme's $asked results (each answered 'not found')" test "$asked" -ge 2 -a "$leaks" = 0
 # The sources only acme uploaded (a blob's digest is its SHA-256).
 blobs=$(cd "$P" && sha256sum f3.c f4.c f5.c | cut -c1-64)
+# Controls: acme's own token finds its results and blobs on w4.
+ATOKEN=$(curl -sf "http://127.0.0.1:$(cat "$WORK/idp-acme.port")/test/token?sub=alice&aud=hpcc" | sed -n 's/.*"access_token": *"\([^"]*\)".*/\1/p')
+printf '%s\n' "$ATOKEN" >"$WORK/a.at"
+"$HPCC" scheduler route --tenant acme --image "$IMAGE" --access-token-file "$WORK/a.at" --token-out "$WORK/a.rt" >/dev/null 2>&1
+found=0
+for k in $(comm -13 <(echo "$acme_before") <(s3keys v1/acme/ac/ | sort)); do
+  "$WORKER_CALL" "$W4_ADDR" "$W4_PIN" "$WORK/a.rt" probe "${k##*/}" | grep -qx found && found=$((found + 1))
+done
+check "(control: acme's own token finds its $found new results)" test "$found" -ge 3
+out=$("$WORKER_CALL" "$W4_ADDR" "$W4_PIN" "$WORK/a.rt" missing $blobs)
+check "(control: FindMissing with acme's token finds its 3 sources)" grep -qx "missing 0 of 3" <<<"$out"
 out=$("$WORKER_CALL" "$W4_ADDR" "$W4_PIN" "$WORK/g.rt" missing $blobs)
 n=$(wc -w <<<"$blobs")
 if grep -qx "missing $n of $n" <<<"$out"; then ok "FindMissing with globex's token says all $n of acme's blobs are missing"

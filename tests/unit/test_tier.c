@@ -178,11 +178,17 @@ static void test_put_get(void **state)
 	assert_int_equal(tier_get(t, S3OBJ_AC, "bob", &key, 1024, &got), -ENOENT);
 	assert_false(tier_has(t, S3OBJ_CAS, "bob", &blob));
 	assert_int_equal(tier_get(t, S3OBJ_DM, "alice", &key, 1024, &got), -ENOENT);
-	/* Larger than the reader takes: a miss, left alone. */
+	/* Larger than the reader takes, or than its buffer holds: a miss,
+	 * and the object is left for others. */
 	assert_int_equal(tier_get(t, S3OBJ_AC, "alice", &key, 3, &got), -ENOENT);
+	struct buf small;
+	buf_init(&small, 4);
+	assert_int_equal(tier_get(t, S3OBJ_AC, "alice", &key, 1024, &small), -ENOENT);
+	buf_free(&small);
+	assert_int_equal(tier_get(t, S3OBJ_AC, "alice", &key, 1024, &got), 0);
 	struct tier_stats st;
 	tier_get_stats(t, &st);
-	assert_int_equal(st.hits, 1);
+	assert_int_equal(st.hits, 2);
 	assert_int_equal(st.puts, 2);
 	assert_int_equal(st.corrupt, 0);
 	tier_close(t);
@@ -273,16 +279,22 @@ static void test_touch_writes_missing(void **state)
 	struct fake *f = *state;
 	struct tier *t = open_tier(f, 0);
 	struct digest key = digest_of("only on the local disk");
-	/* A local hit of an object S3 does not have: HEAD, then one write. */
-	tier_touch(t, S3OBJ_DM, "alice", &key, "manifest", 8);
-	tier_touch(t, S3OBJ_DM, "alice", &key, "manifest", 8);
+	/* A local hit of a result S3 does not have: HEAD, then one write. */
+	tier_touch(t, S3OBJ_AC, "alice", &key, "a result", 8);
+	tier_touch(t, S3OBJ_AC, "alice", &key, "a result", 8);
 	assert_int_equal(tier_flush(t, 5000), 0);
 	assert_int_equal(count(f, &f->heads), 1);
 	assert_int_equal(count(f, &f->puts), 1);
 	struct buf got;
 	buf_init(&got, 1 << 20);
-	assert_int_equal(tier_get(t, S3OBJ_DM, "alice", &key, 1024, &got), 0);
-	assert_memory_equal(got.data, "manifest", 8);
+	assert_int_equal(tier_get(t, S3OBJ_AC, "alice", &key, 1024, &got), 0);
+	assert_memory_equal(got.data, "a result", 8);
+	/* Manifests and blobs are not refreshed from local copies. */
+	tier_touch(t, S3OBJ_DM, "alice", &key, "manifest", 8);
+	tier_touch(t, S3OBJ_CAS, "alice", &key, "blob", 4);
+	assert_int_equal(tier_flush(t, 5000), 0);
+	assert_int_equal(count(f, &f->heads), 1);
+	assert_int_equal(count(f, &f->puts), 1);
 	tier_close(t);
 	buf_free(&got);
 }
@@ -290,7 +302,7 @@ static void test_touch_writes_missing(void **state)
 static void test_down(void **state)
 {
 	struct fake *f = *state;
-	struct tier *t = open_tier(f, 400);
+	struct tier *t = open_tier(f, 1500);
 	struct digest key = digest_of("action");
 	pthread_mutex_lock(&f->lock);
 	f->fail_status = 503;
@@ -298,12 +310,13 @@ static void test_down(void **state)
 	struct buf got;
 	buf_init(&got, 1 << 20);
 	assert_int_equal(tier_get(t, S3OBJ_AC, "alice", &key, 1024, &got), -ENOENT);
-	unsigned gets = count(f, &f->gets) + count(f, &f->heads);
+	unsigned before = testserver_requests(&f->server);
 	/* Down: no request at all, writes dropped. */
 	assert_int_equal(tier_get(t, S3OBJ_AC, "alice", &key, 1024, &got), -ENOENT);
 	assert_false(tier_has(t, S3OBJ_AC, "alice", &key));
 	tier_put(t, S3OBJ_AC, "alice", &key, "result", 6);
 	assert_int_equal(tier_flush(t, 5000), 0);
+	assert_int_equal(testserver_requests(&f->server), before);
 	assert_int_equal(count(f, &f->puts), 0);
 	struct tier_stats st;
 	tier_get_stats(t, &st);
@@ -312,10 +325,9 @@ static void test_down(void **state)
 	pthread_mutex_lock(&f->lock);
 	f->fail_status = 0;
 	pthread_mutex_unlock(&f->lock);
-	(void)gets;
 	/* Back after the down period: the dropped write was not remembered,
 	 * so a local hit writes it now. */
-	struct timespec ts = { 0, 500 * 1000000L };
+	struct timespec ts = { 1, 600 * 1000000L };
 	nanosleep(&ts, NULL);
 	tier_touch(t, S3OBJ_AC, "alice", &key, "result", 6);
 	assert_int_equal(tier_flush(t, 5000), 0);
