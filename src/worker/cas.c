@@ -279,6 +279,8 @@ int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, 
 			memcpy(action.b, p + 4, DIGEST_LEN);
 			if (store_put(&t->store, STORE_ACTION, &action, m + mlen, rlen, NULL) == 0)
 				account(c, t, rlen);
+			/* Its first local hit is the probe under way: no HEAD for it. */
+			tier_note_fresh(c->tier, S3OBJ_AC, tenant, &action);
 		}
 		if (ar)
 			hpcc__v1__action_result__free_unpacked(ar, NULL);

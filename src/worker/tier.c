@@ -471,6 +471,12 @@ void tier_touch(struct tier *t, enum s3obj_kind kind, const char *tenant, const 
 		enqueue(t, JOB_TOUCH, kind, tenant, key, data, n);
 }
 
+void tier_note_fresh(struct tier *t, enum s3obj_kind kind, const char *tenant, const struct digest *key)
+{
+	if (t)
+		touch_due(t, kind, tenant, key);
+}
+
 int tier_flush(struct tier *t, int timeout_ms)
 {
 	if (!t)

@@ -62,6 +62,8 @@ void tier_put(struct tier *t, enum s3obj_kind kind, const char *tenant, const st
  * when it is missing or over a day old. */
 void tier_touch(struct tier *t, enum s3obj_kind kind, const char *tenant, const struct digest *key, const void *data,
 		size_t n);
+/* The object was just read from S3 (inside another one): no refresh for a day. */
+void tier_note_fresh(struct tier *t, enum s3obj_kind kind, const char *tenant, const struct digest *key);
 /* Waits until the write queue is empty (at most timeout_ms); -ETIMEDOUT otherwise. */
 int tier_flush(struct tier *t, int timeout_ms);
 void tier_get_stats(struct tier *t, struct tier_stats *ret);
