@@ -361,6 +361,8 @@ static bool valid_amz_date(const char *d)
 	return true;
 }
 
+bool s3_default_path_style(const char *endpoint) { return !endpoint || !strstr(endpoint, ".amazonaws.com"); }
+
 int s3_client_new(const struct s3_config *cfg, struct s3_client **ret, struct error *err)
 {
 	if (!cfg || !ret || !cfg->endpoint || !cfg->region || !cfg->bucket)

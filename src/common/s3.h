@@ -63,6 +63,10 @@ struct s3_config {
 
 struct s3_client;
 
+/* The addressing style an endpoint gets unless told otherwise: virtual-host
+ * style for AWS (*.amazonaws.com), path style for everything else. */
+bool s3_default_path_style(const char *endpoint);
+
 /* -EINVAL for a bad config, -ENOKEY when no credentials are found, -EPERM
  * for a credentials file readable by others. */
 int s3_client_new(const struct s3_config *cfg, struct s3_client **ret, struct error *err);

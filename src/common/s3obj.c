@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "compress.h"
+#include "token.h"
 
 const char *s3obj_kind_name(enum s3obj_kind kind)
 {
@@ -22,19 +23,7 @@ const char *s3obj_kind_name(enum s3obj_kind kind)
 	return NULL;
 }
 
-bool s3obj_tenant_ok(const char *t)
-{
-	size_t n = t ? strnlen(t, S3OBJ_TENANT_MAX + 1) : 0;
-	if (n == 0 || n > S3OBJ_TENANT_MAX || t[0] == '.')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = t[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
-		      ch == '_' || ch == '-'))
-			return false;
-	}
-	return true;
-}
+bool s3obj_tenant_ok(const char *t) { return t && token_name_valid(t); }
 
 int s3obj_key(enum s3obj_kind kind, const char *tenant, const struct digest *key, char out[S3OBJ_KEY_MAX])
 {

@@ -41,7 +41,7 @@ enum s3obj_kind {
 
 /* "ac", "cas", "dm"; NULL for anything else. */
 const char *s3obj_kind_name(enum s3obj_kind kind);
-/* A tenant name as the worker's stores take it: [A-Za-z0-9._-]{1,64}, not starting with '.'. */
+/* A tenant name as routing tokens carry it (token_name_valid), and not NULL. */
 bool s3obj_tenant_ok(const char *tenant);
 /* The key (relative to the client's prefix) into out[S3OBJ_KEY_MAX]; -EINVAL for a bad tenant or kind. */
 int s3obj_key(enum s3obj_kind kind, const char *tenant, const struct digest *key, char out[S3OBJ_KEY_MAX]);

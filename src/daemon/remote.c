@@ -1049,7 +1049,7 @@ static int s3_settings(struct remote_client *rc, const struct config *cfg, struc
 	const char *creds = config_get(cfg, CONFIG_S3_CREDENTIALS_FILE);
 	const char *ps = config_get(cfg, CONFIG_S3_PATH_STYLE);
 	uint64_t timeout = 2000;
-	rc->s3_path_style = !strstr(endpoint, ".amazonaws.com");
+	rc->s3_path_style = s3_default_path_style(endpoint);
 	if ((ps && *ps && config_get_bool(cfg, CONFIG_S3_PATH_STYLE, &rc->s3_path_style) < 0) ||
 	    config_get_u64(cfg, CONFIG_S3_TIMEOUT_MS, &timeout) < 0 || timeout < 100 || timeout > S3_TIMEOUT_MAX_MS)
 		return error_set(err, -EINVAL, "s3.path_style (a boolean) or s3.timeout_ms (100..%d) is not valid",

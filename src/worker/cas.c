@@ -187,49 +187,37 @@ int cas_get_blob(struct cas *c, const char *tenant, const struct digest *d, size
 		store_remove(&t->store, STORE_BLOB, d, NULL);
 		return read_through(c, t, STORE_BLOB, tenant, d, max, ret);
 	}
-	tier_touch(c->tier, S3OBJ_CAS, tenant, d, ret->data, ret->len);
 	return 0;
 }
 
-/* An action result or a direct manifest: the store checks them; they are
- * written by this worker only. */
-static int get_entry(struct cas *c, const char *tenant, enum store_kind kind, const struct digest *key, size_t max,
-		     struct buf *ret)
+
+/* Results are checked by the store; only workers write them. A local hit
+ * keeps the shared copy young (tier_touch). */
+int cas_get_action(struct cas *c, const char *tenant, const struct digest *action, size_t max, struct buf *ret)
 {
 	struct tenant_store *t = tenant_get(c, tenant);
 	if (!t)
 		return -EINVAL;
 	buf_reset(ret);
-	int r = store_get(&t->store, kind, key, max, ret, NULL);
+	int r = store_get(&t->store, STORE_ACTION, action, max, ret, NULL);
 	if (r == -ENOENT)
-		return read_through(c, t, kind, tenant, key, max, ret);
+		return read_through(c, t, STORE_ACTION, tenant, action, max, ret);
 	if (r == 0)
-		tier_touch(c->tier, tier_kind(kind), tenant, key, ret->data, ret->len);
+		tier_touch(c->tier, S3OBJ_AC, tenant, action, ret->data, ret->len);
 	return r;
-}
-
-static int put_entry(struct cas *c, const char *tenant, enum store_kind kind, const struct digest *key,
-		     const void *data, size_t n)
-{
-	struct tenant_store *t = tenant_get(c, tenant);
-	if (!t)
-		return -EINVAL;
-	int r = store_put(&t->store, kind, key, data, n, NULL);
-	if (r == 0) {
-		account(c, t, n);
-		tier_put(c->tier, tier_kind(kind), tenant, key, data, n);
-	}
-	return r;
-}
-
-int cas_get_action(struct cas *c, const char *tenant, const struct digest *action, size_t max, struct buf *ret)
-{
-	return get_entry(c, tenant, STORE_ACTION, action, max, ret);
 }
 
 int cas_put_action(struct cas *c, const char *tenant, const struct digest *action, const void *data, size_t n)
 {
-	return put_entry(c, tenant, STORE_ACTION, action, data, n);
+	struct tenant_store *t = tenant_get(c, tenant);
+	if (!t)
+		return -EINVAL;
+	int r = store_put(&t->store, STORE_ACTION, action, data, n, NULL);
+	if (r == 0) {
+		account(c, t, n);
+		tier_put(c->tier, S3OBJ_AC, tenant, action, data, n);
+	}
+	return r;
 }
 
 /*
@@ -248,8 +236,6 @@ int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, 
 		return -EINVAL;
 	buf_reset(ret);
 	int r = store_get(&t->store, STORE_MANIFEST, key, max, ret, NULL);
-	if (r == 0)
-		tier_touch(c->tier, S3OBJ_DM, tenant, key, ret->data, ret->len);
 	if (r != -ENOENT || !c->tier)
 		return r;
 	/* A bundle can hold a result of up to one message besides the manifest. */
@@ -303,20 +289,24 @@ int cas_get_direct_local(struct cas *c, const char *tenant, const struct digest 
 	return store_get(&t->store, STORE_MANIFEST, key, max, ret, NULL);
 }
 
-int cas_put_direct_with_result(struct cas *c, const char *tenant, const struct digest *key, const void *data,
-			       size_t n, const struct digest *action, const void *result, size_t result_len)
+int cas_put_direct(struct cas *c, const char *tenant, const struct digest *key, const void *data, size_t n,
+		   const struct digest *action, const void *result, size_t result_len)
 {
 	struct tenant_store *t = tenant_get(c, tenant);
-	if (!t || n > UINT32_MAX)
+	if (!t || n > UINT32_MAX || (action && result_len > SIZE_MAX - BUNDLE_HEAD - n))
 		return -EINVAL;
 	int r = store_put(&t->store, STORE_MANIFEST, key, data, n, NULL);
 	if (r < 0)
 		return r;
 	account(c, t, n);
+	if (!action) {
+		tier_put(c->tier, S3OBJ_DM, tenant, key, data, n);
+		return 0;
+	}
 	if (!c->tier)
 		return 0;
 	_cleanup_buf_ struct buf b;
-	buf_init(&b, 0);
+	buf_init(&b, BUNDLE_HEAD + n + result_len);
 	uint8_t len[4] = { (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n };
 	buf_append(&b, BUNDLE_MAGIC, 4);
 	buf_append(&b, action->b, DIGEST_LEN);
@@ -329,10 +319,6 @@ int cas_put_direct_with_result(struct cas *c, const char *tenant, const struct d
 	return 0;
 }
 
-int cas_put_direct(struct cas *c, const char *tenant, const struct digest *key, const void *data, size_t n)
-{
-	return put_entry(c, tenant, STORE_MANIFEST, key, data, n);
-}
 
 int cas_gc(struct cas *c)
 {

@@ -43,15 +43,15 @@ int cas_put_action(struct cas *c, const char *tenant, const struct digest *actio
 
 /* Direct manifests (DirectManifest messages) by direct key. */
 int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, size_t max, struct buf *ret);
-int cas_put_direct(struct cas *c, const char *tenant, const struct digest *key, const void *data, size_t n);
 /* This disk only, never S3 (for a writer that must not wait for it). */
 int cas_get_direct_local(struct cas *c, const char *tenant, const struct digest *key, size_t max, struct buf *ret);
-/* The same as cas_put_direct, for a manifest whose newest candidate (action) has just been
- * stored with result (an ActionResult): the shared tier gets both in one
- * object, so that another worker's direct hit costs one S3 read, not two. A
- * read through that finds such an object keeps the result as well. */
-int cas_put_direct_with_result(struct cas *c, const char *tenant, const struct digest *key, const void *data,
-			       size_t n, const struct digest *action, const void *result, size_t result_len);
+/* Stores a manifest here and queues it for the shared tier. With action
+ * (the manifest's newest candidate, just stored with result, an
+ * ActionResult), S3 gets both in one object, so that another worker's
+ * direct hit costs one S3 read, not two; a read through that finds such an
+ * object keeps the result as well. action NULL: the manifest alone. */
+int cas_put_direct(struct cas *c, const char *tenant, const struct digest *key, const void *data, size_t n,
+		   const struct digest *action, const void *result, size_t result_len);
 
 /* Evicts least recently used entries of every tenant over its budget. */
 int cas_gc(struct cas *c);

@@ -577,7 +577,7 @@ static void remember_direct(struct worker *w, const char *tenant, const Hpcc__V1
 		_cleanup_free_ uint8_t *packed = len <= DIRECT_MAX_SIZE ? malloc(len ? len : 1) : NULL;
 		if (packed) {
 			hpcc__v1__direct_manifest__pack(&m, packed);
-			cas_put_direct_with_result(w->cas, tenant, &key, packed, len, action, result, result_len);
+			cas_put_direct(w->cas, tenant, &key, packed, len, action, result, result_len);
 		}
 	}
 	if (old)

@@ -435,21 +435,6 @@ int tier_get(struct tier *t, enum s3obj_kind kind, const char *tenant, const str
 	return 0;
 }
 
-bool tier_has(struct tier *t, enum s3obj_kind kind, const char *tenant, const struct digest *key)
-{
-	char name[S3OBJ_KEY_MAX];
-	if (!t || s3obj_key(kind, tenant, key, name) < 0 || is_down(t))
-		return false;
-	struct error err = { 0 };
-	size_t slot;
-	struct s3_client *c = client_take(t, &slot);
-	int r = s3_head(c, name, NULL, &err);
-	client_give(t, slot);
-	if (r < 0 && r != -ENOENT)
-		failed(t, r, &err);
-	return r == 0;
-}
-
 void tier_put(struct tier *t, enum s3obj_kind kind, const char *tenant, const struct digest *key, const void *data,
 	      size_t n)
 {

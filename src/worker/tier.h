@@ -51,9 +51,6 @@ void tier_close(struct tier *t);
  * (and deleted), S3 down or failing. Never blocks past the client timeout. */
 int tier_get(struct tier *t, enum s3obj_kind kind, const char *tenant, const struct digest *key, size_t max,
 	     struct buf *ret);
-/* Whether S3 holds the object (HEAD; false when down). It checks nothing
- * about the object's bytes: never take it as proof that a read will work. */
-bool tier_has(struct tier *t, enum s3obj_kind kind, const char *tenant, const struct digest *key);
 /* Queues a write of the plain bytes (copied); dropped and counted when the queue is full or S3 is down. */
 void tier_put(struct tier *t, enum s3obj_kind kind, const char *tenant, const struct digest *key, const void *data,
 	      size_t n);

@@ -19,6 +19,7 @@
 #include "fs.h"
 #include "image_store.h"
 #include "s3.h"
+#include "s3obj.h"
 
 #define WORKER_CONFIG_MAX (64 * 1024)
 #define WORKER_LINE_MAX 199
@@ -93,8 +94,7 @@ int worker_config_parse_duration(const char *s, uint64_t *ret)
 static int tenant_budget_parse(const char *v, char *tenant, size_t tenant_size, uint64_t *size, uint64_t *age)
 {
 	char t[80], sz[40], ag[40], extra[2];
-	if (sscanf(v, "%79s %39s %39s %1s", t, sz, ag, extra) != 3 || strlen(t) > 64 || t[0] == '.' ||
-	    strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(t) ||
+	if (sscanf(v, "%79s %39s %39s %1s", t, sz, ag, extra) != 3 || !s3obj_tenant_ok(t) ||
 	    config_parse_size(sz, size) < 0 || worker_config_parse_duration(ag, age) < 0)
 		return -EINVAL;
 	if (tenant)
@@ -166,7 +166,7 @@ static int check_s3(struct worker_config *c, struct error *err)
 	if (missing)
 		return error_set(err, -EINVAL, "[s3] %s is required", missing);
 	if (!c->s3_path_style_set)
-		c->s3_path_style = !strstr(c->s3_endpoint, ".amazonaws.com");
+		c->s3_path_style = s3_default_path_style(c->s3_endpoint);
 	/* Checked now rather than at the first compile. */
 	struct s3_config sc;
 	worker_config_s3(c, &sc);

@@ -291,7 +291,7 @@ static void test_tenants_isolated(void **state)
 	struct digest key = digest_of("action", 6);
 	assert_int_equal(cas_put_action(f->cas, "a", &key, "result-a", 8), 0);
 	assert_int_equal(cas_get_action(f->cas, "b", &key, MAX_READ, &out), -ENOENT);
-	assert_int_equal(cas_put_direct(f->cas, "a", &key, "manifest-a", 10), 0);
+	assert_int_equal(cas_put_direct(f->cas, "a", &key, "manifest-a", 10, NULL, NULL, 0), 0);
 	assert_int_equal(cas_get_direct(f->cas, "b", &key, MAX_READ, &out), -ENOENT);
 
 	/* B's own entries under the same keys do not disturb A's. */
@@ -318,7 +318,7 @@ static void test_actions_and_direct(void **state)
 	/* Same key, other kinds: still missing. */
 	assert_int_equal(cas_get_direct(f->cas, "acme", &key, MAX_READ, &out), -ENOENT);
 	assert_false(cas_has_blob(f->cas, "acme", &key));
-	assert_int_equal(cas_put_direct(f->cas, "acme", &key, manifest, sizeof(manifest)), 0);
+	assert_int_equal(cas_put_direct(f->cas, "acme", &key, manifest, sizeof(manifest), NULL, NULL, 0), 0);
 
 	buf_append_str(&out, "stale");
 	assert_int_equal(cas_get_action(f->cas, "acme", &key, MAX_READ, &out), 0);
@@ -372,7 +372,7 @@ static void test_invalid_tenant(void **state)
 		assert_int_equal(cas_get_blob(f->cas, t, &d, MAX_READ, &out), -EINVAL);
 		assert_int_equal(cas_put_action(f->cas, t, &d, data, 1), -EINVAL);
 		assert_int_equal(cas_get_action(f->cas, t, &d, MAX_READ, &out), -EINVAL);
-		assert_int_equal(cas_put_direct(f->cas, t, &d, data, 1), -EINVAL);
+		assert_int_equal(cas_put_direct(f->cas, t, &d, data, 1, NULL, NULL, 0), -EINVAL);
 		assert_int_equal(cas_get_direct(f->cas, t, &d, MAX_READ, &out), -EINVAL);
 	}
 	assert_false(cas_has_blob(f->cas, NULL, &d));
@@ -420,7 +420,7 @@ static void fill_tenant(struct fixture *f, const char *tenant, size_t count, uin
 			assert_int_equal(cas_put_action(f->cas, tenant, &d, data, sizeof(data)), 0);
 			break;
 		default:
-			assert_int_equal(cas_put_direct(f->cas, tenant, &d, data, sizeof(data)), 0);
+			assert_int_equal(cas_put_direct(f->cas, tenant, &d, data, sizeof(data), NULL, NULL, 0), 0);
 			break;
 		}
 	}
