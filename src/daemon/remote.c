@@ -33,8 +33,15 @@
 #define MAX_REPLY ((size_t)300 << 20)
 #define DOWN_SECONDS 5
 
+/* A blob one job is uploading to a worker, then (done) has uploaded: for
+ * UPLOADED_KEEP_S other jobs whose FindMissing ran before it arrived skip
+ * it instead of sending it again. */
+#define UPLOADED_KEEP_S 30
 struct uploading {
 	struct digest d;
+	char worker[TOKEN_NAME_MAX + 1];
+	bool done;
+	time_t at;
 	struct uploading *next;
 };
 
@@ -489,48 +496,77 @@ static int find_missing(struct remote_client *rc, const struct route_lease *leas
 /* Parallel compiles that share a changed header would each upload it:
  * the first job to find a blob missing uploads it, the others leave it
  * to that job and wait for it (bounded) before they execute. */
-static bool upload_claim(struct remote_client *rc, const uint8_t *digest)
+static struct uploading **uploading_find(struct remote_client *rc, const char *worker, const uint8_t *digest)
 {
-	pthread_mutex_lock(&rc->lock);
-	struct uploading *u = rc->uploading;
-	while (u && memcmp(u->d.b, digest, DIGEST_LEN) != 0)
-		u = u->next;
-	bool mine = false;
-	if (!u && (u = calloc(1, sizeof(*u)))) {
-		memcpy(u->d.b, digest, DIGEST_LEN);
-		u->next = rc->uploading;
-		rc->uploading = u;
-		mine = true;
-	}
-	pthread_mutex_unlock(&rc->lock);
-	return mine || !u;  /* out of memory: upload it ourselves */
+	struct uploading **p = &rc->uploading;
+	while (*p && (memcmp((*p)->d.b, digest, DIGEST_LEN) != 0 || strcmp((*p)->worker, worker) != 0))
+		p = &(*p)->next;
+	return p;
 }
 
-static void upload_release(struct remote_client *rc, const uint8_t *digest)
+enum claim { CLAIM_MINE, CLAIM_OTHERS, CLAIM_DONE };
+
+/* Whether this job uploads a blob (MINE), waits for another job that is
+ * uploading it (OTHERS), or skips it, uploaded moments ago (DONE; not when
+ * retrying after the worker said it lacked inputs: force). */
+static enum claim upload_claim(struct remote_client *rc, const char *worker, const uint8_t *digest, bool force)
+{
+	time_t now = time(NULL);
+	pthread_mutex_lock(&rc->lock);
+	for (struct uploading **p = &rc->uploading; *p;) {
+		struct uploading *u = *p;
+		if (u->done && now - u->at >= UPLOADED_KEEP_S) {
+			*p = u->next;
+			free(u);
+		} else
+			p = &u->next;
+	}
+	struct uploading *u = *uploading_find(rc, worker, digest);
+	enum claim c = CLAIM_MINE;
+	if (u && !u->done)
+		c = CLAIM_OTHERS;
+	else if (u && !force)
+		c = CLAIM_DONE;
+	else if (u)
+		u->done = false;
+	else if ((u = calloc(1, sizeof(*u)))) {
+		memcpy(u->d.b, digest, DIGEST_LEN);
+		snprintf(u->worker, sizeof(u->worker), "%s", worker);
+		u->next = rc->uploading;
+		rc->uploading = u;
+	}
+	/* Out of memory: upload it ourselves, untracked. */
+	pthread_mutex_unlock(&rc->lock);
+	return c;
+}
+
+static void upload_release(struct remote_client *rc, const char *worker, const uint8_t *digest, bool uploaded)
 {
 	pthread_mutex_lock(&rc->lock);
-	for (struct uploading **p = &rc->uploading; *p; p = &(*p)->next)
-		if (memcmp((*p)->d.b, digest, DIGEST_LEN) == 0) {
+	struct uploading **p = uploading_find(rc, worker, digest);
+	if (*p && !(*p)->done) {
+		if (uploaded) {
+			(*p)->done = true;
+			(*p)->at = time(NULL);
+		} else {
 			struct uploading *u = *p;
 			*p = u->next;
 			free(u);
-			break;
 		}
+	}
 	pthread_cond_broadcast(&rc->uploaded);
 	pthread_mutex_unlock(&rc->lock);
 }
 
-static void upload_wait(struct remote_client *rc, const uint8_t *digest)
+static void upload_wait(struct remote_client *rc, const char *worker, const uint8_t *digest)
 {
 	struct timespec deadline;
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += 60;
 	pthread_mutex_lock(&rc->lock);
 	for (;;) {
-		struct uploading *u = rc->uploading;
-		while (u && memcmp(u->d.b, digest, DIGEST_LEN) != 0)
-			u = u->next;
-		if (!u || pthread_cond_timedwait(&rc->uploaded, &rc->lock, &deadline) == ETIMEDOUT)
+		struct uploading *u = *uploading_find(rc, worker, digest);
+		if (!u || u->done || pthread_cond_timedwait(&rc->uploaded, &rc->lock, &deadline) == ETIMEDOUT)
 			break;
 	}
 	pthread_mutex_unlock(&rc->lock);
@@ -543,24 +579,27 @@ static int upload_claimed(struct remote_client *rc, struct engine *e, const stru
 			  const Hpcc__V1__Action *a, const bool *missing, struct call_failure *f);
 
 static int upload(struct remote_client *rc, struct engine *e, const struct route_lease *lease, const char *root,
-		  const Hpcc__V1__Action *a, bool *missing, struct call_failure *f)
+		  const Hpcc__V1__Action *a, bool *missing, bool force, struct call_failure *f)
 {
 	_cleanup_free_ bool *others = calloc(a->n_inputs + 1, sizeof(bool));
 	if (!others)
 		return call_failed(f, -ENOMEM, NULL, "upload");
 	size_t mine = 0;
-	for (size_t i = 0; i < a->n_inputs; i++)
-		if (missing[i] && !(missing[i] = upload_claim(rc, a->inputs[i]->digest.data)))
-			others[i] = true;
-		else if (missing[i])
-			mine++;
+	for (size_t i = 0; i < a->n_inputs; i++) {
+		if (!missing[i])
+			continue;
+		enum claim c = upload_claim(rc, lease->worker_id, a->inputs[i]->digest.data, force);
+		missing[i] = c == CLAIM_MINE;
+		others[i] = c == CLAIM_OTHERS;
+		mine += c == CLAIM_MINE;
+	}
 	int r = mine ? upload_claimed(rc, e, lease, root, a, missing, f) : 0;
 	for (size_t i = 0; i < a->n_inputs; i++)
 		if (missing[i])
-			upload_release(rc, a->inputs[i]->digest.data);
+			upload_release(rc, lease->worker_id, a->inputs[i]->digest.data, r == 0);
 	for (size_t i = 0; r == 0 && i < a->n_inputs; i++)
 		if (others[i])
-			upload_wait(rc, a->inputs[i]->digest.data);
+			upload_wait(rc, lease->worker_id, a->inputs[i]->digest.data);
 	return r;
 }
 
@@ -957,7 +996,7 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 				goto failed;
 			}
 			if (find_missing(rc, lease, &b.action, missing, &n_missing, &f) < 0 ||
-			    (n_missing && upload(rc, e, lease, job->root, &b.action, missing, &f) < 0))
+			    (n_missing && upload(rc, e, lease, job->root, &b.action, missing, attempt > 0, &f) < 0))
 				goto failed;
 		}
 		int code = 0;
