@@ -34,6 +34,12 @@ void command_usage(void)
 	      "       hpcc token issue --key FILE --tenant T --image DIGEST --worker ID [--out FILE]\n"
 	      "       hpcc image import|list|rm [--dir DIR | --config FILE] ...\n"
 	      "                                         toolchain images for workers (OCI layout, docker save)\n"
+	      "       hpcc audit verify FILE|DIR          check a worker's audit log: chain, seals, order\n"
+	      "       hpcc inspect [--tsv] [--remote] HASH-PREFIX\n"
+	      "                                         audit rows whose digests start with HASH-PREFIX\n"
+	      "       hpcc explain OBJECT-FILE          why that object's compile missed: flags, headers, image\n"
+	      "       hpcc reproduce HASH-PREFIX|TSV-LINE\n"
+	      "                                         re-run an audited compile, caches bypassed; compare digests\n"
 	      "       hpcc version\n"
 	      "Masquerade: a symlink named gcc, cc, g++, c++, clang or clang++ pointing at hpcc,\n"
 	      "placed first in PATH. Settings: ~/.config/hpcc/hpcc.ini or HPCC_* variables.\n",

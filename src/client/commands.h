@@ -11,6 +11,12 @@ int command_init(int argc, char **argv);
 int command_stats(int argc, char **argv);
 int command_clean(int argc, char **argv);
 int command_daemon(int argc, char **argv);
+/* hpcc audit verify (audit_cmd.c), hpcc explain (explain.c), hpcc inspect
+ * and hpcc reproduce (inspect.c). */
+int command_audit(int argc, char **argv);
+int command_explain(int argc, char **argv);
+int command_inspect(int argc, char **argv);
+int command_reproduce(int argc, char **argv);
 void command_usage(void);
 struct config;
 /* Loads the configuration and opens the log it names; prints one line and

@@ -38,6 +38,14 @@ int main(int argc, char **argv)
 		return command_clean(argc - 1, argv + 1);
 	if (strcmp(cmd, "daemon") == 0)
 		return command_daemon(argc - 1, argv + 1);
+	if (strcmp(cmd, "audit") == 0)
+		return command_audit(argc - 1, argv + 1);
+	if (strcmp(cmd, "explain") == 0)
+		return command_explain(argc - 1, argv + 1);
+	if (strcmp(cmd, "inspect") == 0)
+		return command_inspect(argc - 1, argv + 1);
+	if (strcmp(cmd, "reproduce") == 0)
+		return command_reproduce(argc - 1, argv + 1);
 	if (strcmp(cmd, "worker") == 0 || strcmp(cmd, "token") == 0 || strcmp(cmd, "image") == 0 ||
 	    strcmp(cmd, "scheduler") == 0 || strcmp(cmd, "login") == 0 || strcmp(cmd, "logout") == 0 ||
 	    strcmp(cmd, "auth") == 0) {

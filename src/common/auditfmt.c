@@ -1,0 +1,2 @@
+/* The audit row format (placeholder; issue 7). */
+#include "auditfmt.h"
