@@ -235,9 +235,9 @@ say "cmp: all $n objects of alice's and bob's checkouts are byte-identical to a 
 say "alice: ${aexec:-0} compiles in the microVM, $ta s; bob: ${rhits:-0} remote hits (one round trip each)," \
     "${rexec:-0} remote compiles, $tb s"
 echo
-AUDIT=$W/worker/state/audit.tsv
-say "the worker's audit log ($(wc -l <"$AUDIT") rows, hash-chained, written before each answer); the last 5:"
+AUDIT=$W/worker/state/audit/current.tsv   # the live segment; '#' lines are its header (and a seal)
+say "the worker's audit log ($(grep -vc '^#' "$AUDIT") rows in current.tsv, hash-chained, written before each answer); the last 5:"
 printf '    %-27s %-7s %-22s %-6s %-5s %-7s %s\n' time tenant vm cache exit ms action
-tail -n 5 "$AUDIT" | awk -F'\t' '{ printf "    %-27s %-7s %-22s %-6s %-5s %-7s %.23s\n", $1, $6, $8, $12, $10, $9, $11 }'
+grep -v '^#' "$AUDIT" | tail -n 5 | awk -F'\t' '{ printf "    %-27s %-7s %-22s %-6s %-5s %-7s %.23s\n", $1, $6, $8, $12, $10, $9, $11 }'
 [[ ${aexec:-0} -gt 0 && ${rhits:-0} -gt 0 && ${rexec:-1} -eq 0 ]] ||
     die "expected alice's compiles in the microVM and only remote hits for bob"

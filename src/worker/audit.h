@@ -1,26 +1,26 @@
 /*
- * The worker's audit log (DESIGN §5): one row per compile the worker
- * answers by Execute, appended to an append-only TSV and made durable
- * (fdatasync) before the answer goes out. Each row ends with the SHA-256 of
- * the row before it, so a removed or edited row breaks the chain. This is
- * the writer; inspecting, verifying and reproducing rows are `hpcc audit`,
- * `hpcc inspect` and `hpcc reproduce` (docs/audit.md).
+ * The worker's audit log (DESIGN §5, docs/audit.md): one row per compile the
+ * worker answers by Execute, appended and made durable (fdatasync) before
+ * the answer goes out. Each row carries its sequence number and the SHA-256
+ * of the row before it, so a removed, inserted, reordered or edited row
+ * breaks the chain (`hpcc audit verify`). The row format is auditfmt.h's.
  *
- * Columns: time image_digest source_digest flags output_digest tenant
- * worker vm duration_ms exit action_digest cache prev_row_hash. Fields are
- * escaped (backslash, tab, newline, CR as \\ \t \n \r, other control bytes
- * as \xNN), so a row is one line and prints safely on a terminal.
+ * The log is a directory: current.tsv, the live segment, and sealed
+ * segments segment-<first seq>.tsv (read-only, each ending in a seal line).
+ * current.tsv is sealed and renamed when it grows past segment_size bytes
+ * or its first row is older than segment_age; the chain and the sequence
+ * continue into the next segment. Concurrent appenders share one
+ * fdatasync (group commit).
  */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include "auditfmt.h"
 #include "error.h"
-
-#define AUDIT_ROW_MAX (1024 * 1024)
-/* The flags column's share of a row (escaping may take 4 bytes per byte);
- * a longer command is refused. */
-#define AUDIT_FLAGS_MAX (AUDIT_ROW_MAX / 4 - 4096)
+#include "strv.h"
 
 struct audit_row {
 	const char *image;          /* sha256:<hex> */
@@ -36,10 +36,32 @@ struct audit_row {
 	const char *cache;          /* "hit", "miss" (ran, not stored) or "store" (ran and stored) */
 };
 
+#define AUDIT_SEGMENT_SIZE_DEFAULT ((uint64_t)64 << 20)
+#define AUDIT_SEGMENT_AGE_DEFAULT 86400
+
+struct audit_options {
+	uint64_t segment_size;      /* 0: AUDIT_SEGMENT_SIZE_DEFAULT */
+	int64_t segment_age_s;      /* 0: AUDIT_SEGMENT_AGE_DEFAULT */
+	/* Tests only: the clock, in microseconds since the epoch (NULL: CLOCK_REALTIME). */
+	int64_t (*now_us)(void);
+};
+
 struct audit_log;
 
-/* Opens (creates, 0600) the log and reads the hash of its last row. */
-int audit_open(const char *path, struct audit_log **ret, struct error *err);
-/* Appends one row and fdatasyncs it. Thread-safe. */
-int audit_append(struct audit_log *l, const struct audit_row *row, struct error *err);
+/* dir: the audit directory (created 0700 if missing). Recovers from a
+ * crash: cuts a torn last line, finishes a sealed current.tsv, writes a
+ * missing header, and continues seq and chain from the last row. */
+int audit_open(const char *dir, const struct audit_options *o, struct audit_log **ret, struct error *err);
+/* Appends one row, durable on return. ret_line (may be NULL): the row as
+ * written, without newline, malloc'd (the caller frees). Thread-safe.
+ * After a failed fdatasync every later append fails. */
+int audit_append(struct audit_log *l, const struct audit_row *row, char **ret_line, struct error *err);
 void audit_close(struct audit_log *l);
+/* Rows of `tenant` in dir's segments (sealed then current, in log order)
+ * matching prefix (audit_row_matches); at most max rows — the LAST max
+ * matches, *ret_truncated set when more matched. Lines as stored. Reads
+ * files with a bounded line length; a malformed line is skipped. Safe to
+ * call while another thread appends (read what is there). -EINVAL for a
+ * prefix that is not at least 4 hex digits. */
+int audit_search(const char *dir, const char *tenant, const char *prefix, size_t max, struct strv *ret_lines,
+		 bool *ret_truncated, struct error *err);

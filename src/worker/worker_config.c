@@ -212,6 +212,32 @@ void worker_config_s3_budget(const struct worker_config *c, const char *tenant, 
 	}
 }
 
+/* [audit]: segment_size, segment_age, retain, enabled. */
+static int audit_setting(struct parse_state *st, const char *name, const char *key, const char *value)
+{
+	struct worker_config *c = st->c;
+	uint64_t u = 0;
+	if (strcmp(key, "segment_size") == 0) {
+		int r = set_uint(st, name, value, (uint64_t)1 << 40, &c->audit_segment_size);
+		if (r == 0 && c->audit_segment_size < 4096)
+			r = error_set(st->err, -EINVAL, "%s: at least 4096 bytes", name);
+		return r;
+	}
+	if (strcmp(key, "segment_age") == 0 || strcmp(key, "retain") == 0) {
+		if (worker_config_parse_duration(value, &u) < 0 || u == 0)
+			return error_set(st->err, -EINVAL, "%s: '%s' is not a duration of at least 1s (30d, 12h, 15m, 90s)",
+					 name, value);
+		*(strcmp(key, "retain") == 0 ? &c->audit_retain : &c->audit_segment_age) = (int64_t)u;
+		return 0;
+	}
+	if (strcmp(key, "enabled") == 0) {
+		if (config_parse_bool(value, &c->audit_enabled) < 0)
+			return error_set(st->err, -EINVAL, "%s: '%s' is not a boolean", name, value);
+		return 0;
+	}
+	return error_set(st->err, -EINVAL, "unknown setting %s", name);
+}
+
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
 	struct parse_state *st = user;
@@ -327,7 +353,9 @@ static int handler(void *user, const char *section, const char *key, const char 
 		*(strcmp(key, "idle_timeout") == 0 ? &c->vm_idle_timeout :
 		  strcmp(key, "max_age") == 0      ? &c->vm_max_age :
 						     &c->boot_timeout) = (unsigned)u;
-	} else
+	} else if (strncmp(name, "audit.", 6) == 0)
+		r = audit_setting(st, name, key, value);
+	else
 		r = error_set(st->err, -EINVAL, "unknown setting %s", name);
 	if (r == -ENOMEM)
 		error_set(st->err, r, "out of memory");
@@ -508,6 +536,10 @@ int worker_config_load(const char *path, struct worker_config *c, struct error *
 		.vm_idle_timeout = 300,
 		.vm_max_age = 3600,
 		.boot_timeout = 60,
+		.audit_segment_size = (uint64_t)64 << 20,
+		.audit_segment_age = 86400,
+		.audit_retain = 7 * 86400,
+		.audit_enabled = true,
 	};
 	_cleanup_buf_ struct buf text;
 	buf_init(&text, WORKER_CONFIG_MAX + 1);

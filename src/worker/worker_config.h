@@ -74,6 +74,11 @@ struct worker_config {
 	uint64_t s3_max_age;         /* seconds; 0: no age budget */
 	uint64_t s3_gc_interval;     /* seconds between background collections; 0: none */
 	struct strv s3_tenant_budgets; /* "tenant size age", one per tenant that differs */
+	/* [audit]: the audit log (docs/audit.md) */
+	uint64_t audit_segment_size; /* bytes before current.tsv is sealed (default 64 MiB, at least 4096) */
+	int64_t audit_segment_age;   /* seconds before current.tsv is sealed (default 1 day) */
+	int64_t audit_retain;        /* seconds the inputs of audited jobs are kept for hpcc reproduce (default 7 days) */
+	bool audit_enabled;          /* default true; false only to measure the audit's cost (bench/) */
 	/* Not read from the file (0: the default, 500 ms): the first delay
 	 * after a refused registration, doubled up to 30 s. Tests shorten it. */
 	unsigned sched_retry_ms;

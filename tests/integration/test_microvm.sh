@@ -71,7 +71,8 @@ plain_obj() { # SRC OUT: plain gcc with the project's prefix map
 }
 plain_obj a.c "$WORK/a.plain.o"
 plain_obj b.c "$WORK/b.plain.o"
-audit() { cat "$W/state/audit.tsv" 2>/dev/null; }
+# The audit log's rows, sealed segments then current.tsv, without header and seal lines.
+audit() { cat "$W"/state/audit/segment-*.tsv "$W/state/audit/current.tsv" 2>/dev/null | grep -v '^#'; }
 col() { cut -f"$1"; }   # audit columns: 6 tenant, 8 vm, 12 cache
 
 fresh_cache alpha1

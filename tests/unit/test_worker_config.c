@@ -14,9 +14,10 @@
  * optional. Then the [s3] section (the shared tier): every key loaded and
  * handed to the S3 client and the budgets, path style chosen from the
  * endpoint, and a missing required key, a paranoid cache without [s3], a
- * local one with it, a bad tenant_budget or a bad duration refused; and
- * worker_config_parse_duration. Each test writes its files into its own
- * temporary directory.
+ * local one with it, a bad tenant_budget or a bad duration refused;
+ * worker_config_parse_duration; and the [audit] section (its four keys,
+ * their defaults, and bad sizes, durations and booleans). Each test writes
+ * its files into its own temporary directory.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -820,6 +821,48 @@ static void test_parse_duration(void **state)
 	}
 }
 
+/* [audit]: every key read, the defaults, and each bad value refused. */
+static void test_audit_section(void **state)
+{
+	const char *dir = *state;
+	_cleanup_free_ char *path = write_ini(dir, "[worker]\n" REQUIRED);
+	struct worker_config c;
+	struct error err = { 0 };
+	if (worker_config_load(path, &c, &err) < 0)
+		fail_msg("refused: %s", err.msg);
+	assert_int_equal(c.audit_segment_size, (uint64_t)64 << 20);
+	assert_int_equal(c.audit_segment_age, 86400);
+	assert_int_equal(c.audit_retain, 7 * 86400);
+	assert_true(c.audit_enabled);
+	worker_config_free(&c);
+
+	_cleanup_free_ char *path2 = write_ini(dir, "[worker]\n" REQUIRED "[audit]\nsegment_size = 8M\nsegment_age = 12h\n"
+					       "retain = 30d\nenabled = false\n");
+	if (worker_config_load(path2, &c, &err) < 0)
+		fail_msg("refused: %s", err.msg);
+	assert_int_equal(c.audit_segment_size, (uint64_t)8 << 20);
+	assert_int_equal(c.audit_segment_age, 12 * 3600);
+	assert_int_equal(c.audit_retain, 30 * 86400);
+	assert_false(c.audit_enabled);
+	worker_config_free(&c);
+
+	_cleanup_free_ char *path3 = write_ini(dir, "[worker]\n" REQUIRED "[audit]\nsegment_size = 4096\nsegment_age = 90\n");
+	if (worker_config_load(path3, &c, &err) < 0)
+		fail_msg("refused: %s", err.msg);
+	assert_int_equal(c.audit_segment_size, 4096);
+	assert_int_equal(c.audit_segment_age, 90);
+	worker_config_free(&c);
+
+	expect_error(dir, "[worker]\n" REQUIRED "[audit]\nsegment_size = 4095\n", "audit.segment_size", "4096", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[audit]\nsegment_size = big\n", "audit.segment_size", "big", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[audit]\nsegment_age = 1w\n", "audit.segment_age", "1w", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[audit]\nsegment_age = 0\n", "audit.segment_age", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[audit]\nretain = -1d\n", "audit.retain", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[audit]\nretain =\n", "audit.retain", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[audit]\nenabled = maybe\n", "audit.enabled", "maybe", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[audit]\nsegment_count = 3\n", "unknown setting audit.segment_count", NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -846,6 +889,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_s3_section, testutil_setup_tmpdir, testutil_teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_s3_refused, testutil_setup_tmpdir, testutil_teardown_tmpdir),
 		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test_setup_teardown(test_audit_section, testutil_setup_tmpdir, testutil_teardown_tmpdir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
