@@ -153,6 +153,9 @@ int engine_new(const struct config *cfg, bool use_memo, struct engine **ret, str
 		r = -ENOMEM;
 		goto fail;
 	}
+	/* Explain records are a diagnosis aid: without them, compiles go on. */
+	if ((r = explain_open(e->dir, e->max_size, &e->explain)) < 0)
+		log_warn("explain records cannot be kept in %s/explain: %s", e->dir, strerror(-r));
 	struct stats cur;
 	if (stats_read_file(e->stats_path, &cur) == 0)
 		e->known_size = cur.v[STAT_CACHE_SIZE];
@@ -170,6 +173,7 @@ void engine_free(struct engine *e)
 	if (!e)
 		return;
 	store_free(&e->store);
+	explain_free(e->explain);
 	memo_free(e->memo);
 	free(e->dir);
 	free(e->tmp_dir);
@@ -201,7 +205,13 @@ static int engine_flush_locked(struct engine *e)
 	e->known_size += delta.v[STAT_CACHE_SIZE];
 	int64_t size = e->known_size;
 	pthread_mutex_unlock(&e->lock);
-	int r = stats_add_file(e->stats_path, &delta);
+	/* The daemon's engine (the one with a memo) measures explain/ once and
+	 * trims it when over its cap; a wrapper's own engine, alive for one
+	 * compile, leaves that to the daemon. */
+	int r = e->explain ? explain_maintain(e->explain, e->memo != NULL) : 0;
+	if (r < 0)
+		log_warn("explain records: cleanup: %s", strerror(-r));
+	r = stats_add_file(e->stats_path, &delta);
 	if (r < 0) {
 		/* Keep the counts for the next attempt. */
 		engine_add(e, &delta);

@@ -12,6 +12,7 @@
 #include "args.h"
 #include "compiler.h"
 #include "engine.h"
+#include "explain.h"
 #include "local.pb-c.h"
 
 #define MANIFEST_MAX_CANDIDATES 32
@@ -42,6 +43,7 @@ struct engine {
 	struct stats pending;
 	int64_t known_size;           /* cache size as of the last flush */
 	struct inflight *inflight;
+	struct explain *explain;      /* NULL when explain records cannot be kept */
 };
 
 struct engine_job {
@@ -63,6 +65,10 @@ struct engine_job {
 	bool remote;                  /* keyed by remote_image, may compile remotely */
 	bool no_store;                /* a local compile whose keys could not be made local */
 	struct digest remote_image;
+	/* A worker's result came from its cache, for explain records; for
+	 * src/daemon/remote.c to set before engine_remote_store (it does not
+	 * yet: such a result is then recorded as compiled remotely). */
+	bool remote_hit;
 };
 
 /* One file the compiler read, from its dependency output. */

@@ -178,6 +178,17 @@ int results_serve_memory(const struct engine_job *job, const struct dep_info *de
 	return 0;
 }
 
+/* The explain record of a hit (explain.c), with the object it served. */
+static void note_hit(struct engine *e, const struct engine_job *job, const struct digest *action,
+		     const Hpcc__Local__ManifestCandidate *c, const struct engine_result *ret)
+{
+	const struct buf *object = NULL;
+	for (size_t i = 0; i < ret->n_outputs && !object; i++)
+		if (strcmp(ret->outputs[i].path, job->args.output) == 0)
+			object = &ret->outputs[i].data;
+	explain_note_hit(e->explain, job, action, c, object);
+}
+
 /* Looks the direct key up: 0 and a filled result on a hit, -ENOENT on a miss. */
 int results_try_hit(struct engine *e, struct engine_job *job, struct engine_result *ret)
 {
@@ -205,6 +216,8 @@ int results_try_hit(struct engine *e, struct engine_job *job, struct engine_resu
 		struct digest action;
 		memcpy(action.b, c->action_digest.data, DIGEST_LEN);
 		r = serve_hit(e, job, &action, ret);
+		if (r == 0)
+			note_hit(e, job, &action, c, ret);
 	}
 	hpcc__local__manifest__free_unpacked(m, NULL);
 	return r;
@@ -361,6 +374,8 @@ int results_store(struct engine *e, struct engine_job *job, struct dep_info *dep
 				r = update_manifest(e, job, deps, n, &action, &delta);
 			engine_add(e, &delta);
 			pthread_rwlock_unlock(&e->store_lock);
+			if (r == 0)
+				explain_note_store(e->explain, job, &action, deps, n, &data[0], mem_outputs != NULL);
 		}
 	}
 	free(packed);
