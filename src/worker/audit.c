@@ -369,6 +369,7 @@ static int rotate(struct audit_log *l, struct error *err)
 	l->seg_first_seq = 0;
 	l->synced_seq = l->seq;
 	l->synced_size = l->size;
+	pthread_cond_broadcast(&l->synced_cond);   /* the seal's sync covered the waiters' rows */
 	return 0;
 }
 
