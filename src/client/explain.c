@@ -483,7 +483,11 @@ static void render_json(struct buf *out, const char *object, const Hpcc__Local__
 	buf_printf(out, ",\n  \"changes\": [");
 	for (size_t i = 0; i < r->n; i++) {
 		const struct change *c = &r->v[i];
-		buf_printf(out, "%s\n    {\"kind\": \"%s\", \"what\": ", i ? "," : "", change_names[c->kind]);
+		buf_printf(out, "%s\n    {\"kind\": \"", i ? "," : "");
+		/* The text's name in snake case: "flag changed" -> "flag_changed". */
+		for (const char *p = change_names[c->kind]; *p; p++)
+			buf_append_char(out, *p == ' ' ? '_' : *p);
+		buf_printf(out, "\", \"what\": ");
 		json_str(out, c->what);
 		if (c->was) {
 			buf_printf(out, ", \"was\": ");

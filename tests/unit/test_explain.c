@@ -223,7 +223,7 @@ static void test_flags_and_lines(void **state)
 	_cleanup_free_ char *json = report(dir, "/p/a.o", true, &r);
 	assert_int_equal(r, 0);
 	assert_has(json, "\"status\": \"changed\"");
-	assert_has(json, "{\"kind\": \"flag changed\", \"what\": \"-DLEVEL\", \"was\": \"-DLEVEL=1\", \"now\": \"-DLEVEL=2\"}");
+	assert_has(json, "{\"kind\": \"flag_changed\", \"what\": \"-DLEVEL\", \"was\": \"-DLEVEL=1\", \"now\": \"-DLEVEL=2\"}");
 	assert_has(json, "\"line\": 3");
 }
 
