@@ -211,11 +211,17 @@ static int scanned_cmp(const void *a, const void *b)
 static bool is_entry_name(const char *name)
 {
 	size_t n = strlen(name);
-	return n == DIGEST_HEX_LEN - 2 + 2 && name[n - 2] == '.' && strchr("rmba", name[n - 1]) && name[n - 1];
+	return n == DIGEST_HEX_LEN - 2 + 2 && name[n - 2] == '.' && strchr("rmbac", name[n - 1]) && name[n - 1];
 }
 
 int store_cleanup(const struct store *s, uint64_t target, uint64_t *ret_size, uint64_t *ret_files,
 		  uint64_t *ret_evicted)
+{
+	return store_cleanup_keep(s, target, 0, ret_size, ret_files, ret_evicted);
+}
+
+int store_cleanup_keep(const struct store *s, uint64_t target, time_t keep_after, uint64_t *ret_size,
+		       uint64_t *ret_files, uint64_t *ret_evicted)
 {
 	_cleanup_free_ char *lock_path = NULL;
 	if (asprintf(&lock_path, "%s/cleanup.lock", s->dir) < 0)
@@ -280,6 +286,8 @@ int store_cleanup(const struct store *s, uint64_t target, uint64_t *ret_size, ui
 	if (r == 0 && total > target) {
 		qsort(items, n, sizeof(*items), scanned_cmp);
 		for (size_t i = 0; i < n && total > target; i++) {
+			if (keep_after > 0 && items[i].mtime.tv_sec >= keep_after)
+				break;  /* sorted: everything after is newer still */
 			if (unlink(items[i].path) == 0) {
 				total -= items[i].size;
 				evicted++;

@@ -10,14 +10,16 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "buf.h"
 #include "digest.h"
 #include "stats.h"
 
 /* Local cache: results and manifests. Worker: blobs (CAS, keyed by their
- * own digest) and action results (keyed by the action digest). */
-enum store_kind { STORE_RESULT = 'r', STORE_MANIFEST = 'm', STORE_BLOB = 'b', STORE_ACTION = 'a' };
+ * own digest), action results (keyed by the action digest) and the actions
+ * it ran, retained for `hpcc reproduce` (keyed by the action digest). */
+enum store_kind { STORE_RESULT = 'r', STORE_MANIFEST = 'm', STORE_BLOB = 'b', STORE_ACTION = 'a', STORE_COMMAND = 'c' };
 
 #define STORE_MAX_PAYLOAD ((size_t)1 << 30)
 
@@ -44,3 +46,8 @@ int store_remove(const struct store *s, enum store_kind kind, const struct diges
  * bytes; sets *ret_size and *ret_files to what remains (exact, from a scan). */
 int store_cleanup(const struct store *s, uint64_t target, uint64_t *ret_size, uint64_t *ret_files,
 		  uint64_t *ret_evicted);
+/* The same, but entries used (read or written) at or after keep_after are
+ * never evicted, even when that leaves the store over target: a worker
+ * retains the inputs of the compiles it audited ([audit] retain). */
+int store_cleanup_keep(const struct store *s, uint64_t target, time_t keep_after, uint64_t *ret_size,
+		       uint64_t *ret_files, uint64_t *ret_evicted);

@@ -8,16 +8,20 @@
 #include "remote.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <grpc/status.h>
 
 #include "action.h"
+#include "auditfmt.h"
 #include "engine_private.h"
 #include "fs.h"
 #include "log.h"
@@ -73,6 +77,11 @@ struct remote_client {
 	bool paranoid_logged;
 	atomic_ulong n_s3_hits, n_s3_puts;
 	atomic_int s3_state;           /* 0 unused, 1 trusted (in use), 2 refused (paranoid) */
+
+	/* The audit rows of this daemon's own remote jobs, as the workers
+	 * wrote them (docs/audit.md): <cache dir>/audit/rows.tsv. */
+	char *rows_path;
+	pthread_mutex_t rows_lock;
 };
 
 /* ---- token ------------------------------------------------------------- */
@@ -404,13 +413,15 @@ static int probe(struct remote_client *rc, const struct route_lease *lease, cons
 /* Takes the result out of a probe reply (NULL when not found, or when it
  * is not the result of the action asked for: a confused worker's answer
  * is a miss, not a wrong object). */
-static Hpcc__V1__ActionResult *take_probe_result(Hpcc__V1__ProbeReply *rep, const uint8_t *action)
+static Hpcc__V1__ActionResult *take_probe_result(Hpcc__V1__ProbeReply *rep, const uint8_t *action, char **ret_row)
 {
 	Hpcc__V1__ActionResult *ar = NULL;
 	if (rep->found && rep->result && rep->result->action_digest.len == DIGEST_LEN &&
 	    memcmp(rep->result->action_digest.data, action, DIGEST_LEN) == 0) {
 		ar = rep->result;
 		rep->result = NULL;
+		free(*ret_row);
+		*ret_row = rep->audit_row && rep->audit_row[0] ? strdup(rep->audit_row) : NULL;
 	}
 	return ar;
 }
@@ -680,7 +691,7 @@ static int upload_claimed(struct remote_client *rc, struct engine *e, const stru
 }
 
 static int execute(struct remote_client *rc, struct engine *e, const struct route_lease *lease, const Hpcc__V1__Action *a,
-		   const struct buf *pp, Hpcc__V1__ActionResult **ret, int *ret_code, struct call_failure *f)
+		   const struct buf *pp, Hpcc__V1__ActionResult **ret, char **ret_row, int *ret_code, struct call_failure *f)
 {
 	Hpcc__V1__ExecuteRequest req = HPCC__V1__EXECUTE_REQUEST__INIT;
 	req.token.data = (uint8_t *)lease->token.data;
@@ -710,8 +721,203 @@ static int execute(struct remote_client *rc, struct engine *e, const struct rout
 	}
 	*ret = rep->result;
 	rep->result = NULL;
+	free(*ret_row);
+	*ret_row = rep->audit_row && rep->audit_row[0] ? strdup(rep->audit_row) : NULL;
 	hpcc__v1__execute_reply__free_unpacked(rep, NULL);
 	return 0;
+}
+
+/* ---- audit rows -------------------------------------------------------- */
+
+#define ROWS_ROTATE ((off_t)32 << 20)   /* rows.tsv beyond this becomes rows.tsv.1 */
+
+/* Keeps a worker's row for one of this daemon's jobs, as written (after
+ * checking that it is a row of this tenant), so that `hpcc inspect` finds
+ * it without asking anyone. Not a second audit log: the worker's is the
+ * record; this is the developer's copy. */
+static void keep_row(struct remote_client *rc, const char *row)
+{
+	if (!row || !rc->rows_path)
+		return;
+	struct audit_parsed p;
+	struct error err = { 0 };
+	size_t len = strlen(row);
+	if (len > AUDIT_ROW_MAX || audit_parse_row(row, len, &p, &err) < 0) {
+		log_warn("a worker sent an audit row that does not parse: %s", err.msg);
+		return;
+	}
+	bool ours = strcmp(p.col[AUDIT_COL_TENANT], rc->tenant) == 0;
+	audit_parsed_free(&p);
+	if (!ours) {
+		log_warn("a worker sent an audit row of another tenant; not kept");
+		return;
+	}
+	pthread_mutex_lock(&rc->rows_lock);
+	struct stat st;
+	if (stat(rc->rows_path, &st) == 0 && st.st_size > ROWS_ROTATE) {
+		_cleanup_free_ char *old = NULL;
+		if (asprintf(&old, "%s.1", rc->rows_path) > 0)
+			(void)rename(rc->rows_path, old);
+	}
+	int fd = open(rc->rows_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd >= 0) {
+		struct iovec iov[2] = { { (void *)row, len }, { (void *)"\n", 1 } };
+		if (writev(fd, iov, 2) != (ssize_t)len + 1)
+			log_warn("%s: cannot append a row", rc->rows_path);
+		close(fd);
+	}
+	pthread_mutex_unlock(&rc->rows_lock);
+}
+
+/* <cache dir>/audit/rows.tsv, its directory made; NULL if it cannot be. */
+static char *rows_path_for(const struct config *cfg)
+{
+	_cleanup_free_ char *cache = engine_cache_dir(cfg);
+	_cleanup_free_ char *dir = cache ? path_join(cache, "audit") : NULL;
+	if (!dir || fs_mkdir_p(dir, 0700) < 0)
+		return NULL;
+	return path_join(dir, "rows.tsv");
+}
+
+/* A lease on the worker this daemon compiles on now, or, routed, on the
+ * worker named (NULL: any). */
+static int command_lease(struct remote_client *rc, const char *worker, struct route_lease *lease, struct error *err)
+{
+	*lease = (struct route_lease){ 0 };
+	if (rc->route)
+		return worker ? route_get_worker(rc->route, worker, lease, err) : route_get(rc->route, lease, err);
+	buf_init(&lease->token, TOKEN_MAX_SIZE + 1);
+	lease->ch = rc->ch;
+	return current_token(rc, &lease->token, err);
+}
+
+static void lease_done(struct remote_client *rc, struct route_lease *lease)
+{
+	if (lease->slot)
+		route_put(rc->route, lease);
+	else
+		buf_free(&lease->token);
+}
+
+#define INSPECT_MAX_TEXT ((size_t)16 << 20)
+
+/* `hpcc inspect`: the worker's rows of this tenant matching a prefix, one
+ * per line. */
+static int command_inspect(struct remote_client *rc, const char *prefix, const char *worker, char **ret_text)
+{
+	struct route_lease lease;
+	struct error err = { 0 };
+	struct call_failure f = { 0 };
+	if (command_lease(rc, worker, &lease, &err) < 0) {
+		*ret_text = strdup(err.msg);
+		lease_done(rc, &lease);
+		return -EIO;
+	}
+	Hpcc__V1__AuditRowsRequest req = HPCC__V1__AUDIT_ROWS_REQUEST__INIT;
+	req.token.data = (uint8_t *)lease.token.data;
+	req.token.len = lease.token.len;
+	req.prefix = (char *)prefix;
+	req.max_rows = 200;
+	Hpcc__V1__AuditRowsReply *rep = NULL;
+	int r = call_worker(&lease, "/hpcc.v1.WorkerService/AuditRows", &req.base, &hpcc__v1__audit_rows_reply__descriptor,
+			    rc->timeout_ms, INSPECT_MAX_TEXT, (ProtobufCMessage **)&rep, NULL, &f, "audit-rows");
+	lease_done(rc, &lease);
+	if (r < 0) {
+		*ret_text = strdup(f.msg);
+		return -EIO;
+	}
+	_cleanup_buf_ struct buf text;
+	buf_init(&text, INSPECT_MAX_TEXT);
+	for (size_t i = 0; i < rep->n_rows; i++) {
+		/* One line each: a row never holds a raw newline. */
+		if (strchr(rep->rows[i], '\n'))
+			continue;
+		buf_append_str(&text, rep->rows[i]);
+		buf_append_char(&text, '\n');
+	}
+	if (rep->truncated)
+		buf_append_str(&text, "# truncated\n");
+	hpcc__v1__audit_rows_reply__free_unpacked(rep, NULL);
+	buf_append_char(&text, '\0');
+	*ret_text = text.error ? strdup("too many rows") : strdup(text.data);
+	return text.error ? -E2BIG : 0;
+}
+
+/* `hpcc reproduce`: the worker runs the action again, caches bypassed.
+ * The text: "output D", "exit N", "worker W", "vm V", "duration MS" and
+ * "row R" lines. */
+static int command_reproduce(struct remote_client *rc, const char *action_hex, const char *image, const char *worker,
+			     char **ret_text)
+{
+	struct digest action;
+	if (digest_parse(action_hex, &action) < 0) {
+		*ret_text = strdup("reproduce: not an action digest");
+		return -EINVAL;
+	}
+	if (strcmp(image, rc->image_str) != 0) {
+		if (asprintf(ret_text, "the compile ran in image %.80s; this daemon's remote image is %.80s "
+			     "(set remote.image to reproduce it)", image, rc->image_str) < 0)
+			*ret_text = NULL;
+		return -EINVAL;
+	}
+	struct route_lease lease;
+	struct error err = { 0 };
+	struct call_failure f = { 0 };
+	if (command_lease(rc, worker, &lease, &err) < 0) {
+		*ret_text = strdup(err.msg);
+		lease_done(rc, &lease);
+		return -EIO;
+	}
+	Hpcc__V1__ReproduceRequest req = HPCC__V1__REPRODUCE_REQUEST__INIT;
+	req.token.data = (uint8_t *)lease.token.data;
+	req.token.len = lease.token.len;
+	req.action_digest.data = action.b;
+	req.action_digest.len = DIGEST_LEN;
+	Hpcc__V1__ReproduceReply *rep = NULL;
+	int code = 0;
+	char answered[TOKEN_NAME_MAX + 1];
+	snprintf(answered, sizeof(answered), "%s", rc->route ? lease.worker_id : rc->worker);
+	int r = call_worker(&lease, "/hpcc.v1.WorkerService/Reproduce", &req.base, &hpcc__v1__reproduce_reply__descriptor,
+			    rc->timeout_ms, MAX_REPLY, (ProtobufCMessage **)&rep, &code, &f, "reproduce");
+	lease_done(rc, &lease);
+	if (r < 0) {
+		*ret_text = strdup(f.msg);
+		return code == GRPC_STATUS_NOT_FOUND ? -ENOENT : -EIO;
+	}
+	const Hpcc__V1__ActionResult *ar = rep->result;
+	char output[DIGEST_STR_LEN + 1] = "-";
+	if (ar && ar->n_outputs > 0 && ar->outputs[0]->blob && ar->outputs[0]->blob->digest.len == DIGEST_LEN) {
+		struct digest d;
+		memcpy(d.b, ar->outputs[0]->blob->digest.data, DIGEST_LEN);
+		digest_to_string(&d, output);
+	}
+	keep_row(rc, rep->audit_row);
+	r = asprintf(ret_text, "output %s\nexit %d\nworker %s\nvm %s\nduration %lld\nrow %s\n", output,
+		     ar ? ar->exit_code : -1, answered, ar && ar->runtime ? ar->runtime : "-",
+		     (long long)(ar ? ar->duration_ms : 0), rep->audit_row ? rep->audit_row : "");
+	hpcc__v1__reproduce_reply__free_unpacked(rep, NULL);
+	if (r < 0) {
+		*ret_text = NULL;
+		return -ENOMEM;
+	}
+	return ar ? 0 : -EBADMSG;
+}
+
+static int remote_command(void *ctx, const char *name, char *const *args, size_t n, char **ret_text)
+{
+	struct remote_client *rc = ctx;
+	*ret_text = NULL;
+	/* The worker argument names the worker that holds the rows or the
+	 * action; a daemon with a fixed worker has only that one. */
+	const char *worker = NULL;
+	if (n == 3 || (strcmp(name, "inspect") == 0 && n == 2))
+		worker = args[n - 1][0] && token_name_valid(args[n - 1]) ? args[n - 1] : NULL;
+	if (strcmp(name, "inspect") == 0 && (n == 1 || n == 2))
+		return command_inspect(rc, args[0], worker, ret_text);
+	if (strcmp(name, "reproduce") == 0 && (n == 2 || n == 3))
+		return command_reproduce(rc, args[0], args[1], worker, ret_text);
+	*ret_text = strdup("unknown command");
+	return -EINVAL;
 }
 
 /* ---- a remote compile -------------------------------------------------- */
@@ -776,7 +982,7 @@ static int take_result(struct engine *e, struct engine_result *res,
  * match what a compile of the same command and source read. 0 and *ret
  * (maybe NULL: no candidate matched), or -EIO. */
 static int try_direct(struct remote_client *rc, struct engine *e, struct engine_job *job, const struct route_lease *lease,
-		      struct action_build *b, Hpcc__V1__ActionResult **ret, struct call_failure *f)
+		      struct action_build *b, Hpcc__V1__ActionResult **ret, char **ret_row, struct call_failure *f)
 {
 	*ret = NULL;
 	_cleanup_free_ char *source = action_rooted_path(&b->cmd, b->cmd.source);
@@ -792,7 +998,7 @@ static int try_direct(struct remote_client *rc, struct engine *e, struct engine_
 		if (!candidate_matches(e, job, c))
 			continue;
 		if (i == rep->n_candidates - 1 && rep->found) {
-			*ret = take_probe_result(rep, c->action_digest.data);
+			*ret = take_probe_result(rep, c->action_digest.data, ret_row);
 			break;
 		}
 		/* An older candidate: its result by action digest. */
@@ -800,7 +1006,7 @@ static int try_direct(struct remote_client *rc, struct engine *e, struct engine_
 		memcpy(action.b, c->action_digest.data, DIGEST_LEN);
 		Hpcc__V1__ProbeReply *rep2 = NULL;
 		if ((r = probe(rc, lease, &action, false, &rep2, f)) == 0) {
-			*ret = take_probe_result(rep2, action.b);
+			*ret = take_probe_result(rep2, action.b, ret_row);
 			hpcc__v1__probe_reply__free_unpacked(rep2, NULL);
 		}
 		break;
@@ -922,6 +1128,7 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 	struct action_build b = { 0 };
 	struct digest pp_digest, action;
 	Hpcc__V1__ActionResult *ar = NULL;
+	_cleanup_free_ char *row = NULL;
 	struct error err = { 0 };
 	int r = build_command(rc, job, rc->preprocessed, &b);
 	if (r == 1) {
@@ -949,11 +1156,12 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 	} else
 		lease->ch = rc->ch;
 	if (!rc->preprocessed) {
-		if (try_direct(rc, e, job, lease, &b, &ar, &f) < 0)
+		if (try_direct(rc, e, job, lease, &b, &ar, &row, &f) < 0)
 			goto failed;
 		if (ar && ar->exit_code == 0) {
 			if (finish(rc, e, res, &b, &deps, &n, ar, true, &f) < 0)
 				goto failed;
+			keep_row(rc, row);
 			goto done;
 		}
 		if (ar) {
@@ -983,7 +1191,7 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 		Hpcc__V1__ProbeReply *rep = NULL;
 		if (probe(rc, lease, &action, false, &rep, &f) < 0)
 			goto failed;
-		ar = take_probe_result(rep, action.b);
+		ar = take_probe_result(rep, action.b, &row);
 		hpcc__v1__probe_reply__free_unpacked(rep, NULL);
 	}
 	bool was_hit = ar != NULL;
@@ -1000,7 +1208,7 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 				goto failed;
 		}
 		int code = 0;
-		if (execute(rc, e, lease, &b.action, rc->preprocessed ? &pp : NULL, &ar, &code, &f) < 0) {
+		if (execute(rc, e, lease, &b.action, rc->preprocessed ? &pp : NULL, &ar, &row, &code, &f) < 0) {
 			/* Blobs evicted between upload and execute: once more. */
 			if (code == GRPC_STATUS_FAILED_PRECONDITION && attempt == 0)
 				continue;
@@ -1011,6 +1219,7 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 		goto failed;
 	if (trusted && !was_hit && ar->exit_code == 0)
 		trusted_store(rc, trusted, &action, ar);
+	keep_row(rc, row);
 	if (ar->exit_code != 0) {
 		/* Compile errors are the local compiler's to report (and may
 		 * come from an image that differs from this machine). */
@@ -1122,6 +1331,7 @@ int remote_client_new(const struct config *cfg, struct remote_client **ret, stru
 	if (!rc)
 		return error_set(err, -ENOMEM, "out of memory");
 	pthread_mutex_init(&rc->lock, NULL);
+	pthread_mutex_init(&rc->rows_lock, NULL);
 	pthread_cond_init(&rc->uploaded, NULL);
 	buf_init(&rc->token, TOKEN_MAX_SIZE + 1);
 	int r;
@@ -1166,7 +1376,9 @@ int remote_client_new(const struct config *cfg, struct remote_client **ret, stru
 		goto fail;
 	rc->hooks = (struct daemon_remote){
 		.image = &rc->image, .compile = remote_compile, .ctx = rc, .status = remote_status,
+		.command = remote_command,
 	};
+	rc->rows_path = rows_path_for(cfg);
 	*ret = rc;
 	return 0;
 fail:
@@ -1196,6 +1408,8 @@ void remote_client_free(struct remote_client *rc)
 	}
 	pthread_cond_destroy(&rc->uploaded);
 	pthread_mutex_destroy(&rc->lock);
+	pthread_mutex_destroy(&rc->rows_lock);
+	free(rc->rows_path);
 	free(rc->worker);
 	free(rc->pin);
 	free(rc->tenant);

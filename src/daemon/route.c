@@ -158,7 +158,7 @@ static bool answer_valid(const Hpcc__V1__RouteReply *rep, int64_t now)
  * refused as unauthenticated, -EACCES refused otherwise, -EAGAIN
  * unreachable or a bad answer, -ENOMEM.
  */
-static int ask(struct route_client *rc, Hpcc__V1__RouteReply **ret_rep, struct error *err)
+static int ask(struct route_client *rc, const char *worker_id, Hpcc__V1__RouteReply **ret_rep, struct error *err)
 {
 	_cleanup_free_ char *access = NULL;
 	int r = oauth_access_token(rc->auth_file, ACCESS_TOKEN_MIN_VALID_S, &access, err);
@@ -168,6 +168,7 @@ static int ask(struct route_client *rc, Hpcc__V1__RouteReply **ret_rep, struct e
 	req.tenant = rc->tenant;
 	req.image_digest = rc->image;
 	req.access_token = access;
+	req.worker_id = (char *)(worker_id ? worker_id : "");
 	size_t len = hpcc__v1__route_request__get_packed_size(&req);
 	uint8_t *packed = malloc(len ? len : 1);
 	if (!packed) {
@@ -252,7 +253,7 @@ int route_get(struct route_client *rc, struct route_lease *ret, struct error *er
 				rc->n_routes++;
 				pthread_mutex_unlock(&rc->lock);
 				Hpcc__V1__RouteReply *rep = NULL;
-				r = ask(rc, &rep, err);
+				r = ask(rc, NULL, &rep, err);
 				pthread_mutex_lock(&rc->lock);
 				now = time(NULL);  /* after the network: a slow failure still backs off its full time */
 				if (r == 0)
@@ -286,6 +287,39 @@ int route_get(struct route_client *rc, struct route_lease *ret, struct error *er
 		}
 	}
 	pthread_mutex_unlock(&rc->lock);
+	return r;
+}
+
+int route_get_worker(struct route_client *rc, const char *worker_id, struct route_lease *ret, struct error *err)
+{
+	*ret = (struct route_lease){ 0 };
+	Hpcc__V1__RouteReply *rep = NULL;
+	int r = ask(rc, worker_id, &rep, err);
+	if (r == 0 && strcmp(rep->worker_id, worker_id) != 0)
+		r = error_set(err, -EAGAIN, "the scheduler routed to worker %.64s, not %.64s", rep->worker_id, worker_id);
+	if (r == 0) {
+		pthread_mutex_lock(&rc->lock);
+		struct channel_slot *s = slot_for(rc, rep->worker_address, rep->worker_cert_fingerprint, err);
+		if (!s)
+			r = -EAGAIN;
+		else {
+			buf_init(&ret->token, TOKEN_MAX_SIZE);
+			if (buf_append(&ret->token, rep->routing_token.data, rep->routing_token.len) < 0) {
+				buf_free(&ret->token);
+				r = error_set(err, -ENOMEM, "out of memory");
+			} else {
+				s->refs++;
+				ret->ch = s->ch;
+				ret->slot = s;
+				snprintf(ret->worker_id, sizeof(ret->worker_id), "%s", rep->worker_id);
+				snprintf(ret->cache_mode, sizeof(ret->cache_mode), "%s",
+					 rep->cache_mode[0] ? rep->cache_mode : "paranoid");
+			}
+		}
+		pthread_mutex_unlock(&rc->lock);
+	}
+	if (rep)
+		hpcc__v1__route_reply__free_unpacked(rep, NULL);
 	return r;
 }
 

@@ -47,6 +47,10 @@ void route_client_free(struct route_client *rc);
  */
 int route_get(struct route_client *rc, struct route_lease *ret, struct error *err);
 void route_put(struct route_client *rc, struct route_lease *lease);
+/* A one-off lease on that worker, asked of the scheduler by name (hpcc
+ * reproduce must reach the worker that retained the action): the current
+ * route is left as it is. Errors as route_get's. */
+int route_get_worker(struct route_client *rc, const char *worker_id, struct route_lease *ret, struct error *err);
 /* A call to this worker failed (unreachable, token refused): the next compile asks Route again. */
 void route_forget(struct route_client *rc, const char *worker_id);
 /* Lines for `hpcc daemon status`. */

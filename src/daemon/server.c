@@ -261,6 +261,17 @@ static void handle_command(struct daemon_state *d, int fd, const Hpcc__Local__Co
 		reply_command(fd, 0, text);
 		return;
 	}
+	if (strcmp(cmd->name, "inspect") == 0 || strcmp(cmd->name, "reproduce") == 0) {
+		if (!remote_mode || !remote_mode->command) {
+			reply_command(fd, -ENOTCONN, "this daemon has no remote worker (remote.worker or remote.scheduler)");
+			return;
+		}
+		char *text = NULL;
+		int r = remote_mode->command(remote_mode->ctx, cmd->name, cmd->args, cmd->n_args, &text);
+		reply_command(fd, r, text ? text : "out of memory");
+		free(text);
+		return;
+	}
 	reply_command(fd, -EINVAL, "unknown command");
 }
 
@@ -546,19 +557,27 @@ int daemon_spawn(const char *self_exe, int timeout_ms, struct error *err)
 
 int daemon_command(const struct config *cfg, const char *name, char **ret_text)
 {
+	return daemon_command_args(cfg, name, NULL, 0, 30000, ret_text);
+}
+
+int daemon_command_args(const struct config *cfg, const char *name, char **args, size_t n_args, int timeout_ms,
+			char **ret_text)
+{
 	_cleanup_close_ int fd = -1;
 	int r = daemon_connect(cfg, &fd);
 	if (r < 0)
 		return r;
 	Hpcc__Local__Command cmd = HPCC__LOCAL__COMMAND__INIT;
 	cmd.name = (char *)name;
+	cmd.args = args;
+	cmd.n_args = n_args;
 	Hpcc__Local__Envelope env = HPCC__LOCAL__ENVELOPE__INIT;
 	env.msg_case = HPCC__LOCAL__ENVELOPE__MSG_COMMAND;
 	env.command = &cmd;
 	if ((r = ipc_send(fd, &env)) < 0)
 		return r;
 	ipc_envelope *rep = NULL;
-	if ((r = ipc_recv(fd, 30000, 1 << 20, &rep)) < 0)
+	if ((r = ipc_recv(fd, timeout_ms, (size_t)32 << 20, &rep)) < 0)
 		return r;
 	if (rep->msg_case != HPCC__LOCAL__ENVELOPE__MSG_COMMAND_REPLY) {
 		ipc_envelope_free(rep);

@@ -25,6 +25,9 @@ struct daemon_remote {
 	void *ctx;
 	/* Text for `hpcc daemon status`. */
 	void (*status)(void *ctx, char *out, size_t n);
+	/* `hpcc inspect` and `hpcc reproduce` through the worker: 0 or a
+	 * -errno, and *ret_text (malloc'd) either way. */
+	int (*command)(void *ctx, const char *name, char *const *args, size_t n, char **ret_text);
 };
 void daemon_set_remote(const struct daemon_remote *remote);
 /* The binary whose identity a daemon compares with its wrappers' (default
@@ -44,3 +47,7 @@ int daemon_connect(const struct config *cfg, int *ret_fd);
 void daemon_binary_id(char *out, size_t n);
 /* Sends a command (stats, status, stop, zero) and returns its reply text. */
 int daemon_command(const struct config *cfg, const char *name, char **ret_text);
+/* The same with arguments, a reply wait of timeout_ms and replies up to
+ * 32 MiB (hpcc inspect, hpcc reproduce). */
+int daemon_command_args(const struct config *cfg, const char *name, char **args, size_t n_args, int timeout_ms,
+			char **ret_text);

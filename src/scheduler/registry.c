@@ -304,6 +304,26 @@ int registry_route(struct registry *r, const char *tenant, const char *image, bo
 	return w ? 0 : -ENOENT;
 }
 
+int registry_route_to(struct registry *r, const char *worker_id, const char *image, int64_t now_ms,
+		      struct registry_choice *ret)
+{
+	pthread_rwlock_rdlock(&r->lock);
+	const struct worker_entry *found = NULL;
+	for (size_t i = 0; i < r->n && !found; i++) {
+		const struct worker_entry *w = r->v[i];
+		if (strcmp(w->id, worker_id) == 0 && now_ms - w->last_seen_ms <= r->stale_ms && has(&w->images, image))
+			found = w;
+	}
+	if (found) {
+		snprintf(ret->worker_id, sizeof(ret->worker_id), "%s", found->id);
+		snprintf(ret->address, sizeof(ret->address), "%s", found->address);
+		snprintf(ret->cert_fingerprint, sizeof(ret->cert_fingerprint), "%s", found->cert_fingerprint);
+		ret->sticky_hit = false;
+	}
+	pthread_rwlock_unlock(&r->lock);
+	return found ? 0 : -ENOENT;
+}
+
 size_t registry_count(struct registry *r, int64_t now_ms, size_t *ret_healthy)
 {
 	pthread_rwlock_rdlock(&r->lock);

@@ -73,6 +73,10 @@ int registry_heartbeat(struct registry *r, const struct registry_report *rep, in
 /* -ENOENT when no healthy worker holds the image. */
 int registry_route(struct registry *r, const char *tenant, const char *image, bool sticky, int64_t now_ms,
 		   struct registry_choice *ret);
+/* That one worker, when it is healthy and holds the image (hpcc reproduce
+ * must reach the worker that retained the action); -ENOENT otherwise. */
+int registry_route_to(struct registry *r, const char *worker_id, const char *image, int64_t now_ms,
+		      struct registry_choice *ret);
 /* Workers known and healthy now (for logs and tests). */
 size_t registry_count(struct registry *r, int64_t now_ms, size_t *ret_healthy);
 /* The rendezvous score's hash: a uniform value in (0, 1) for (tenant, image, worker). Exposed for tests. */

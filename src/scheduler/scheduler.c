@@ -256,7 +256,12 @@ static void handle_route(struct rpc_call *c, void *user)
 		refuse(c, GRPC_STATUS_UNAUTHENTICATED, "tenant %s: access token refused: it has expired", t->id);
 	} else if (!scheduler_tenant_allows(t, req->image_digest)) {
 		refuse(c, GRPC_STATUS_PERMISSION_DENIED, "tenant %s may not use image %.80s", t->id, req->image_digest);
-	} else if (registry_route(s->registry, t->id, req->image_digest, t->sticky, monotonic_ms(), &choice) < 0) {
+	} else if (req->worker_id[0] &&
+		   registry_route_to(s->registry, req->worker_id, req->image_digest, monotonic_ms(), &choice) < 0) {
+		refuse(c, GRPC_STATUS_UNAVAILABLE, "worker %.64s is not registered, healthy and holding image %.80s",
+		       req->worker_id, req->image_digest);
+	} else if (!req->worker_id[0] &&
+		   registry_route(s->registry, t->id, req->image_digest, t->sticky, monotonic_ms(), &choice) < 0) {
 		refuse(c, GRPC_STATUS_UNAVAILABLE, "no healthy worker holds image %.80s", req->image_digest);
 	} else {
 		struct token_claims tc = { .issued_at = now, .expires_at = now + s->cfg.token_ttl };

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs.h"
 #include "log.h"
@@ -32,7 +33,18 @@ struct cas {
 	size_t n_tenants;
 	struct tier *tier;
 	size_t max_result;        /* the largest result a bundle read from the tier may carry */
+	int64_t retain_s;         /* entries used this recently are never evicted */
 };
+
+void cas_set_retain(struct cas *c, int64_t seconds) { c->retain_s = seconds > 0 ? seconds : 0; }
+
+/* Evicts down to target, sparing what was used within the retention. */
+static int cleanup(struct cas *c, struct tenant_store *t, uint64_t target, uint64_t *left, uint64_t *files,
+		   uint64_t *evicted)
+{
+	time_t keep_after = c->retain_s > 0 ? time(NULL) - (time_t)c->retain_s : 0;
+	return store_cleanup_keep(&t->store, target, keep_after, left, files, evicted);
+}
 
 void cas_set_tier(struct cas *c, struct tier *tier, size_t max_result)
 {
@@ -121,7 +133,7 @@ static void account(struct cas *c, struct tenant_store *t, size_t n)
 		/* Every twentieth of the budget written: one scan, evicting to
 		 * 90 % when over. */
 		uint64_t left, files, evicted;
-		if (store_cleanup(&t->store, c->max_bytes / 10 * 9, &left, &files, &evicted) == 0 && evicted)
+		if (cleanup(c, t, c->max_bytes / 10 * 9, &left, &files, &evicted) == 0 && evicted)
 			log_info("tenant %s: evicted %llu entries, %llu bytes left", t->name,
 				 (unsigned long long)evicted, (unsigned long long)left);
 	}
@@ -218,6 +230,26 @@ int cas_put_action(struct cas *c, const char *tenant, const struct digest *actio
 		tier_put(c->tier, S3OBJ_AC, tenant, action, data, n);
 	}
 	return r;
+}
+
+int cas_put_command(struct cas *c, const char *tenant, const struct digest *action, const void *data, size_t n)
+{
+	struct tenant_store *t = tenant_get(c, tenant);
+	if (!t)
+		return -EINVAL;
+	int r = store_put(&t->store, STORE_COMMAND, action, data, n, NULL);
+	if (r == 0)
+		account(c, t, n);
+	return r;
+}
+
+int cas_get_command(struct cas *c, const char *tenant, const struct digest *action, size_t max, struct buf *ret)
+{
+	struct tenant_store *t = tenant_get(c, tenant);
+	if (!t)
+		return -EINVAL;
+	buf_reset(ret);
+	return store_get(&t->store, STORE_COMMAND, action, max, ret, NULL);
 }
 
 /*
@@ -331,7 +363,7 @@ int cas_gc(struct cas *c)
 	 * list without the lock is safe. */
 	for (struct tenant_store *t = list; t; t = t->next) {
 		uint64_t left, files, evicted;
-		int r = store_cleanup(&t->store, c->max_bytes, &left, &files, &evicted);
+		int r = cleanup(c, t, c->max_bytes, &left, &files, &evicted);
 		if (r < 0)
 			return r;
 	}

@@ -27,6 +27,11 @@ void cas_close(struct cas *c);
  * max_result caps a result that comes with a direct manifest. */
 void cas_set_tier(struct cas *c, struct tier *tier, size_t max_result);
 
+/* Entries read or written within the last `seconds` are never evicted,
+ * even over budget: the inputs of audited compiles stay for `hpcc
+ * reproduce` ([audit] retain). 0: plain LRU. */
+void cas_set_retain(struct cas *c, int64_t seconds);
+
 /* [A-Za-z0-9._-]{1,64}, not starting with '.'. */
 bool cas_tenant_name_ok(const char *tenant);
 
@@ -40,6 +45,11 @@ int cas_get_blob(struct cas *c, const char *tenant, const struct digest *d, size
 
 int cas_get_action(struct cas *c, const char *tenant, const struct digest *action, size_t max, struct buf *ret);
 int cas_put_action(struct cas *c, const char *tenant, const struct digest *action, const void *data, size_t n);
+
+/* The actions this worker ran (packed Action messages, by action digest),
+ * kept on this disk only, for `hpcc reproduce`. */
+int cas_put_command(struct cas *c, const char *tenant, const struct digest *action, const void *data, size_t n);
+int cas_get_command(struct cas *c, const char *tenant, const struct digest *action, size_t max, struct buf *ret);
 
 /* Direct manifests (DirectManifest messages) by direct key. */
 int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, size_t max, struct buf *ret);

@@ -62,7 +62,8 @@ struct worker {
 	const struct runtime_ops *rt;
 	void *rt_state;
 	char *staging_dir;
-	struct audit_log *audit;
+	char *audit_dir;
+	struct audit_log *audit;     /* NULL: [audit] enabled = false (bench only) */
 	struct rpc_server *server;
 	struct sched_client *sched;  /* NULL without [scheduler] */
 	unsigned capacity;           /* compiles at once, as told to the scheduler */
@@ -197,6 +198,57 @@ static void finish_error(struct rpc_call *c, int code, const struct error *err, 
 	rpc_call_finish(c, code, msg);
 }
 
+/* ---- audit rows -------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The audit row of one answer (DESIGN §5), durable before the answer goes
+ * out: a worker that cannot record an answer does not give it. The flags
+ * and source columns come from the action when the request has one, else
+ * from what the result recorded when it was produced (a probe hit, maybe
+ * of a result another worker produced). *ret_line: the row as written
+ * (NULL with the audit off). */
+static int audit_answer(struct worker *w, const struct token_claims *claims, const struct digest *action,
+			const char *flags, const char *source, const Hpcc__V1__ActionResult *res, const char *cache,
+			int64_t duration_ms, char **ret_line, struct error *err)
+{
+	*ret_line = NULL;
+	if (!w->audit)
+		return 0;
+	char src[DIGEST_STR_LEN + 1] = "-", output[DIGEST_STR_LEN + 1] = "-", act[DIGEST_STR_LEN + 1];
+	struct digest d;
+	if (source)
+		snprintf(src, sizeof(src), "%s", source);
+	else if (res->audit_source.len == DIGEST_LEN) {
+		memcpy(d.b, res->audit_source.data, DIGEST_LEN);
+		digest_to_string(&d, src);
+	}
+	if (res->n_outputs > 0 && res->outputs[0]->blob && res->outputs[0]->blob->digest.len == DIGEST_LEN) {
+		memcpy(d.b, res->outputs[0]->blob->digest.data, DIGEST_LEN);
+		digest_to_string(&d, output);
+	}
+	digest_to_string(action, act);
+	struct audit_row row = {
+		.image = claims->image_digest,
+		.source_digest = src,
+		.flags = flags ? flags : res->audit_flags && res->audit_flags[0] ? res->audit_flags : "-",
+		.output_digest = output,
+		.tenant = claims->tenant,
+		.worker = w->cfg.id,
+		.vm = res->runtime && res->runtime[0] ? res->runtime : "-",
+		.duration_ms = duration_ms,
+		.exit_code = res->exit_code,
+		.action_digest = act,
+		.cache = cache,
+	};
+	return audit_append(w->audit, &row, ret_line, err);
+}
+
 /* ---- Probe ------------------------------------------------------------- */
 
 /* Appends one length-delimited protobuf field (tag byte, varint, bytes). */
@@ -232,6 +284,7 @@ static void handle_probe(struct rpc_call *c, void *user)
 	}
 	struct digest d;
 	memcpy(d.b, k->data, DIGEST_LEN);
+	int64_t started = now_ms();
 	/* Measured here, where it arrives: tens of bytes plus the token. */
 	log_info("probe %s from tenant %s: request %zu bytes (token %zu)", rpc_call_peer(c), claims.tenant, received,
 		 req->token.len);
@@ -262,8 +315,26 @@ static void handle_probe(struct rpc_call *c, void *user)
 		rpc_call_finish(c, GRPC_STATUS_INTERNAL, "the action cache could not be read");
 		return;
 	}
-	/* ProbeReply{found, result, candidates}, encoded by hand around the
-	 * stored bytes rather than parsed and re-packed. */
+	/* A result that goes out is an answer: its row first. */
+	_cleanup_free_ char *row = NULL;
+	if (r == 0) {
+		struct error err = { 0 };
+		Hpcc__V1__ActionResult *ar = hpcc__v1__action_result__unpack(NULL, result.len, (uint8_t *)result.data);
+		if (!ar)
+			r = -ENOENT;  /* not readable: not served */
+		else if (audit_answer(w, &claims, &d, NULL, NULL, ar, "hit", now_ms() - started, &row, &err) < 0) {
+			hpcc__v1__action_result__free_unpacked(ar, NULL);
+			if (m)
+				hpcc__v1__direct_manifest__free_unpacked(m, NULL);
+			log_error("%s", err.msg);
+			rpc_call_finish(c, GRPC_STATUS_UNAVAILABLE, "the worker cannot write its audit log");
+			return;
+		}
+		if (ar)
+			hpcc__v1__action_result__free_unpacked(ar, NULL);
+	}
+	/* ProbeReply{found, result, candidates, audit_row}, encoded by hand
+	 * around the stored bytes rather than parsed and re-packed. */
 	if (r == 0) {
 		static const uint8_t found[] = { 0x08, 0x01 };
 		buf_append(&reply, found, sizeof(found));
@@ -279,6 +350,8 @@ static void handle_probe(struct rpc_call *c, void *user)
 	}
 	if (m)
 		hpcc__v1__direct_manifest__free_unpacked(m, NULL);
+	if (row)
+		append_field(&reply, 0x22, row, strlen(row));
 	if (reply.error) {
 		rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "result too large");
 		return;
@@ -746,8 +819,6 @@ static int execute(struct worker *w, const char *tenant, const Hpcc__V1__Execute
 	return 0;
 }
 
-/* The audit row of one Execute answer (DESIGN §5), durable before the
- * answer goes out: a worker that cannot record a compile does not answer. */
 /* The command as the audit row's flags column shows it: root-relative,
  * one line once escaped. Built before the compile runs, so that a command
  * too long for a row is refused instead of run without one. */
@@ -767,48 +838,161 @@ static int audit_flags(const Hpcc__V1__Action *a, struct buf *ret, struct error 
 	return 0;
 }
 
-static int audit_execute(struct worker *w, const struct token_claims *claims, const Hpcc__V1__Action *a,
-			 const struct digest *action, const Hpcc__V1__ActionResult *res, const char *flags,
-			 const char *cache, struct error *err)
+/* The source: the input at the source argument's root-relative path (the
+ * only input in preprocessed mode); NULL when there is none. */
+static const Hpcc__V1__InputFile *action_source(const Hpcc__V1__Action *a)
 {
 	const Hpcc__V1__Command *cmd = a->command;
 	bool preprocessed = a->mode == HPCC__V1__SOURCE_MODE__MODE_PREPROCESSED;
-	/* The source: the input at the source argument's root-relative path
-	 * (the only input in preprocessed mode). */
-	char source[DIGEST_STR_LEN + 1] = "-", output[DIGEST_STR_LEN + 1] = "-", act[DIGEST_STR_LEN + 1];
 	_cleanup_free_ char *src_path = NULL;
 	if (cmd->source && cmd->source->path)
 		src_path = cmd->source->kind == HPCC__V1__PATH_KIND__PATH_RELATIVE && cmd->cwd && cmd->cwd[0] ?
 				   path_join(cmd->cwd, cmd->source->path) : strdup(cmd->source->path);
 	for (size_t i = 0; i < a->n_inputs; i++) {
 		const Hpcc__V1__InputFile *f = a->inputs[i];
-		if ((preprocessed || (src_path && strcmp(f->path, src_path) == 0)) && f->digest.len == DIGEST_LEN) {
-			struct digest d;
-			memcpy(d.b, f->digest.data, DIGEST_LEN);
-			digest_to_string(&d, source);
-			break;
+		if ((preprocessed || (src_path && strcmp(f->path, src_path) == 0)) && f->digest.len == DIGEST_LEN)
+			return f;
+	}
+	return NULL;
+}
+
+/* Keeps what `hpcc reproduce` needs to run this action again: the action
+ * (and, in preprocessed mode, the source that came inline) on this disk;
+ * the blobs it read stay for [audit] retain (cas_set_retain). */
+static void retain_action(struct worker *w, const char *tenant, const Hpcc__V1__ExecuteRequest *req,
+			  const struct digest *action)
+{
+	const Hpcc__V1__Action *a = req->action;
+	if (req->preprocessed && a->n_inputs == 1 && a->inputs[0]->digest.len == DIGEST_LEN) {
+		_cleanup_buf_ struct buf pp;
+		buf_init(&pp, (size_t)w->cfg.max_blob + 1);
+		struct error ignored = { 0 };
+		struct digest d;
+		memcpy(d.b, a->inputs[0]->digest.data, DIGEST_LEN);
+		if (blob_unpack(req->preprocessed, (size_t)w->cfg.max_blob, &pp, &ignored) == 0)
+			(void)cas_put_blob(w->cas, tenant, &d, pp.data, pp.len);
+	}
+	size_t len = hpcc__v1__action__get_packed_size(a);
+	_cleanup_free_ uint8_t *packed = malloc(len ? len : 1);
+	if (!packed)
+		return;
+	hpcc__v1__action__pack(a, packed);
+	int r = cas_put_command(w->cas, tenant, action, packed, len);
+	if (r < 0)
+		log_warn("retaining an action for reproduce: %s", strerror(-r));
+}
+
+/* Answers an Execute, or a Reproduce (req built from the retained action,
+ * skip_cache set): the action cache, else a compile; its audit row; the
+ * reply; then, for a clean compile, the result stored. */
+static void run_action(struct worker *w, struct rpc_call *c, const struct token_claims *claims,
+		       const Hpcc__V1__ExecuteRequest *req, bool reproduce)
+{
+	struct error err = { 0 };
+	int r = 0;
+	int64_t started = now_ms();
+	struct digest action;
+	if (strcmp(req->action->image_digest, claims->image_digest) != 0) {
+		error_set(&err, -EACCES, "the action is for image %.80s, the token for %s", req->action->image_digest,
+			  claims->image_digest);
+		r = -EACCES;
+	} else if ((r = action_check(req->action, &err)) == 0)
+		r = action_digest(req->action, &action);
+	if (r < 0) {
+		finish_error(c, r == -EACCES ? GRPC_STATUS_PERMISSION_DENIED :
+				r == -E2BIG || r == -EFBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
+			     &err, reproduce ? "reproduce refused" : "execute refused");
+		return;
+	}
+	_cleanup_buf_ struct buf flags;
+	buf_init(&flags, AUDIT_FLAGS_MAX);
+	if (audit_flags(req->action, &flags, &err) < 0) {
+		finish_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, &err, "execute refused");
+		return;
+	}
+	char source[DIGEST_STR_LEN + 1] = "-";
+	const Hpcc__V1__InputFile *src = action_source(req->action);
+	if (src) {
+		struct digest d;
+		memcpy(d.b, src->digest.data, DIGEST_LEN);
+		digest_to_string(&d, source);
+	}
+	_cleanup_buf_ struct buf packed;
+	buf_init(&packed, (size_t)w->cfg.max_message);
+	Hpcc__V1__ActionResult *cached = NULL;
+	if (!req->skip_cache && cas_get_action(w->cas, claims->tenant, &action, (size_t)w->cfg.max_message - 64, &packed) == 0)
+		cached = hpcc__v1__action_result__unpack(NULL, packed.len, (uint8_t *)packed.data);
+	struct exec_state x = { 0 };
+	Hpcc__V1__ActionResult res = HPCC__V1__ACTION_RESULT__INIT;
+	Hpcc__V1__ActionResult *result = cached;
+	int code = GRPC_STATUS_OK;
+	if (!cached) {
+		__atomic_add_fetch(&w->running, 1, __ATOMIC_RELAXED);
+		r = execute(w, claims->tenant, req, &action, &x, &res, &code, &err);
+		__atomic_sub_fetch(&w->running, 1, __ATOMIC_RELAXED);
+		if (r < 0) {
+			if (reproduce && code == GRPC_STATUS_FAILED_PRECONDITION)
+				error_set(&err, -ENOENT, "%s: the inputs are no longer retained on this worker", err.msg);
+			finish_error(c, code, &err, reproduce ? "reproduce failed" : "execute failed");
+			exec_state_free(&x);
+			return;
+		}
+		res.audit_flags = flags.data;
+		if (src) {
+			res.audit_source.data = src->digest.data;
+			res.audit_source.len = DIGEST_LEN;
+		}
+		result = &res;
+		char hex[DIGEST_HEX_LEN + 1];
+		digest_to_hex(&action, hex);
+		log_info("%s %.16s for tenant %s: exit %d in %lld ms (%s)", reproduce ? "reproduced" : "executed", hex,
+			 claims->tenant, res.exit_code, (long long)res.duration_ms, res.runtime);
+		if (!reproduce)
+			retain_action(w, claims->tenant, req, &action);
+	}
+	/* Only a clean compile is cached; a probe can only ever read results
+	 * that this worker produced itself. */
+	bool store = !cached && !req->skip_cache && res.exit_code == 0 && res.n_outputs > 0;
+	/* The audit row comes first: a result that has no row is neither
+	 * stored (a later probe could serve it) nor sent. */
+	_cleanup_free_ char *row = NULL;
+	_cleanup_free_ uint8_t *out = NULL;
+	if (audit_answer(w, claims, &action, flags.data, source, result, cached ? "hit" : store ? "store" : "miss",
+			 cached ? now_ms() - started : result->duration_ms, &row, &err) < 0) {
+		log_error("%s", err.msg);
+		rpc_call_finish(c, GRPC_STATUS_UNAVAILABLE, "the worker cannot write its audit log");
+		goto done;
+	}
+	Hpcc__V1__ExecuteReply rep = HPCC__V1__EXECUTE_REPLY__INIT;
+	Hpcc__V1__ReproduceReply rrep = HPCC__V1__REPRODUCE_REPLY__INIT;
+	ProtobufCMessage *msg = reproduce ? &rrep.base : &rep.base;
+	rep.result = rrep.result = result;
+	rep.cached = cached != NULL;
+	rep.audit_row = rrep.audit_row = row ? row : (char *)"";
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	out = len <= w->cfg.max_message ? malloc(len ? len : 1) : NULL;
+	if (!out) {
+		rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "the result is too large");
+		goto done;
+	}
+	protobuf_c_message_pack(msg, out);
+	if (store) {
+		size_t rl = hpcc__v1__action_result__get_packed_size(&res);
+		_cleanup_free_ uint8_t *rb = malloc(rl ? rl : 1);
+		if (rb) {
+			hpcc__v1__action_result__pack(&res, rb);
+			if ((r = cas_put_action(w->cas, claims->tenant, &action, rb, rl)) < 0)
+				log_warn("storing a result: %s", strerror(-r));
+			else if (req->action->mode == HPCC__V1__SOURCE_MODE__MODE_CAS)
+				remember_direct(w, claims->tenant, req->action, &action, &x, rb, rl);
 		}
 	}
-	if (res->n_outputs > 0 && res->outputs[0]->blob && res->outputs[0]->blob->digest.len == DIGEST_LEN) {
-		struct digest d;
-		memcpy(d.b, res->outputs[0]->blob->digest.data, DIGEST_LEN);
-		digest_to_string(&d, output);
-	}
-	digest_to_string(action, act);
-	struct audit_row row = {
-		.image = a->image_digest,
-		.source_digest = source,
-		.flags = flags,
-		.output_digest = output,
-		.tenant = claims->tenant,
-		.worker = w->cfg.id,
-		.vm = res->runtime,
-		.duration_ms = res->duration_ms,
-		.exit_code = res->exit_code,
-		.action_digest = act,
-		.cache = cache,
-	};
-	return audit_append(w->audit, &row, err);
+	rpc_call_send(c, out, len);
+	rpc_call_finish(c, GRPC_STATUS_OK, NULL);
+done:
+	if (cached)
+		hpcc__v1__action_result__free_unpacked(cached, NULL);
+	exec_state_free(&x);
 }
 
 static void handle_execute(struct rpc_call *c, void *user)
@@ -819,98 +1003,120 @@ static void handle_execute(struct rpc_call *c, void *user)
 		w, c, &hpcc__v1__execute_request__descriptor, (size_t)w->cfg.max_message, "execute", &claims, NULL);
 	if (!req)
 		return;
-	struct error err = { 0 };
-	int r = 0;
-	if (!req->action) {
+	if (!req->action)
 		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "execute: the request has no action");
-		hpcc__v1__execute_request__free_unpacked(req, NULL);
-		return;
-	}
-	struct digest action;
-	if (strcmp(req->action->image_digest, claims.image_digest) != 0) {
-		error_set(&err, -EACCES, "the action is for image %.80s, the token for %s", req->action->image_digest,
-			  claims.image_digest);
-		r = -EACCES;
-	} else if ((r = action_check(req->action, &err)) == 0)
-		r = action_digest(req->action, &action);
-	if (r < 0) {
-		finish_error(c, r == -EACCES ? GRPC_STATUS_PERMISSION_DENIED :
-				r == -E2BIG || r == -EFBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
-			     &err, "execute refused");
-		hpcc__v1__execute_request__free_unpacked(req, NULL);
-		return;
-	}
-	_cleanup_buf_ struct buf flags;
-	buf_init(&flags, AUDIT_FLAGS_MAX);
-	if (audit_flags(req->action, &flags, &err) < 0) {
-		finish_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, &err, "execute refused");
-		hpcc__v1__execute_request__free_unpacked(req, NULL);
-		return;
-	}
-	_cleanup_buf_ struct buf packed;
-	buf_init(&packed, (size_t)w->cfg.max_message);
-	Hpcc__V1__ExecuteReply rep = HPCC__V1__EXECUTE_REPLY__INIT;
-	Hpcc__V1__ActionResult *cached = NULL;
-	if (!req->skip_cache && cas_get_action(w->cas, claims.tenant, &action, (size_t)w->cfg.max_message - 64, &packed) == 0)
-		cached = hpcc__v1__action_result__unpack(NULL, packed.len, (uint8_t *)packed.data);
-	if (cached) {
-		rep.result = cached;
-		rep.cached = true;
-	}
-	struct exec_state x = { 0 };
-	Hpcc__V1__ActionResult res = HPCC__V1__ACTION_RESULT__INIT;
-	int code = GRPC_STATUS_OK;
-	if (!cached) {
-		__atomic_add_fetch(&w->running, 1, __ATOMIC_RELAXED);
-		r = execute(w, claims.tenant, req, &action, &x, &res, &code, &err);
-		__atomic_sub_fetch(&w->running, 1, __ATOMIC_RELAXED);
-		if (r < 0) {
-			finish_error(c, code, &err, "execute failed");
-			exec_state_free(&x);
-			hpcc__v1__execute_request__free_unpacked(req, NULL);
-			return;
-		}
-		rep.result = &res;
-		char hex[DIGEST_HEX_LEN + 1];
-		digest_to_hex(&action, hex);
-		log_info("executed %.16s for tenant %s: exit %d in %lld ms (%s)", hex, claims.tenant, res.exit_code,
-			 (long long)res.duration_ms, res.runtime);
-	}
-	size_t len = hpcc__v1__execute_reply__get_packed_size(&rep);
-	_cleanup_free_ uint8_t *out = len <= w->cfg.max_message ? malloc(len ? len : 1) : NULL;
-	if (!out)
-		rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "the result is too large");
-	else {
-		hpcc__v1__execute_reply__pack(&rep, out);
-		/* Only a clean compile is cached; a probe can only ever read
-		 * results that this worker produced itself. */
-		bool store = !cached && !req->skip_cache && res.exit_code == 0 && res.n_outputs > 0;
-		/* The audit row comes first: a result that has no row is neither
-		 * stored (a later probe could serve it) nor sent. */
-		if ((r = audit_execute(w, &claims, req->action, &action, rep.result, flags.data,
-				       cached ? "hit" : store ? "store" : "miss", &err)) < 0) {
-			log_error("%s", err.msg);
-			rpc_call_finish(c, GRPC_STATUS_UNAVAILABLE, "the worker cannot write its audit log");
-		} else {
-			if (store) {
-				size_t rl = hpcc__v1__action_result__get_packed_size(&res);
-				_cleanup_free_ uint8_t *rb = malloc(rl ? rl : 1);
-				if (rb) {
-					hpcc__v1__action_result__pack(&res, rb);
-					if ((r = cas_put_action(w->cas, claims.tenant, &action, rb, rl)) < 0)
-						log_warn("storing a result: %s", strerror(-r));
-					else if (req->action->mode == HPCC__V1__SOURCE_MODE__MODE_CAS)
-						remember_direct(w, claims.tenant, req->action, &action, &x, rb, rl);
-				}
-			}
-			rpc_call_send(c, out, len);
-			rpc_call_finish(c, GRPC_STATUS_OK, NULL);
-		}
-	}
-	if (cached)
-		hpcc__v1__action_result__free_unpacked(cached, NULL);
-	exec_state_free(&x);
+	else
+		run_action(w, c, &claims, req, false);
 	hpcc__v1__execute_request__free_unpacked(req, NULL);
+}
+
+/* ---- Reproduce --------------------------------------------------------- */
+
+static void handle_reproduce(struct rpc_call *c, void *user)
+{
+	struct worker *w = user;
+	struct token_claims claims;
+	Hpcc__V1__ReproduceRequest *req = (Hpcc__V1__ReproduceRequest *)receive_request(
+		w, c, &hpcc__v1__reproduce_request__descriptor, 64 * 1024, "reproduce", &claims, NULL);
+	if (!req)
+		return;
+	struct digest d;
+	bool ok = req->action_digest.len == DIGEST_LEN;
+	if (ok)
+		memcpy(d.b, req->action_digest.data, DIGEST_LEN);
+	hpcc__v1__reproduce_request__free_unpacked(req, NULL);
+	if (!ok) {
+		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "reproduce names one 32-byte action digest");
+		return;
+	}
+	_cleanup_buf_ struct buf packed, pp;
+	buf_init(&packed, (size_t)w->cfg.max_message);
+	buf_init(&pp, (size_t)w->cfg.max_blob + 1);
+	char hex[DIGEST_HEX_LEN + 1];
+	digest_to_hex(&d, hex);
+	char msg[300];
+	/* The tenant's own namespace only: another tenant's action is not found. */
+	int r = cas_get_command(w->cas, claims.tenant, &d, (size_t)w->cfg.max_message, &packed);
+	Hpcc__V1__Action *a = r == 0 ? hpcc__v1__action__unpack(NULL, packed.len, (uint8_t *)packed.data) : NULL;
+	if (!a) {
+		snprintf(msg, sizeof(msg), "reproduce: worker %s holds no action sha256:%.16s... for tenant %s "
+			 "(not run here, or older than [audit] retain)", w->cfg.id, hex, claims.tenant);
+		rpc_call_finish(c, GRPC_STATUS_NOT_FOUND, msg);
+		return;
+	}
+	Hpcc__V1__ExecuteRequest x = HPCC__V1__EXECUTE_REQUEST__INIT;
+	x.action = a;
+	x.skip_cache = true;
+	Hpcc__V1__Blob blob;
+	_cleanup_buf_ struct buf blob_store;
+	buf_init(&blob_store, (size_t)w->cfg.max_blob + ((size_t)w->cfg.max_blob >> 7) + 4096);
+	if (a->mode == HPCC__V1__SOURCE_MODE__MODE_PREPROCESSED && a->n_inputs == 1 &&
+	    a->inputs[0]->digest.len == DIGEST_LEN) {
+		struct digest s;
+		memcpy(s.b, a->inputs[0]->digest.data, DIGEST_LEN);
+		if (cas_get_blob(w->cas, claims.tenant, &s, (size_t)w->cfg.max_blob, &pp) == 0 &&
+		    blob_pack(pp.data, pp.len, 1, &blob, &blob_store) == 0)
+			x.preprocessed = &blob;
+	}
+	struct digest check;
+	if (action_digest(a, &check) < 0 || !digest_equal(&check, &d))
+		rpc_call_finish(c, GRPC_STATUS_DATA_LOSS, "reproduce: the retained action does not match its digest");
+	else
+		run_action(w, c, &claims, &x, true);
+	hpcc__v1__action__free_unpacked(a, NULL);
+}
+
+/* ---- AuditRows --------------------------------------------------------- */
+
+#define AUDIT_ROWS_DEFAULT 20
+#define AUDIT_ROWS_MAX 200
+
+static bool prefix_ok(const char *p)
+{
+	if (strncmp(p, "sha256:", 7) == 0)
+		p += 7;
+	size_t n = strlen(p);
+	return n >= 4 && n <= DIGEST_HEX_LEN && strspn(p, "0123456789abcdefABCDEF") == n;
+}
+
+static void handle_audit_rows(struct rpc_call *c, void *user)
+{
+	struct worker *w = user;
+	struct token_claims claims;
+	Hpcc__V1__AuditRowsRequest *req = (Hpcc__V1__AuditRowsRequest *)receive_request(
+		w, c, &hpcc__v1__audit_rows_request__descriptor, 64 * 1024, "audit-rows", &claims, NULL);
+	if (!req)
+		return;
+	if (!prefix_ok(req->prefix)) {
+		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "audit-rows: the prefix is 4 to 64 hex digits");
+		hpcc__v1__audit_rows_request__free_unpacked(req, NULL);
+		return;
+	}
+	size_t max = req->max_rows ? req->max_rows : AUDIT_ROWS_DEFAULT;
+	max = max < AUDIT_ROWS_MAX ? max : AUDIT_ROWS_MAX;
+	_cleanup_strv_ struct strv rows = { 0 };
+	Hpcc__V1__AuditRowsReply rep = HPCC__V1__AUDIT_ROWS_REPLY__INIT;
+	struct error err = { 0 };
+	bool truncated = false;
+	/* The token's tenant is the only one searched. */
+	int r = audit_search(w->audit_dir, claims.tenant, req->prefix, max, &rows, &truncated, &err);
+	hpcc__v1__audit_rows_request__free_unpacked(req, NULL);
+	if (r < 0) {
+		finish_error(c, GRPC_STATUS_INTERNAL, &err, "audit-rows failed");
+		return;
+	}
+	rep.rows = rows.v;
+	rep.n_rows = rows.n;
+	rep.truncated = truncated;
+	size_t len = hpcc__v1__audit_rows_reply__get_packed_size(&rep);
+	_cleanup_free_ uint8_t *out = len <= w->cfg.max_message ? malloc(len ? len : 1) : NULL;
+	if (!out) {
+		rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "audit-rows: the answer is too large");
+		return;
+	}
+	hpcc__v1__audit_rows_reply__pack(&rep, out);
+	rpc_call_send(c, out, len);
+	rpc_call_finish(c, GRPC_STATUS_OK, NULL);
 }
 
 /* ---- setup ------------------------------------------------------------- */
@@ -920,6 +1126,8 @@ static const struct rpc_method methods[] = {
 	{ "/hpcc.v1.WorkerService/FindMissing", handle_find_missing, .unary = true },
 	{ "/hpcc.v1.WorkerService/Upload", handle_upload },
 	{ "/hpcc.v1.WorkerService/Execute", handle_execute, .unary = true },
+	{ "/hpcc.v1.WorkerService/AuditRows", handle_audit_rows, .unary = true },
+	{ "/hpcc.v1.WorkerService/Reproduce", handle_reproduce, .unary = true },
 };
 
 /* Once the shutdown grace is over, compiles still running are abandoned
@@ -1011,7 +1219,7 @@ int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err
 	pthread_mutex_init(&w->gc_lock, NULL);
 	pthread_cond_init(&w->gc_cond, NULL);
 	int r;
-	_cleanup_free_ char *cert = NULL, *key = NULL, *audit_path = NULL;
+	_cleanup_free_ char *cert = NULL, *key = NULL;
 	if (!(w->rt = runtime_find(w->cfg.runtime))) {
 		r = error_set(err, -EINVAL, "unknown runtime '%s'", w->cfg.runtime);
 		goto fail;
@@ -1035,10 +1243,18 @@ int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err
 		goto fail;
 	}
 	staging_sweep(w->staging_dir);
-	audit_path = path_join(w->cfg.dir, "audit.tsv");
-	if (!audit_path || (r = audit_open(audit_path, &w->audit, err)) < 0) {
-		r = audit_path ? r : error_set(err, -ENOMEM, "out of memory");
+	if (!(w->audit_dir = path_join(w->cfg.dir, "audit"))) {
+		r = error_set(err, -ENOMEM, "out of memory");
 		goto fail;
+	}
+	cas_set_retain(w->cas, w->cfg.audit_retain);
+	if (!w->cfg.audit_enabled)
+		log_warn("[audit] enabled = false: this worker answers without audit rows (for measuring only)");
+	else {
+		struct audit_options ao = { .segment_size = w->cfg.audit_segment_size,
+					    .segment_age_s = w->cfg.audit_segment_age };
+		if ((r = audit_open(w->audit_dir, &ao, &w->audit, err)) < 0)
+			goto fail;
 	}
 	if (!(cert = fs_read_text(w->cfg.cert_file, 1 << 20, err)) ||
 	    !(key = fs_read_text(w->cfg.key_file, 1 << 20, err))) {
@@ -1190,6 +1406,7 @@ void worker_free(struct worker *w)
 	audit_close(w->audit);
 	token_key_free(w->token_key);
 	free(w->staging_dir);
+	free(w->audit_dir);
 	worker_config_free(&w->cfg);
 	pthread_mutex_destroy(&w->verified_lock);
 	pthread_mutex_destroy(&w->gc_lock);

@@ -251,6 +251,16 @@ done
 check "both replicas route each of $total (tenant, image) pairs to the same worker ($agree agree)" test "$agree" = "$total"
 check "and the pairs spread over both workers (${!chosen[*]})" test "${#chosen[@]}" = 2
 
+# ---- hpcc reproduce reaches the worker that ran the compile --------------------------
+# hello.c ran on w1; with two workers the scheduler may route acme elsewhere,
+# so the daemon asks Route for w1 by name.
+normal=$(route acme "$IMAGE" "$(mint "$IDP_A" "aud=hpcc")" | head -1)
+hello_src=$(sha256sum <"$P/hello.c" | cut -c1-16)
+out=$(cd "$P" && "$HPCC" reproduce "$hello_src" 2>&1); st=$?
+check "hpcc reproduce (routed; acme's usual route: ${normal%% at *}) is reproducible on w1" \
+  eval '[ $st = 0 ] && grep -q "^reproducible" <<<"$out" && grep -q "worker w1" <<<"$out"'
+check "and the reproduced object is plain gcc's" grep -q "sha256:$(sha256sum <"$P/plain-hello.o" | cut -d' ' -f1)" <<<"$out"
+
 # ---- the daemon refreshes an expiring access token ------------------------------------
 "$HPCC" daemon stop >/dev/null 2>&1
 SAVED_DIR=$HPCC_DIR

@@ -11,6 +11,10 @@
  * worker_call ADDR PIN TOKEN_FILE missing HEX...: FindMissing; prints
  * "missing N of M". The S3 test asks, with one tenant's token, for another
  * tenant's digests.
+ * worker_call ADDR PIN TOKEN_FILE audit PREFIX: AuditRows; prints "rows N"
+ * and the rows. worker_call ADDR PIN TOKEN_FILE reproduce HEX: Reproduce;
+ * prints "output sha256:..." on success. The audit test asks with another
+ * tenant's token.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -92,12 +96,77 @@ static int digest_call(struct rpc_channel *ch, const struct buf *tok, bool probe
 	return 0;
 }
 
+/* AuditRows (prefix) or Reproduce (hex). */
+static int audit_call(struct rpc_channel *ch, const struct buf *tok, bool reproduce, const char *arg)
+{
+	struct buf packed, reply;
+	buf_init(&packed, 1 << 20);
+	buf_init(&reply, 64 << 20);
+	struct digest d;
+	const char *method;
+	if (reproduce) {
+		if (parse_hex(arg, &d) < 0) {
+			fprintf(stderr, "worker_call: '%s' is not 64 hex digits\n", arg);
+			return 2;
+		}
+		Hpcc__V1__ReproduceRequest req = HPCC__V1__REPRODUCE_REQUEST__INIT;
+		req.token.data = (uint8_t *)tok->data;
+		req.token.len = tok->len;
+		req.action_digest.data = d.b;
+		req.action_digest.len = DIGEST_LEN;
+		buf_reserve(&packed, hpcc__v1__reproduce_request__get_packed_size(&req));
+		packed.len = hpcc__v1__reproduce_request__pack(&req, (uint8_t *)packed.data);
+		method = "/hpcc.v1.WorkerService/Reproduce";
+	} else {
+		Hpcc__V1__AuditRowsRequest req = HPCC__V1__AUDIT_ROWS_REQUEST__INIT;
+		req.token.data = (uint8_t *)tok->data;
+		req.token.len = tok->len;
+		req.prefix = (char *)arg;
+		buf_reserve(&packed, hpcc__v1__audit_rows_request__get_packed_size(&req));
+		packed.len = hpcc__v1__audit_rows_request__pack(&req, (uint8_t *)packed.data);
+		method = "/hpcc.v1.WorkerService/AuditRows";
+	}
+	struct rpc_status st = { 0 };
+	int r = rpc_unary(ch, method, packed.data, packed.len, 120000, &reply, &st);
+	if (r < 0) {
+		fprintf(stderr, "worker_call: %s\n", strerror(-r));
+		return 1;
+	}
+	printf("status %d: %s\n", st.code, st.msg);
+	if (st.code == 0 && reproduce) {
+		Hpcc__V1__ReproduceReply *rep = hpcc__v1__reproduce_reply__unpack(NULL, reply.len, (uint8_t *)reply.data);
+		if (rep && rep->result && rep->result->n_outputs > 0 && rep->result->outputs[0]->blob &&
+		    rep->result->outputs[0]->blob->digest.len == DIGEST_LEN) {
+			char s[DIGEST_STR_LEN + 1];
+			memcpy(d.b, rep->result->outputs[0]->blob->digest.data, DIGEST_LEN);
+			digest_to_string(&d, s);
+			printf("output %s\n", s);
+		}
+		if (rep)
+			hpcc__v1__reproduce_reply__free_unpacked(rep, NULL);
+	} else if (st.code == 0) {
+		Hpcc__V1__AuditRowsReply *rep = hpcc__v1__audit_rows_reply__unpack(NULL, reply.len, (uint8_t *)reply.data);
+		printf("rows %zu\n", rep ? rep->n_rows : 0);
+		for (size_t i = 0; rep && i < rep->n_rows; i++)
+			printf("%s\n", rep->rows[i]);
+		if (rep)
+			hpcc__v1__audit_rows_reply__free_unpacked(rep, NULL);
+	}
+	rpc_channel_free(ch);
+	buf_free(&packed);
+	buf_free(&reply);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	bool probe = argc == 6 && strcmp(argv[4], "probe") == 0;
 	bool missing = argc >= 6 && strcmp(argv[4], "missing") == 0;
-	if (argc != 5 && !probe && !missing) {
-		fprintf(stderr, "usage: worker_call ADDR PIN TOKEN_FILE IMAGE | probe HEX | missing HEX...\n");
+	bool audit = argc == 6 && strcmp(argv[4], "audit") == 0;
+	bool reproduce = argc == 6 && strcmp(argv[4], "reproduce") == 0;
+	if (argc != 5 && !probe && !missing && !audit && !reproduce) {
+		fprintf(stderr, "usage: worker_call ADDR PIN TOKEN_FILE IMAGE | probe HEX | missing HEX... | audit PREFIX | "
+				"reproduce HEX\n");
 		return 2;
 	}
 	rpc_global_init();
@@ -113,6 +182,12 @@ int main(int argc, char **argv)
 	if (rpc_channel_new(&cc, &ch, &err) < 0) {
 		fprintf(stderr, "worker_call: %s\n", err.msg);
 		return 1;
+	}
+	if (audit || reproduce) {
+		int r = audit_call(ch, &tok, reproduce, argv[5]);
+		buf_free(&tok);
+		fflush(stdout);
+		return r;
 	}
 	if (probe || missing) {
 		int r = digest_call(ch, &tok, probe, argc - 5, argv + 5);

@@ -124,6 +124,27 @@ static void test_image_filter_and_stale(void **state)
 	registry_free(r);
 }
 
+/* By name (hpcc reproduce): that worker or nothing, whoever the rendezvous
+ * would pick, and only while it is healthy and holds the image. */
+static void test_route_to(void **state)
+{
+	struct registry *r;
+	struct registry_choice c;
+	assert_int_equal(registry_new(1500, &r), 0);
+	add(r, "wa", 4, only_a, 1, 0);
+	add(r, "wbb", 4, both, 2, 0);
+	for (int i = 0; i < 2; i++) {
+		const char *id = i ? "wbb" : "wa";
+		assert_int_equal(registry_route_to(r, id, IMG_A, 0, &c), 0);
+		assert_string_equal(c.worker_id, id);
+		assert_string_equal(c.address, i ? "10.0.0.3:7070" : "10.0.0.2:7070");
+	}
+	assert_int_equal(registry_route_to(r, "wa", IMG_B, 0, &c), -ENOENT);   /* not its image */
+	assert_int_equal(registry_route_to(r, "wz", IMG_A, 0, &c), -ENOENT);   /* unknown */
+	assert_int_equal(registry_route_to(r, "wa", IMG_A, 1501, &c), -ENOENT); /* stale */
+	registry_free(r);
+}
+
 static void test_rendezvous_spread_and_movement(void **state)
 {
 	struct registry *r;
@@ -298,6 +319,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_malformed_reports),
 		cmocka_unit_test(test_image_filter_and_stale),
+		cmocka_unit_test(test_route_to),
 		cmocka_unit_test(test_rendezvous_spread_and_movement),
 		cmocka_unit_test(test_weight_by_free_capacity),
 		cmocka_unit_test(test_sticky),

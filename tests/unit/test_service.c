@@ -27,6 +27,7 @@
 
 #include <zstd.h>
 
+#include "auditfmt.h"
 #include "service_testutil.h"
 
 /* ---- 1. happy path ----------------------------------------------------- */
@@ -1011,7 +1012,8 @@ static void test_compile_error_not_cached(void **state)
 	assert_null(strstr(err_text.data, fx.staging_dir));
 	buf_free(&err_text);
 	hpcc__v1__execute_reply__free_unpacked(rep, NULL);
-	assert_int_equal(stored_files(), before);
+	/* No result; only the action, retained for `hpcc reproduce`. */
+	assert_int_equal(stored_files(), before + 1);
 
 	bool found = true;
 	probe(&tok, &action, &st, &found, NULL, NULL);
@@ -1030,7 +1032,7 @@ static void test_compile_error_not_cached(void **state)
 
 static size_t audit_lines(struct buf *ret_last)
 {
-	_cleanup_free_ char *path = path_join(fx.dir, "state/audit.tsv");
+	_cleanup_free_ char *path = path_join(fx.dir, "state/audit/current.tsv");
 	struct buf b;
 	buf_init(&b, 64 << 20);
 	assert_int_equal(fs_read_file(path, 64 << 20, &b), 0);
@@ -1048,6 +1050,128 @@ static size_t audit_lines(struct buf *ret_last)
 	}
 	buf_free(&b);
 	return n;
+}
+
+/* A unary call whose reply is unpacked as desc (NULL unless OK). */
+static ProtobufCMessage *call_msg(const char *method, const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+				  struct rpc_status *st)
+{
+	struct buf msg, reply;
+	buf_init(&msg, 0);
+	pack(req, &msg);
+	call_raw(method, msg.data, msg.len, st, &reply);
+	ProtobufCMessage *m = st->code == GRPC_STATUS_OK ?
+				      protobuf_c_message_unpack(desc, NULL, reply.len, (uint8_t *)reply.data) : NULL;
+	buf_free(&msg);
+	buf_free(&reply);
+	return m;
+}
+
+/* A probe hit is an answer too: its row (cache "hit") carries the command
+ * and source the result recorded, and the reply carries the row. AuditRows
+ * answers a tenant's own rows only; Reproduce runs a retained action again,
+ * for its tenant only, stores nothing, and logs a row of its own. */
+static void test_audit_hits_rows_reproduce(void **state)
+{
+	(void)state;
+	struct buf tok, other;
+	issue("auditor", &tok);
+	issue("intruder", &other);
+	struct spec s;
+	spec_init(&s, "int reproduced(void){return 11;}\n");
+	upload_spec(&tok, &s);
+	struct digest action;
+	assert_int_equal(action_digest(&s.action, &action), 0);
+	char hex[DIGEST_HEX_LEN + 1];
+	digest_to_hex(&action, hex);
+	struct rpc_status st;
+	Hpcc__V1__ExecuteReply *rep = execute(&tok, &s, &st);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	assert_non_null(strstr(rep->audit_row, "\tstore\t"));
+	assert_string_equal(rep->result->audit_flags, "gcc -Iinc -x c -c a.c -o a.o");
+	assert_int_equal(rep->result->audit_source.len, DIGEST_LEN);
+	char *stored_row = strdup(rep->audit_row);
+	Hpcc__V1__Blob *obj = rep->result->outputs[0]->blob;
+	struct digest out_digest;
+	memcpy(out_digest.b, obj->digest.data, DIGEST_LEN);
+	hpcc__v1__execute_reply__free_unpacked(rep, NULL);
+
+	size_t before = audit_lines(NULL);
+	bool found = false;
+	Hpcc__V1__ProbeReply *pr = NULL;
+	probe_key(&tok, &action, false, &st, &found, NULL, &pr);
+	assert_true(found);
+	assert_int_equal(audit_lines(NULL), before + 1);
+	/* The hit's row: same image, source, flags, output and action as the
+	 * stored one; cache "hit". */
+	struct audit_parsed a, b;
+	struct error err = { 0 };
+	assert_int_equal(audit_parse_row(stored_row, strlen(stored_row), &a, &err), 0);
+	assert_int_equal(audit_parse_row(pr->audit_row, strlen(pr->audit_row), &b, &err), 0);
+	static const enum audit_col same_cols[] = { AUDIT_COL_IMAGE, AUDIT_COL_SOURCE, AUDIT_COL_FLAGS, AUDIT_COL_OUTPUT,
+						    AUDIT_COL_TENANT, AUDIT_COL_ACTION };
+	for (size_t i = 0; i < ARRAY_SIZE(same_cols); i++)
+		assert_string_equal(a.col[same_cols[i]], b.col[same_cols[i]]);
+	assert_string_equal(b.col[AUDIT_COL_CACHE], "hit");
+	assert_int_equal(b.seq, a.seq + 1);
+	struct buf last;
+	audit_lines(&last);
+	last.data[strcspn(last.data, "\n")] = '\0';
+	assert_string_equal(last.data, pr->audit_row);  /* the reply's row is the line on disk */
+	buf_free(&last);
+	hpcc__v1__probe_reply__free_unpacked(pr, NULL);
+
+	/* AuditRows: the caller's tenant's rows only. */
+	Hpcc__V1__AuditRowsRequest ar = HPCC__V1__AUDIT_ROWS_REQUEST__INIT;
+	ar.token = bin(tok.data, tok.len);
+	ar.prefix = hex;
+	Hpcc__V1__AuditRowsReply *rows = (Hpcc__V1__AuditRowsReply *)call_msg(
+		"/hpcc.v1.WorkerService/AuditRows", &ar.base, &hpcc__v1__audit_rows_reply__descriptor, &st);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	assert_int_equal(rows->n_rows, 2);
+	assert_string_equal(rows->rows[0], stored_row);
+	hpcc__v1__audit_rows_reply__free_unpacked(rows, NULL);
+	ar.token = bin(other.data, other.len);
+	rows = (Hpcc__V1__AuditRowsReply *)call_msg("/hpcc.v1.WorkerService/AuditRows", &ar.base,
+						     &hpcc__v1__audit_rows_reply__descriptor, &st);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	assert_int_equal(rows->n_rows, 0);
+	hpcc__v1__audit_rows_reply__free_unpacked(rows, NULL);
+	ar.prefix = (char *)"ab";  /* too short: refused, not "everything" */
+	assert_null(call_msg("/hpcc.v1.WorkerService/AuditRows", &ar.base, &hpcc__v1__audit_rows_reply__descriptor, &st));
+	assert_int_equal(st.code, GRPC_STATUS_INVALID_ARGUMENT);
+
+	/* Reproduce: another tenant finds nothing; the owner gets the same
+	 * object, one "miss" row, and nothing new stored. */
+	Hpcc__V1__ReproduceRequest rr = HPCC__V1__REPRODUCE_REQUEST__INIT;
+	rr.token = bin(other.data, other.len);
+	rr.action_digest = bin(action.b, DIGEST_LEN);
+	assert_null(call_msg("/hpcc.v1.WorkerService/Reproduce", &rr.base, &hpcc__v1__reproduce_reply__descriptor, &st));
+	assert_int_equal(st.code, GRPC_STATUS_NOT_FOUND);
+	size_t files = stored_files();
+	before = audit_lines(NULL);
+	rr.token = bin(tok.data, tok.len);
+	Hpcc__V1__ReproduceReply *rp = (Hpcc__V1__ReproduceReply *)call_msg(
+		"/hpcc.v1.WorkerService/Reproduce", &rr.base, &hpcc__v1__reproduce_reply__descriptor, &st);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	assert_int_equal(rp->result->outputs[0]->blob->digest.len, DIGEST_LEN);
+	assert_memory_equal(rp->result->outputs[0]->blob->digest.data, out_digest.b, DIGEST_LEN);
+	assert_non_null(strstr(rp->audit_row, "\tmiss\t"));
+	assert_non_null(strstr(rp->audit_row, hex));
+	hpcc__v1__reproduce_reply__free_unpacked(rp, NULL);
+	assert_int_equal(audit_lines(NULL), before + 1);
+	assert_int_equal(stored_files(), files);
+	/* An action never run here: not found. */
+	struct digest none;
+	memset(none.b, 0x5a, DIGEST_LEN);
+	rr.action_digest = bin(none.b, DIGEST_LEN);
+	assert_null(call_msg("/hpcc.v1.WorkerService/Reproduce", &rr.base, &hpcc__v1__reproduce_reply__descriptor, &st));
+	assert_int_equal(st.code, GRPC_STATUS_NOT_FOUND);
+	audit_parsed_free(&a);
+	audit_parsed_free(&b);
+	free(stored_row);
+	buf_free(&tok);
+	buf_free(&other);
 }
 
 /* Every Execute answer leaves one row; a command too long for a row is
@@ -1193,6 +1317,7 @@ int main(void)
 		T(test_preprocessed_mode),
 		T(test_execute_missing_blobs),
 		T(test_compile_error_not_cached),
+		T(test_audit_hits_rows_reproduce),
 		T(test_oversized_request),
 		T(test_audit_rows),
 	};

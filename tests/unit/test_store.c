@@ -556,6 +556,28 @@ static void test_cleanup_evicts_oldest(void **state)
 	free_evict_set(&set);
 }
 
+/* Entries used at or after keep_after stay, even over the target (the
+ * worker's [audit] retain); older ones go oldest first as before. */
+static void test_cleanup_keeps_recent(void **state)
+{
+	struct fixture *f = *state;
+	struct evict_set set;
+	make_evict_set(f, &set);
+	struct stat st;
+	assert_int_equal(stat(set.paths[by_rank(3)], &st), 0);
+	uint64_t size, files, evicted;
+	/* Target zero, but ranks 3.. are within the retention. */
+	assert_int_equal(store_cleanup_keep(&f->store, 0, st.st_mtime, &size, &files, &evicted), 0);
+	assert_int_equal(evicted, 3);
+	assert_int_equal(files, N_EVICT - 3);
+	for (int r = 0; r < N_EVICT; r++)
+		assert_int_equal(file_exists(set.paths[by_rank(r)]), r >= 3);
+	/* keep_after 0: plain LRU again. */
+	assert_int_equal(store_cleanup_keep(&f->store, 0, 0, &size, &files, &evicted), 0);
+	assert_int_equal(files, 0);
+	free_evict_set(&set);
+}
+
 static void test_cleanup_ignores_other_files(void **state)
 {
 	struct fixture *f = *state;
@@ -654,6 +676,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cleanup_under_target, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cleanup_evicts_oldest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cleanup_keeps_recent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cleanup_ignores_other_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cleanup_stale_temporaries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_get_refreshes_mtime, setup, teardown),
