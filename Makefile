@@ -43,6 +43,7 @@ bench:
 	@bench/s3.sh
 	@bench/microvm.sh
 	@bench/route.sh
+	@bench/audit.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

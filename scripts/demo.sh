@@ -241,3 +241,14 @@ printf '    %-27s %-7s %-22s %-6s %-5s %-7s %s\n' time tenant vm cache exit ms a
 grep -v '^#' "$AUDIT" | tail -n 5 | awk -F'\t' '{ printf "    %-27s %-7s %-22s %-6s %-5s %-7s %.23s\n", $1, $6, $8, $12, $10, $9, $11 }'
 [[ ${aexec:-0} -gt 0 && ${rhits:-0} -gt 0 && ${rexec:-1} -eq 0 ]] ||
     die "expected alice's compiles in the microVM and only remote hits for bob"
+say "hpcc audit verify (chain, seq and seals of every segment):"
+"$HPCC" audit verify "$W/worker/state/audit" | sed 's/^/    /'
+[[ ${PIPESTATUS[0]} == 0 ]] || die "the worker's audit log does not verify"
+# Bob's daemon kept the rows of his jobs: inspect one by the object's digest,
+# then have the worker run that compile again in a fresh microVM.
+obj=$(sha256sum <"$W/bob/work/zlib-copy/adler32.o" | cut -c1-12)
+say "hpcc inspect $obj   (bob's adler32.o, by its digest)"
+"$HPCC" inspect "$obj" | sed 's/^/    /'
+say "hpcc reproduce $obj   (the worker re-runs it, caches bypassed)"
+"$HPCC" reproduce "$obj" | sed 's/^/    /'
+[[ ${PIPESTATUS[0]} == 0 ]] || die "adler32.o's compile did not reproduce"
