@@ -159,6 +159,20 @@ check "image changed: named with both digests" wait_record "image changed: $IMAG
 check "image changed: nothing else" eval '! has "flag " && ! has "header " && has "inputs compared"'
 check "image changed: the worker compiled it" eval '[ "$(stat remote.executed)" -ge 2 ]'
 show_on_fail "$f"
+
+# The local cache emptied: the worker's cache answers (a direct hit on its
+# Probe), and the record has the inputs that compile read.
+f=$T_FAILS
+remote_build
+"$HPCC" daemon stop >/dev/null 2>&1
+rm -rf "$HPCC_DIR/store"
+remote_build
+check "worker's cached result after a local clean: same inputs as the last hit" \
+  wait_record "with the same inputs as the last hit at"
+check "worker's cached result: counted as a remote hit" eval '[ "$(stat remote.hit)" -ge 1 ]'
+explain --json a.o
+check "worker's cached result: its inputs recorded" eval 'has "\"status\": \"evicted\"" && grep -q "\"kind\": \"remote.*\"inputs\": 3}" "$WORK/out"'
+show_on_fail "$f"
 "$HPCC" daemon stop >/dev/null 2>&1
 no_remote
 exit 0
