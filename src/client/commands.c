@@ -205,6 +205,14 @@ int command_clean(int argc, char **argv)
 		}
 		printf("removed %llu entries; %llu entries (%llu bytes) remain\n", (unsigned long long)evicted,
 		       (unsigned long long)files, (unsigned long long)left);
+		/* --all: hpcc explain's records and input copies go too. */
+		_cleanup_free_ char *explain_dir = all ? path_join(dir, "explain") : NULL;
+		struct store ex;
+		uint64_t l2, f2, e2;
+		if (explain_dir && store_init(&ex, explain_dir, 0, 1) == 0) {
+			(void)store_cleanup(&ex, 0, &l2, &f2, &e2);
+			store_free(&ex);
+		}
 	} else
 		fprintf(stderr, "hpcc: clean: %s\n", strerror(-r));
 	store_free(&st);

@@ -1024,6 +1024,7 @@ static int finish(struct remote_client *rc, struct engine *e, struct engine_resu
 		f->counter = STAT_FALLBACK_REMOTE_ERROR;
 		return -EIO;
 	}
+	res->job->remote_hit = hit;  /* for the explain record */
 	if (take_result(e, res, &b->action, deps, n, ar, f) < 0)
 		return -EIO;
 	engine_count(e, hit ? STAT_REMOTE_HIT : STAT_REMOTE_EXECUTED);

@@ -115,6 +115,15 @@ same "$P/b.o" "$WORK/b.plain.o" "second compile (warm VM, $(($(ms) - t0)) ms) eq
 [ "$(audit | tail -n 1 | col 8)" = "$VM_A" ] && ok "tenant alpha's VM is reused warm" ||
   not_ok "alpha's second compile ran in $(audit | tail -n 1 | col 8), not $VM_A"
 
+# hpcc reproduce: a.c's compile again, in alpha's VM, caches bypassed.
+a_src=$(sha256sum <"$P/a.c" | cut -c1-16)
+out=$(cd "$P" && "$HPCC" reproduce "$a_src" 2>&1); st=$?
+[ $st = 0 ] && grep -q "^reproducible" <<<"$out" && grep -q "sha256:$(sha256sum <"$WORK/a.plain.o" | cut -d' ' -f1)" <<<"$out" &&
+  ok "hpcc reproduce in the microVM: reproducible, plain gcc's digest" || not_ok "hpcc reproduce: $out"
+row=$(audit | tail -n 1)
+[ "$(echo "$row" | col 8)" = "$VM_A" ] && [ "$(echo "$row" | col 12)" = miss ] &&
+  ok "the re-execution is its own row: alpha's VM $VM_A, nothing stored" || not_ok "reproduce's row: $row"
+
 # Tenant beta: the same action again, in beta's own VM.
 cp "$P/a.o" "$WORK/a.alpha.o"
 rm -f "$P/a.o"
