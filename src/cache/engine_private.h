@@ -65,9 +65,8 @@ struct engine_job {
 	bool remote;                  /* keyed by remote_image, may compile remotely */
 	bool no_store;                /* a local compile whose keys could not be made local */
 	struct digest remote_image;
-	/* A worker's result came from its cache, for explain records; for
-	 * src/daemon/remote.c to set before engine_remote_store (it does not
-	 * yet: such a result is then recorded as compiled remotely). */
+	/* A worker's result came from its cache (set by src/daemon/remote.c
+	 * before engine_remote_store), for explain records. */
 	bool remote_hit;
 };
 

@@ -413,9 +413,15 @@ static void json_str(struct buf *out, const char *s)
 	buf_append_char(out, '"');
 }
 
-static void render_change_text(struct buf *out, const struct change *c)
+/* Text mode prints file lines and flags as they are: control bytes become
+ * '?' (tabs a space), so a header cannot drive the terminal. */
+static void render_change_text(struct buf *out, struct change *c)
 {
 	const char *name = change_names[c->kind];
+	char *fields[] = { c->what, c->was, c->now };
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		if (fields[i])
+			error_printable(fields[i]);
 	switch (c->kind) {
 	case CH_FLAG_CHANGED:
 	case CH_IMAGE:

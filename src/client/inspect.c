@@ -29,11 +29,13 @@
 #include "strv.h"
 
 #define ROWS_FILE_MAX ((size_t)64 << 20)  /* rows.tsv rotates at 32 MiB */
+#define FOUND_MAX 200                     /* rows kept: the newest, as the worker's AuditRows */
 #define REPRODUCE_TIMEOUT_MS (30 * 60 * 1000)
 
 struct found {
-	struct strv lines;   /* unique by row hash, in the order found */
+	struct strv lines;   /* unique by row hash, in the order found; the last FOUND_MAX */
 	struct strv hashes;
+	bool truncated;      /* more matched */
 };
 
 static void found_free(struct found *f)
@@ -53,10 +55,24 @@ static void found_add(struct found *f, const char *line, size_t len, const char 
 	for (size_t i = 0; take && i < f->hashes.n; i++)
 		if (strcmp(f->hashes.v[i], p.hash) == 0)
 			take = false;
+	if (take && f->lines.n == FOUND_MAX) {
+		/* Keep the newest: drop the oldest (FOUND_MAX bounds the
+		 * duplicate check above, whatever the files hold). */
+		free(f->lines.v[0]);
+		free(f->hashes.v[0]);
+		memmove(f->lines.v, f->lines.v + 1, (FOUND_MAX - 1) * sizeof(char *));
+		memmove(f->hashes.v, f->hashes.v + 1, (FOUND_MAX - 1) * sizeof(char *));
+		f->lines.n--;
+		f->hashes.n--;
+		f->lines.v[f->lines.n] = f->hashes.v[f->hashes.n] = NULL;
+		f->truncated = true;
+	}
 	if (take && strv_push(&f->hashes, p.hash) == 0) {
 		_cleanup_free_ char *copy = strndup(line, len);
-		if (copy)
-			(void)strv_push(&f->lines, copy);
+		if (!copy || strv_push(&f->lines, copy) < 0) {
+			free(f->hashes.v[--f->hashes.n]);
+			f->hashes.v[f->hashes.n] = NULL;
+		}
 	}
 	audit_parsed_free(&p);
 }
@@ -109,14 +125,6 @@ static int scan_remote(struct found *f, const struct config *cfg, const char *pr
 	return 0;
 }
 
-static bool prefix_ok(const char *p)
-{
-	if (strncasecmp(p, "sha256:", 7) == 0)
-		p += 7;
-	size_t n = strlen(p);
-	return n >= 4 && n <= 64 && strspn(p, "0123456789abcdefABCDEF") == n;
-}
-
 static const char *cache_meaning(const char *c)
 {
 	return strcmp(c, "hit") == 0	 ? "hit (answered from the action cache)" :
@@ -125,22 +133,35 @@ static const char *cache_meaning(const char *c)
 					 c;
 }
 
+/* A field as the row stores it (escaped): a command holding a newline or
+ * an escape sequence cannot forge lines of the card or drive the terminal. */
+static const char *shown(const char *v, struct buf *b)
+{
+	buf_reset(b);
+	if (audit_escape_append(b, v) < 0 || buf_append_char(b, '\0') < 0)
+		return "(too long)";
+	return b->data;
+}
+
 static void print_card(const struct audit_parsed *p)
 {
-	printf("row       %s (seq %s)\n", p->hash, p->col[AUDIT_COL_SEQ]);
-	printf("time      %s\n", p->col[AUDIT_COL_TIME]);
-	printf("tenant    %s\n", p->col[AUDIT_COL_TENANT]);
-	printf("worker    %s\n", p->col[AUDIT_COL_WORKER]);
-	printf("vm        %s\n", p->col[AUDIT_COL_VM]);
-	printf("image     %s\n", p->col[AUDIT_COL_IMAGE]);
-	printf("action    %s\n", p->col[AUDIT_COL_ACTION]);
-	printf("source    %s\n", p->col[AUDIT_COL_SOURCE]);
-	printf("output    %s\n", p->col[AUDIT_COL_OUTPUT]);
-	printf("flags     %s\n", p->col[AUDIT_COL_FLAGS]);
-	printf("exit      %s\n", p->col[AUDIT_COL_EXIT]);
-	printf("duration  %s ms\n", p->col[AUDIT_COL_DURATION]);
-	printf("cache     %s\n", cache_meaning(p->col[AUDIT_COL_CACHE]));
-	printf("prev row  %s\n", p->col[AUDIT_COL_PREV]);
+	static const struct {
+		const char *label;
+		enum audit_col col;
+	} lines[] = {
+		{ "time", AUDIT_COL_TIME },     { "tenant", AUDIT_COL_TENANT }, { "worker", AUDIT_COL_WORKER },
+		{ "vm", AUDIT_COL_VM },         { "image", AUDIT_COL_IMAGE },   { "action", AUDIT_COL_ACTION },
+		{ "source", AUDIT_COL_SOURCE }, { "output", AUDIT_COL_OUTPUT }, { "flags", AUDIT_COL_FLAGS },
+		{ "exit", AUDIT_COL_EXIT },
+	};
+	_cleanup_buf_ struct buf b;
+	buf_init(&b, AUDIT_ROW_MAX + 1);
+	printf("row       %s (seq %s)\n", p->hash, shown(p->col[AUDIT_COL_SEQ], &b));
+	for (size_t i = 0; i < ARRAY_SIZE(lines); i++)
+		printf("%-9s %s\n", lines[i].label, shown(p->col[lines[i].col], &b));
+	printf("duration  %s ms\n", shown(p->col[AUDIT_COL_DURATION], &b));
+	printf("cache     %s\n", cache_meaning(shown(p->col[AUDIT_COL_CACHE], &b)));
+	printf("prev row  %s\n", shown(p->col[AUDIT_COL_PREV], &b));
 }
 
 /* Local rows, then the worker's when none matched here or when asked. */
@@ -176,7 +197,7 @@ int command_inspect(int argc, char **argv)
 		} else
 			prefix = argv[i];
 	}
-	if (!prefix || !prefix_ok(prefix)) {
+	if (!prefix || !audit_prefix_valid(prefix)) {
 		fprintf(stderr, "hpcc: inspect: give a digest prefix of 4 to 64 hex digits (sha256: optional)\n");
 		return 2;
 	}
@@ -207,8 +228,9 @@ int command_inspect(int argc, char **argv)
 		print_card(&p);
 		audit_parsed_free(&p);
 	}
-	if (truncated)
-		fprintf(stderr, "hpcc: inspect: more rows matched than were sent; give a longer prefix\n");
+	if (truncated || f.truncated)
+		fprintf(stderr, "hpcc: inspect: more than %d rows matched (the newest shown); give a longer prefix\n",
+			FOUND_MAX);
 	found_free(&f);
 	return 0;
 }
@@ -242,6 +264,11 @@ int command_reproduce(int argc, char **argv)
 	struct audit_parsed row = { 0 };
 	bool have_row = false;
 	_cleanup_free_ char *text = NULL, *output = NULL, *exit_s = NULL, *worker = NULL, *vm = NULL, *duration = NULL;
+	_cleanup_free_ char *rerun = NULL;
+	_cleanup_buf_ struct buf b1, b2, b3;  /* fields shown escaped, one buffer each */
+	buf_init(&b1, AUDIT_ROW_MAX + 1);
+	buf_init(&b2, AUDIT_ROW_MAX + 1);
+	buf_init(&b3, AUDIT_ROW_MAX + 1);
 	struct error err = { 0 };
 	size_t len = strlen(arg);
 	while (len > 0 && (arg[len - 1] == '\n' || arg[len - 1] == '\r'))
@@ -253,14 +280,17 @@ int command_reproduce(int argc, char **argv)
 		}
 		have_row = true;
 	} else {
-		if (!prefix_ok(arg)) {
+		if (!audit_prefix_valid(arg)) {
 			fprintf(stderr, "hpcc: reproduce: give a digest prefix of 4 to 64 hex digits, or a row's TSV line\n");
 			goto out;
 		}
 		bool truncated = false;
 		if (find_rows(&cfg, arg, false, false, NULL, &f, &truncated) < 0)
 			goto out;
-		/* One action: its newest row (rows of one action agree on it). */
+		/* One action: its newest row of a compile that ran (store or
+		 * miss: the worker that ran it retained it), else its newest
+		 * row. */
+		bool ran = false;
 		for (size_t i = 0; i < f.lines.n; i++) {
 			struct audit_parsed p;
 			if (audit_parse_row(f.lines.v[i], strlen(f.lines.v[i]), &p, &err) < 0)
@@ -272,10 +302,16 @@ int command_reproduce(int argc, char **argv)
 				audit_parsed_free(&p);
 				goto out;
 			}
+			bool p_ran = strcmp(p.col[AUDIT_COL_CACHE], "hit") != 0;
+			if (have_row && ran && !p_ran) {
+				audit_parsed_free(&p);
+				continue;
+			}
 			if (have_row)
 				audit_parsed_free(&row);
 			row = p;
 			have_row = true;
+			ran = p_ran;
 		}
 		if (!have_row) {
 			fprintf(stderr, "hpcc: reproduce: no audit row matches %s\n", arg);
@@ -285,7 +321,7 @@ int command_reproduce(int argc, char **argv)
 	}
 	/* To the worker that ran it: it retained the action and its inputs. */
 	char *args[] = { row.col[AUDIT_COL_ACTION], row.col[AUDIT_COL_IMAGE], row.col[AUDIT_COL_WORKER] };
-	int r = daemon_command_args(&cfg, "reproduce", args, 3, REPRODUCE_TIMEOUT_MS, &text);
+	int r = daemon_command_args(&cfg, "reproduce", args, strcmp(args[2], "-") ? 3 : 2, REPRODUCE_TIMEOUT_MS, &text);
 	if (r < 0) {
 		if (!text && (r == -ENOENT || r == -ECONNREFUSED))
 			fprintf(stderr, "hpcc: reproduce: no daemon runs (hpcc daemon start)\n");
@@ -306,11 +342,31 @@ int command_reproduce(int argc, char **argv)
 	}
 	printf("action      %s\n", row.col[AUDIT_COL_ACTION]);
 	printf("recorded    %s  (exit %s; worker %s, %s, %s)\n", row.col[AUDIT_COL_OUTPUT], row.col[AUDIT_COL_EXIT],
-	       row.col[AUDIT_COL_WORKER], row.col[AUDIT_COL_VM], row.col[AUDIT_COL_TIME]);
-	printf("reproduced  %s  (exit %s; worker %s, %s, %s ms)\n", output, exit_s, worker ? worker : "-", vm ? vm : "-",
-	       duration ? duration : "-");
+	       shown(row.col[AUDIT_COL_WORKER], &b1), shown(row.col[AUDIT_COL_VM], &b2), row.col[AUDIT_COL_TIME]);
+	/* output and exit are the daemon's own formatting; the rest comes from the worker. */
+	printf("reproduced  %s  (exit %s; worker %s, %s, %s ms)\n", output, exit_s, worker ? shown(worker, &b1) : "-",
+	       vm ? shown(vm, &b2) : "-", duration ? shown(duration, &b3) : "-");
 	bool same = strcmp(output, row.col[AUDIT_COL_OUTPUT]) == 0 && strcmp(exit_s, row.col[AUDIT_COL_EXIT]) == 0;
-	if (same && strcmp(output, "-") != 0)
+	/* The re-execution's own row names what the worker actually ran: a
+	 * row (a pasted line, say) whose command, source or image is not
+	 * that of its action digest does not describe this compile. */
+	rerun = reply_field(text, "row");
+	struct audit_parsed again;
+	const char *mismatch = NULL;
+	if (rerun && audit_parse_row(rerun, strlen(rerun), &again, &err) == 0) {
+		static const struct {
+			enum audit_col col;
+			const char *what;
+		} cols[] = { { AUDIT_COL_IMAGE, "image" }, { AUDIT_COL_SOURCE, "source" }, { AUDIT_COL_FLAGS, "flags" } };
+		for (size_t i = 0; !mismatch && i < ARRAY_SIZE(cols); i++)
+			if (strcmp(again.col[cols[i].col], row.col[cols[i].col]) != 0)
+				mismatch = cols[i].what;
+		audit_parsed_free(&again);
+	}
+	if (mismatch) {
+		printf("NOT reproducible: the row's %s is not that of the action the worker ran\n", mismatch);
+		same = false;
+	} else if (same && strcmp(output, "-") != 0)
 		printf("reproducible: the output digests are equal\n");
 	else if (same)
 		printf("reproducible: no object either time, same exit status\n");

@@ -892,9 +892,13 @@ static int command_reproduce(struct remote_client *rc, const char *action_hex, c
 		digest_to_string(&d, output);
 	}
 	keep_row(rc, rep->audit_row);
+	/* One line per field: what the worker wrote is made printable. */
+	char vm[128];
+	snprintf(vm, sizeof(vm), "%s", ar && ar->runtime && ar->runtime[0] ? ar->runtime : "-");
+	error_printable(vm);
+	const char *row = rep->audit_row && !strpbrk(rep->audit_row, "\n\r") ? rep->audit_row : "";
 	r = asprintf(ret_text, "output %s\nexit %d\nworker %s\nvm %s\nduration %lld\nrow %s\n", output,
-		     ar ? ar->exit_code : -1, answered, ar && ar->runtime ? ar->runtime : "-",
-		     (long long)(ar ? ar->duration_ms : 0), rep->audit_row ? rep->audit_row : "");
+		     ar ? ar->exit_code : -1, answered, vm, (long long)(ar ? ar->duration_ms : 0), row);
 	hpcc__v1__reproduce_reply__free_unpacked(rep, NULL);
 	if (r < 0) {
 		*ret_text = NULL;
@@ -910,8 +914,13 @@ static int remote_command(void *ctx, const char *name, char *const *args, size_t
 	/* The worker argument names the worker that holds the rows or the
 	 * action; a daemon with a fixed worker has only that one. */
 	const char *worker = NULL;
-	if (n == 3 || (strcmp(name, "inspect") == 0 && n == 2))
-		worker = args[n - 1][0] && token_name_valid(args[n - 1]) ? args[n - 1] : NULL;
+	if (n == 3 || (strcmp(name, "inspect") == 0 && n == 2)) {
+		worker = args[n - 1];
+		if (!token_name_valid(worker)) {
+			*ret_text = strdup("not a worker id");
+			return -EINVAL;
+		}
+	}
 	if (strcmp(name, "inspect") == 0 && (n == 1 || n == 2))
 		return command_inspect(rc, args[0], worker, ret_text);
 	if (strcmp(name, "reproduce") == 0 && (n == 2 || n == 3))

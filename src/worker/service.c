@@ -68,6 +68,7 @@ struct worker {
 	struct sched_client *sched;  /* NULL without [scheduler] */
 	unsigned capacity;           /* compiles at once, as told to the scheduler */
 	unsigned running;            /* compiles running now (atomic) */
+	unsigned searches;           /* AuditRows calls reading the log now (atomic) */
 	struct tier *tier;           /* NULL without [s3] */
 	/* The background collection of the shared tier ([s3] gc_interval). */
 	pthread_t gc_thread;
@@ -819,9 +820,23 @@ static int execute(struct worker *w, const char *tenant, const Hpcc__V1__Execute
 	return 0;
 }
 
+/* One argument as a POSIX shell reads it back: bare when it holds only
+ * safe characters, else in single quotes ('\'' for a quote). */
+static int append_shell_word(struct buf *b, const char *s)
+{
+	static const char safe[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789%+,-./:=@_";
+	if (*s && strspn(s, safe) == strlen(s))
+		return buf_append_str(b, s);
+	int r = buf_append_char(b, '\'');
+	for (; r == 0 && *s; s++)
+		r = *s == '\'' ? buf_append_str(b, "'\\''") : buf_append_char(b, *s);
+	return r == 0 ? buf_append_char(b, '\'') : r;
+}
+
 /* The command as the audit row's flags column shows it: root-relative,
- * one line once escaped. Built before the compile runs, so that a command
- * too long for a row is refused instead of run without one. */
+ * shell-quoted (argument boundaries survive), one line once escaped. Built
+ * before the compile runs, so that a command too long for a row is refused
+ * instead of run without one. */
 static int audit_flags(const Hpcc__V1__Action *a, struct buf *ret, struct error *err)
 {
 	bool preprocessed = a->mode == HPCC__V1__SOURCE_MODE__MODE_PREPROCESSED;
@@ -829,7 +844,7 @@ static int audit_flags(const Hpcc__V1__Action *a, struct buf *ret, struct error 
 	int r = action_argv(a->command, preprocessed, ".", &argv);
 	for (size_t i = 0; r == 0 && i < argv.n; i++)
 		if ((r = i ? buf_append_char(ret, ' ') : 0) == 0)
-			r = buf_append_str(ret, argv.v[i]);
+			r = append_shell_word(ret, argv.v[i]);
 	if (r == 0)
 		r = buf_append_char(ret, '\0');
 	if (r < 0)
@@ -907,7 +922,7 @@ static void run_action(struct worker *w, struct rpc_call *c, const struct token_
 	_cleanup_buf_ struct buf flags;
 	buf_init(&flags, AUDIT_FLAGS_MAX);
 	if (audit_flags(req->action, &flags, &err) < 0) {
-		finish_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, &err, "execute refused");
+		finish_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, &err, reproduce ? "reproduce refused" : "execute refused");
 		return;
 	}
 	char source[DIGEST_STR_LEN + 1] = "-";
@@ -931,8 +946,12 @@ static void run_action(struct worker *w, struct rpc_call *c, const struct token_
 		r = execute(w, claims->tenant, req, &action, &x, &res, &code, &err);
 		__atomic_sub_fetch(&w->running, 1, __ATOMIC_RELAXED);
 		if (r < 0) {
-			if (reproduce && code == GRPC_STATUS_FAILED_PRECONDITION)
-				error_set(&err, -ENOENT, "%s: the inputs are no longer retained on this worker", err.msg);
+			if (reproduce && code == GRPC_STATUS_FAILED_PRECONDITION) {
+				char why[sizeof(err.msg)];
+				snprintf(why, sizeof(why), "%s", err.msg);
+				error_clear(&err);
+				error_set(&err, -ENOENT, "the inputs are no longer retained on this worker (%.200s)", why);
+			}
 			finish_error(c, code, &err, reproduce ? "reproduce failed" : "execute failed");
 			exec_state_free(&x);
 			return;
@@ -1071,13 +1090,8 @@ static void handle_reproduce(struct rpc_call *c, void *user)
 #define AUDIT_ROWS_DEFAULT 20
 #define AUDIT_ROWS_MAX 200
 
-static bool prefix_ok(const char *p)
-{
-	if (strncmp(p, "sha256:", 7) == 0)
-		p += 7;
-	size_t n = strlen(p);
-	return n >= 4 && n <= DIGEST_HEX_LEN && strspn(p, "0123456789abcdefABCDEF") == n;
-}
+/* Searches read the log from disk: a few at a time, whoever asks. */
+#define AUDIT_SEARCHES_MAX 2
 
 static void handle_audit_rows(struct rpc_call *c, void *user)
 {
@@ -1087,8 +1101,19 @@ static void handle_audit_rows(struct rpc_call *c, void *user)
 		w, c, &hpcc__v1__audit_rows_request__descriptor, 64 * 1024, "audit-rows", &claims, NULL);
 	if (!req)
 		return;
-	if (!prefix_ok(req->prefix)) {
+	if (!audit_prefix_valid(req->prefix)) {
 		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "audit-rows: the prefix is 4 to 64 hex digits");
+		hpcc__v1__audit_rows_request__free_unpacked(req, NULL);
+		return;
+	}
+	if (!w->audit) {
+		rpc_call_finish(c, GRPC_STATUS_FAILED_PRECONDITION, "audit-rows: this worker keeps no audit log");
+		hpcc__v1__audit_rows_request__free_unpacked(req, NULL);
+		return;
+	}
+	if (__atomic_add_fetch(&w->searches, 1, __ATOMIC_RELAXED) > AUDIT_SEARCHES_MAX) {
+		__atomic_sub_fetch(&w->searches, 1, __ATOMIC_RELAXED);
+		rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "audit-rows: too many searches at once; ask again");
 		hpcc__v1__audit_rows_request__free_unpacked(req, NULL);
 		return;
 	}
@@ -1100,6 +1125,7 @@ static void handle_audit_rows(struct rpc_call *c, void *user)
 	bool truncated = false;
 	/* The token's tenant is the only one searched. */
 	int r = audit_search(w->audit_dir, claims.tenant, req->prefix, max, &rows, &truncated, &err);
+	__atomic_sub_fetch(&w->searches, 1, __ATOMIC_RELAXED);
 	hpcc__v1__audit_rows_request__free_unpacked(req, NULL);
 	if (r < 0) {
 		finish_error(c, GRPC_STATUS_INTERNAL, &err, "audit-rows failed");

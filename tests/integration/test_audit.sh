@@ -134,6 +134,15 @@ check "inspect of a prefix nobody has: exit 1" sh -c "! '$HPCC' inspect 0000dead
 check "inspect of a bad prefix: exit 2 and one line" \
   sh -c "'$HPCC' inspect xyz 2>'$WORK/err'; [ \$? = 2 ] && [ \$(wc -l <'$WORK/err') = 1 ]"
 
+# ---- hostile flags: argument boundaries kept, nothing raw on the terminal ------------
+fresh_cache odd
+(cd "$P" && "$HPCC" gcc -O2 -Iinc '-DMSG=a b' "-DESC=$(printf '\033')[2J" -c f2.c -o odd.o)
+oddrow=$(rows | tail -n 1)
+check "the flags column keeps argument boundaries (shell-quoted)" grep -qF "'-DMSG=a b'" <<<"$(col 4 <<<"$oddrow")"
+check "... and escapes control bytes in the file" grep -qF '\x1b[2J' <<<"$oddrow"
+card=$("$HPCC" inspect --local "$(col 11 <<<"$oddrow" | cut -c8-23)")
+check "the inspect card shows the escape byte escaped, not raw" eval 'grep -qF "\\x1b" <<<"$card" && ! grep -q "$(printf "\033")" <<<"$card"'
+
 # ---- tenant B reads none of A's rows ---------------------------------------------
 A="127.0.0.1:$WORKER_PORT"
 out=$("$WORKER_CALL" "$A" "$WORKER_PIN" "$WORK/alpha.tok" audit "${hex1:0:12}")
@@ -165,6 +174,10 @@ check "reproduce by TSV line: reproducible" eval '[ $s = 0 ] && grep -q "^reprod
 forged=$(awk -F'\t' 'BEGIN { OFS = "\t" } { $5 = "sha256:" sprintf("%064d", 0); print }' <<<"$line")
 out=$("$HPCC" reproduce "$forged"); s=$?
 check "a row whose recorded output differs: NOT reproducible, exit 1" eval '[ $s = 1 ] && grep -q "^NOT reproducible" <<<"$out"'
+edited=$(awk -F'\t' 'BEGIN { OFS = "\t" } { $4 = $4 " -DEVIL=1"; print }' <<<"$line")
+out=$("$HPCC" reproduce "$edited"); s=$?
+check "a row whose flags were edited (right action digest): NOT reproducible, names the flags" \
+  eval '[ $s = 1 ] && grep -q "^NOT reproducible: the row.s flags" <<<"$out"'
 check "reproduce of a bad line: exit 2" sh -c "'$HPCC' reproduce 'a	b' 2>/dev/null; [ \$? = 2 ]"
 check "hpcc audit verify: still intact after all of it" verify "$LOG"
 

@@ -167,11 +167,12 @@ remote_build
 "$HPCC" daemon stop >/dev/null 2>&1
 rm -rf "$HPCC_DIR/store"
 remote_build
-check "worker's cached result after a local clean: same inputs as the last hit" \
-  wait_record "with the same inputs as the last hit at"
+check "worker's cached result after a local clean: recorded as a hit from the worker's cache" \
+  wait_record "was served from a worker's cache and stored (hit at"
 check "worker's cached result: counted as a remote hit" eval '[ "$(stat remote.hit)" -ge 1 ]'
 explain --json a.o
-check "worker's cached result: its inputs recorded" eval 'has "\"status\": \"evicted\"" && grep -q "\"kind\": \"remote.*\"inputs\": 3}" "$WORK/out"'
+check "worker's cached result: a remote-hit entry with its inputs recorded" \
+  eval 'has "\"status\": \"hit\"" && grep -q "\"kind\": \"remote-hit\".*\"inputs\": 3}" "$WORK/out"'
 show_on_fail "$f"
 "$HPCC" daemon stop >/dev/null 2>&1
 no_remote
