@@ -801,9 +801,12 @@ static void lease_done(struct remote_client *rc, struct route_lease *lease)
 
 #define INSPECT_MAX_TEXT ((size_t)16 << 20)
 
-/* `hpcc inspect`: the worker's rows of this tenant matching a prefix, one
- * per line. */
-static int command_inspect(struct remote_client *rc, const char *prefix, const char *worker, char **ret_text)
+/* One call for a command: a lease (on the named worker, routed), the
+ * lease's token into *token, the call. 0 and *ret, or -errno and a one-line
+ * *ret_text. answered: the worker that took it. */
+static int command_call(struct remote_client *rc, const char *worker, const char *method, ProtobufCMessage *req,
+			ProtobufCBinaryData *token, const ProtobufCMessageDescriptor *reply_desc, size_t max_reply,
+			ProtobufCMessage **ret, char answered[TOKEN_NAME_MAX + 1], char **ret_text)
 {
 	struct route_lease lease;
 	struct error err = { 0 };
@@ -813,19 +816,34 @@ static int command_inspect(struct remote_client *rc, const char *prefix, const c
 		lease_done(rc, &lease);
 		return -EIO;
 	}
-	Hpcc__V1__AuditRowsRequest req = HPCC__V1__AUDIT_ROWS_REQUEST__INIT;
-	req.token.data = (uint8_t *)lease.token.data;
-	req.token.len = lease.token.len;
-	req.prefix = (char *)prefix;
-	req.max_rows = 200;
-	Hpcc__V1__AuditRowsReply *rep = NULL;
-	int r = call_worker(&lease, "/hpcc.v1.WorkerService/AuditRows", &req.base, &hpcc__v1__audit_rows_reply__descriptor,
-			    rc->timeout_ms, INSPECT_MAX_TEXT, (ProtobufCMessage **)&rep, NULL, &f, "audit-rows");
+	token->data = (uint8_t *)lease.token.data;
+	token->len = lease.token.len;
+	snprintf(answered, TOKEN_NAME_MAX + 1, "%s", rc->route ? lease.worker_id : rc->worker);
+	int code = 0;
+	int r = call_worker(&lease, method, req, reply_desc, rc->timeout_ms, max_reply, ret, &code, &f, method);
+	*token = (ProtobufCBinaryData){ 0 };
 	lease_done(rc, &lease);
 	if (r < 0) {
 		*ret_text = strdup(f.msg);
-		return -EIO;
+		return code == GRPC_STATUS_NOT_FOUND ? -ENOENT : -EIO;
 	}
+	return 0;
+}
+
+/* `hpcc inspect`: the worker's rows of this tenant matching a prefix, one
+ * per line. */
+static int command_inspect(struct remote_client *rc, const char *prefix, const char *worker, char **ret_text)
+{
+	Hpcc__V1__AuditRowsRequest req = HPCC__V1__AUDIT_ROWS_REQUEST__INIT;
+	req.prefix = (char *)prefix;
+	req.max_rows = 200;
+	Hpcc__V1__AuditRowsReply *rep = NULL;
+	char answered[TOKEN_NAME_MAX + 1];
+	int r = command_call(rc, worker, "/hpcc.v1.WorkerService/AuditRows", &req.base, &req.token,
+			     &hpcc__v1__audit_rows_reply__descriptor, INSPECT_MAX_TEXT, (ProtobufCMessage **)&rep, answered,
+			     ret_text);
+	if (r < 0)
+		return r;
 	_cleanup_buf_ struct buf text;
 	buf_init(&text, INSPECT_MAX_TEXT);
 	for (size_t i = 0; i < rep->n_rows; i++) {
@@ -860,30 +878,15 @@ static int command_reproduce(struct remote_client *rc, const char *action_hex, c
 			*ret_text = NULL;
 		return -EINVAL;
 	}
-	struct route_lease lease;
-	struct error err = { 0 };
-	struct call_failure f = { 0 };
-	if (command_lease(rc, worker, &lease, &err) < 0) {
-		*ret_text = strdup(err.msg);
-		lease_done(rc, &lease);
-		return -EIO;
-	}
 	Hpcc__V1__ReproduceRequest req = HPCC__V1__REPRODUCE_REQUEST__INIT;
-	req.token.data = (uint8_t *)lease.token.data;
-	req.token.len = lease.token.len;
 	req.action_digest.data = action.b;
 	req.action_digest.len = DIGEST_LEN;
 	Hpcc__V1__ReproduceReply *rep = NULL;
-	int code = 0;
 	char answered[TOKEN_NAME_MAX + 1];
-	snprintf(answered, sizeof(answered), "%s", rc->route ? lease.worker_id : rc->worker);
-	int r = call_worker(&lease, "/hpcc.v1.WorkerService/Reproduce", &req.base, &hpcc__v1__reproduce_reply__descriptor,
-			    rc->timeout_ms, MAX_REPLY, (ProtobufCMessage **)&rep, &code, &f, "reproduce");
-	lease_done(rc, &lease);
-	if (r < 0) {
-		*ret_text = strdup(f.msg);
-		return code == GRPC_STATUS_NOT_FOUND ? -ENOENT : -EIO;
-	}
+	int r = command_call(rc, worker, "/hpcc.v1.WorkerService/Reproduce", &req.base, &req.token,
+			     &hpcc__v1__reproduce_reply__descriptor, MAX_REPLY, (ProtobufCMessage **)&rep, answered, ret_text);
+	if (r < 0)
+		return r;
 	const Hpcc__V1__ActionResult *ar = rep->result;
 	char output[DIGEST_STR_LEN + 1] = "-";
 	if (ar && ar->n_outputs > 0 && ar->outputs[0]->blob && ar->outputs[0]->blob->digest.len == DIGEST_LEN) {
