@@ -6,11 +6,12 @@
 # alternating reps in one run:
 #   misses: a fresh tenant per rep, so every compile runs on the worker and
 #           each answer is an Execute row (fdatasync'ed before the reply);
-#   hits:   a fresh client cache on the same tenant, so every compile is one
-#           Probe answered from the worker's action cache (a row each too).
+#   hits:   HIT_BUILDS (5) builds, each from a fresh client cache on the same
+#           tenant, so every compile is one Probe answered from the worker's
+#           action cache (a row each too); their times are summed.
 # Throughput is compiles per second of `make -jJOBS libz.a`; the report gives
 # the medians and off/on - 1 as the cost.
-# Knobs: HPCC (build/hpcc; hpccd beside it), REPS (5), JOBS (2),
+# Knobs: HPCC (build/hpcc; hpccd beside it), REPS (5), JOBS (2), HIT_BUILDS (5),
 # RESULTS (bench/results/audit.txt).
 set -euo pipefail
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -21,8 +22,9 @@ HPCC=${HPCC:-$REPO/build/hpcc}
 HPCCD="$(dirname "$HPCC")/hpccd"
 REPS=${REPS:-5}
 JOBS=${JOBS:-2}
+HIT_BUILDS=${HIT_BUILDS:-5}
 RESULTS=${RESULTS:-$REPO/bench/results/audit.txt}
-[[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer"
+[[ $REPS =~ ^[1-9][0-9]*$ && $HIT_BUILDS =~ ^[1-9][0-9]*$ ]] || die "REPS and HIT_BUILDS must be positive integers"
 [ -x "$HPCC" ] && [ -x "$HPCCD" ] || die "build hpcc and hpccd first (make build)"
 while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(HPCC_|CCACHE_)' || true)
 
@@ -88,13 +90,17 @@ rep() { # MODE REP
   ms=$(build "$W/miss.log")
   [ "$(hstat remote.executed)" = "$N" ] || die "$mode rep $i: $(hstat remote.executed) of $N compiles ran on the worker"
   "$HPCC" daemon stop >/dev/null
-  export HPCC_DIR=$W/cache-$tenant-hit
-  "$HPCC" daemon start >/dev/null; sleep 0.3
-  hs=$(build "$W/hit.log")
-  [ "$(hstat remote.hit)" = "$N" ] || die "$mode rep $i: $(hstat remote.hit) of $N compiles were remote hits"
-  "$HPCC" daemon stop >/dev/null
+  hs=0
+  for h in $(seq "$HIT_BUILDS"); do
+    export HPCC_DIR=$W/cache-$tenant-hit$h
+    "$HPCC" daemon start >/dev/null; sleep 0.3
+    local t; t=$(build "$W/hit.log")
+    [ "$(hstat remote.hit)" = "$N" ] || die "$mode rep $i: $(hstat remote.hit) of $N compiles were remote hits"
+    "$HPCC" daemon stop >/dev/null
+    hs=$(awk -v a="$hs" -v b="$t" 'BEGIN { printf "%.3f", a + b }')
+  done
   stop_worker
-  local want=$((2 * N)) got=$(( $(rows) - r0 ))
+  local want=$(((1 + HIT_BUILDS) * N)) got=$(( $(rows) - r0 ))
   [ "$mode" = off ] && want=0
   [ "$got" = "$want" ] || die "$mode rep $i: $got audit rows, expected $want"
   echo "$ms $hs"
@@ -115,7 +121,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 med() { awk -v c="$2" '{ print $c }' "$W/$1.txt" | median; }
 ON_MISS=$(med on 1) OFF_MISS=$(med off 1) ON_HIT=$(med on 2) OFF_HIT=$(med off 2)
-tput() { awk -v n="$N" -v s="$1" 'BEGIN { printf "%.1f", n / s }'; }
+tput() { awk -v n="$N" -v s="$1" -v k="${2:-1}" 'BEGIN { printf "%.1f", n * k / s }'; }
 cost() { awk -v on="$1" -v off="$2" 'BEGIN { printf "%+.1f%%", (on / off - 1) * 100 }'; }
 mkdir -p "$(dirname "$RESULTS")"
 {
@@ -126,10 +132,10 @@ mkdir -p "$(dirname "$RESULTS")"
   printf '%-28s %12s %12s %14s\n' "" "audit on" "audit off" "cost (time)"
   printf '%-28s %11ss %11ss %14s\n' "misses (Execute), build" "$ON_MISS" "$OFF_MISS" "$(cost "$ON_MISS" "$OFF_MISS")"
   printf '%-28s %12s %12s\n' "  compiles per second" "$(tput "$ON_MISS")" "$(tput "$OFF_MISS")"
-  printf '%-28s %11ss %11ss %14s\n' "remote hits (Probe), build" "$ON_HIT" "$OFF_HIT" "$(cost "$ON_HIT" "$OFF_HIT")"
-  printf '%-28s %12s %12s\n' "  compiles per second" "$(tput "$ON_HIT")" "$(tput "$OFF_HIT")"
+  printf '%-28s %11ss %11ss %14s\n' "remote hits, $HIT_BUILDS builds" "$ON_HIT" "$OFF_HIT" "$(cost "$ON_HIT" "$OFF_HIT")"
+  printf '%-28s %12s %12s\n' "  compiles per second" "$(tput "$ON_HIT" "$HIT_BUILDS")" "$(tput "$OFF_HIT" "$HIT_BUILDS")"
   echo
   echo "target: at most 2 % throughput cost. Every rep checked: remote.executed = $N (misses),"
-  echo "remote.hit = $N (hits), $((2 * N)) rows per audited rep and none with the audit off;"
+  echo "remote.hit = $N (each hit build), $(((1 + HIT_BUILDS) * N)) rows per audited rep and none with the audit off;"
   echo "the whole log verified at the end: $(cat "$W/verify.txt")"
 } | tee "$RESULTS"
