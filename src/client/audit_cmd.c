@@ -8,7 +8,6 @@
  * The checking is auditfmt.c's verifier; this is the command line around
  * it. Exit status: 0 intact, 1 tampering found, 2 usage or unreadable input.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -25,7 +24,6 @@
 #include "strv.h"
 
 #define PROG "hpcc audit verify"
-#define SEGMENTS_MAX 10000000
 
 static int usage(void)
 {
@@ -36,44 +34,18 @@ static int usage(void)
 	return 2;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* The log's files in order: segments by first seq, then current.tsv. */
 static int list_dir(const char *dir, struct strv *ret)
 {
-	DIR *d = opendir(dir);
-	if (!d)
-		return -errno;
 	uint64_t *seqs = NULL;
-	size_t n = 0, alloc = 0;
+	size_t n = 0;
 	bool current = false;
-	int r = 0;
-	for (struct dirent *e; (e = readdir(d));) {
-		uint64_t s;
-		if (strcmp(e->d_name, AUDIT_CURRENT_NAME) == 0)
-			current = true;
-		if (audit_segment_name_parse(e->d_name, &s) < 0)
-			continue;
-		if (n == alloc) {
-			alloc = alloc ? 2 * alloc : 64;
-			uint64_t *more = alloc <= SEGMENTS_MAX ? realloc(seqs, alloc * sizeof(*seqs)) : NULL;
-			if (!more) {
-				r = -ENOMEM;
-				break;
-			}
-			seqs = more;
-		}
-		seqs[n++] = s;
+	int r = audit_list_segments(dir, &seqs, &n, &current);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		char name[AUDIT_SEGMENT_NAME_MAX];
+		audit_segment_name(seqs[i], name);
+		r = strv_pushf(ret, "%s/%s", dir, name);
 	}
-	closedir(d);
-	if (n)
-		qsort(seqs, n, sizeof(*seqs), cmp_u64);
-	for (size_t i = 0; r == 0 && i < n; i++)
-		r = strv_pushf(ret, "%s/segment-%012" PRIu64 ".tsv", dir, seqs[i]);
 	if (r == 0 && current)
 		r = strv_pushf(ret, "%s/%s", dir, AUDIT_CURRENT_NAME);
 	free(seqs);

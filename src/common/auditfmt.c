@@ -5,6 +5,7 @@
  */
 #include "auditfmt.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -290,6 +291,11 @@ int audit_seal_parse(const char *line, size_t len, struct audit_seal *ret)
 	return 0;
 }
 
+void audit_segment_name(uint64_t first_seq, char out[AUDIT_SEGMENT_NAME_MAX])
+{
+	snprintf(out, AUDIT_SEGMENT_NAME_MAX, "segment-%012llu.tsv", (unsigned long long)first_seq);
+}
+
 int audit_segment_name_parse(const char *name, uint64_t *ret_first_seq)
 {
 	const char *base = strrchr(name, '/');
@@ -297,13 +303,67 @@ int audit_segment_name_parse(const char *name, uint64_t *ret_first_seq)
 	if (strncmp(base, "segment-", 8) != 0)
 		return -EINVAL;
 	const char *digits = base + 8;
+	/* Exactly 12: a name is rebuilt from its seq, so a longer or padded
+	 * one would be read under a name that is not its own. */
 	size_t n = strspn(digits, "0123456789");
-	if (n < 12 || n > 19 || strcmp(digits + n, ".tsv") != 0)
+	if (n != 12 || strcmp(digits + n, ".tsv") != 0)
 		return -EINVAL;
 	uint64_t v = strtoull(digits, NULL, 10);
 	if (v == 0)
 		return -EINVAL;
 	*ret_first_seq = v;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int audit_list_segments(const char *dir, uint64_t **ret_seqs, size_t *ret_n, bool *ret_has_current)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -errno;
+	uint64_t *seqs = NULL;
+	size_t n = 0, alloc = 0;
+	bool current = false;
+	int r = 0;
+	errno = 0;
+	for (struct dirent *e; (e = readdir(d)); errno = 0) {
+		uint64_t s;
+		if (strcmp(e->d_name, AUDIT_CURRENT_NAME) == 0)
+			current = true;
+		if (audit_segment_name_parse(e->d_name, &s) < 0)
+			continue;
+		if (n == alloc) {
+			if (alloc >= AUDIT_SEGMENTS_MAX) {
+				r = -E2BIG;
+				break;
+			}
+			alloc = alloc ? 2 * alloc : 64;
+			uint64_t *more = realloc(seqs, alloc * sizeof(*seqs));
+			if (!more) {
+				r = -ENOMEM;
+				break;
+			}
+			seqs = more;
+		}
+		seqs[n++] = s;
+	}
+	if (r == 0 && errno)
+		r = -errno;
+	closedir(d);
+	if (r < 0) {
+		free(seqs);
+		return r;
+	}
+	if (n)
+		qsort(seqs, n, sizeof(*seqs), cmp_u64);
+	*ret_seqs = seqs;
+	*ret_n = n;
+	*ret_has_current = current;
 	return 0;
 }
 
@@ -388,6 +448,10 @@ struct row_ref {
 	uint32_t file;
 	char hash[DIGEST_HEX_LEN + 1];
 	char prev[DIGEST_HEX_LEN + 1];
+	/* When prev is not the hash of the row before it: the hash this row
+	 * would have with that hash as its prev ("" otherwise), which tells an
+	 * edit of the prev column alone from an edit of the row before. */
+	char alt[DIGEST_HEX_LEN + 1];
 };
 
 /* Recent rows by hash, for reorder detection: a ring of the last
@@ -427,7 +491,10 @@ struct audit_verifier {
 	bool have_head, resync;
 	uint64_t resync_seq;     /* the seq the first row after a resync should have (0: any) */
 	struct row_ref head, head2;
-	/* A break whose kind the next row decides. */
+	/* A break whose kind the next row decides. EDITED: pending_row does
+	 * not chain after pending_blamed, the row before it. INSERTED:
+	 * pending_blamed and pending_row both chain after the same row with
+	 * the same seq; the one the next row chains after is genuine. */
 	bool pending;
 	enum audit_problem_kind pending_kind;
 	char pending_msg[320];
@@ -639,9 +706,38 @@ static void chain_row(struct audit_verifier *v, const struct row_ref *r)
 		v->head2 = (struct row_ref){ 0 };
 		goto accepted;
 	}
+	/* A row whose bytes were seen before is a replayed copy: reported,
+	 * and left out of the chain, so the row after it is checked against
+	 * the rows before it. */
+	const struct map_entry *seen = map_find(v, r->hash);
+	if (seen) {
+		problem(v, AUDIT_PROBLEM_INSERTED, "row at %s:%llu (seq %llu) was inserted: a copy of the row at %s:%llu",
+			file_name(v, r->file), (unsigned long long)r->line, (unsigned long long)r->seq,
+			file_name(v, seen->file), (unsigned long long)seen->line);
+		return;
+	}
 	bool hash_ok = strcmp(r->prev, v->head.hash) == 0, seq_ok = r->seq == v->head.seq + 1;
 	bool around = v->head2.valid && strcmp(r->prev, v->head2.hash) == 0 && r->seq == v->head2.seq + 1;
-	if (v->pending) {
+	if (v->pending && v->pending_kind == AUDIT_PROBLEM_INSERTED) {
+		/* Two rows claim the same place; head is the second of them. */
+		const struct row_ref *first = &v->pending_blamed, *second = &v->pending_row;
+		if (hash_ok && seq_ok) {
+			v->pending = false;
+			problem(v, AUDIT_PROBLEM_INSERTED, "row at %s:%llu (seq %llu) was inserted: the chain goes around it",
+				file_name(v, first->file), (unsigned long long)first->line, (unsigned long long)first->seq);
+			advance(v, r);
+			goto accepted;
+		}
+		if (around) {
+			v->pending = false;
+			problem(v, AUDIT_PROBLEM_INSERTED, "row at %s:%llu (seq %llu) was inserted: the chain goes around it",
+				file_name(v, second->file), (unsigned long long)second->line, (unsigned long long)second->seq);
+			v->head2 = *first;
+			v->head = *r;
+			goto accepted;
+		}
+		pending_settle(v);
+	} else if (v->pending) {
 		const struct row_ref *p = &v->pending_row;
 		if (hash_ok && seq_ok) {
 			pending_settle(v);
@@ -659,8 +755,14 @@ static void chain_row(struct audit_verifier *v, const struct row_ref *r)
 			}
 			goto accepted;
 		} else if (v->pending_kind == AUDIT_PROBLEM_EDITED && !hash_ok && seq_ok && !around) {
-			/* Neither link to the pending row holds: it is the one edited. */
+			/* Neither link to the pending row holds: it is edited. If
+			 * only its prev_row_hash was, it would have the hash this
+			 * row records once that column is put back; otherwise the
+			 * row before it was edited too (adjacent edits). */
 			v->pending = false;
+			if (strcmp(p->alt, r->prev) != 0)
+				blame_edited(v, &v->pending_blamed,
+					     "its hash does not match what the next row recorded (which was edited too)");
 			blame_edited(v, p, "neither its prev_row_hash nor the next row's link to it matches");
 			advance(v, r);
 			goto accepted;
@@ -687,9 +789,18 @@ static void chain_row(struct audit_verifier *v, const struct row_ref *r)
 		goto accepted;
 	}
 	if (around) {
-		problem(v, AUDIT_PROBLEM_INSERTED, "row at %s:%llu (seq %llu) was inserted: the chain goes around it",
-			file_name(v, v->head.file), (unsigned long long)v->head.line, (unsigned long long)v->head.seq);
-		v->head = *r;
+		/* This row and the one before it both chain after head2: one was
+		 * inserted, and the next row says which (the one it chains after
+		 * is genuine). Without a next row, both are named. */
+		v->pending = true;
+		v->pending_kind = AUDIT_PROBLEM_INSERTED;
+		v->pending_blamed = v->head;
+		v->pending_row = *r;
+		snprintf(v->pending_msg, sizeof(v->pending_msg),
+			 "row at %s:%llu or at %s:%llu (both seq %llu) was inserted: both chain after line %llu",
+			 file_name(v, v->head.file), (unsigned long long)v->head.line, file_name(v, r->file),
+			 (unsigned long long)r->line, (unsigned long long)r->seq, (unsigned long long)v->head2.line);
+		advance(v, r);
 		goto accepted;
 	}
 	const struct map_entry *j = map_find(v, r->prev);
@@ -780,6 +891,24 @@ int audit_verifier_begin_file(struct audit_verifier *v, const char *name)
 		problem(v, AUDIT_PROBLEM_SEAL, "%s starts at seq %llu, inside the segment before it (which ends at seq %llu)",
 			name, (unsigned long long)v->name_seq, (unsigned long long)(expect - 1));
 	return 0;
+}
+
+/* The hash of line with its last column (prev_row_hash, 64 hex digits
+ * after a tab) replaced by prev; "" when out of memory. */
+static void alt_hash(const char *line, size_t len, const char *prev, char out[DIGEST_HEX_LEN + 1])
+{
+	out[0] = '\0';
+	if (len < DIGEST_HEX_LEN + 1 || line[len - DIGEST_HEX_LEN - 1] != '\t')
+		return;
+	char *copy = malloc(len);
+	if (!copy)
+		return;
+	memcpy(copy, line, len);
+	memcpy(copy + len - DIGEST_HEX_LEN, prev, DIGEST_HEX_LEN);
+	struct digest d;
+	if (digest_bytes(copy, len, &d) == 0)
+		digest_to_hex(&d, out);
+	free(copy);
 }
 
 static void file_row(struct audit_verifier *v, const struct row_ref *r)
@@ -915,6 +1044,8 @@ void audit_verifier_line(struct audit_verifier *v, const char *line, size_t len)
 	memcpy(ref.hash, p.hash, sizeof(ref.hash));
 	memcpy(ref.prev, p.col[AUDIT_COL_PREV], DIGEST_HEX_LEN + 1);
 	audit_parsed_free(&p);
+	if (v->version == 2 && v->have_head && strcmp(ref.prev, v->head.hash) != 0 && strlen(v->head.hash) == DIGEST_HEX_LEN)
+		alt_hash(line, len, v->head.hash, ref.alt);
 	file_row(v, &ref);
 }
 

@@ -80,9 +80,21 @@ struct audit_seal {
 #define AUDIT_SEAL_PREFIX "#sealed\t"
 int audit_seal_format(const struct audit_seal *s, struct buf *b);
 int audit_seal_parse(const char *line, size_t len, struct audit_seal *ret);
-/* "segment-<first seq, 12 digits>.tsv": 0 and the seq, or -EINVAL. */
+/* A sealed segment is named "segment-<first seq, exactly 12 digits>.tsv",
+ * so that names sort as seqs do and one seq has one name; a log does not
+ * rotate past seq AUDIT_SEGMENT_SEQ_MAX. */
+#define AUDIT_SEGMENT_SEQ_MAX 999999999999ULL
+#define AUDIT_SEGMENT_NAME_MAX 32   /* "segment-" 12 digits ".tsv" NUL is 25 */
+/* The name of the segment that starts at first_seq (1..AUDIT_SEGMENT_SEQ_MAX). */
+void audit_segment_name(uint64_t first_seq, char out[AUDIT_SEGMENT_NAME_MAX]);
+/* A segment name (or a path ending in one): 0 and the seq, or -EINVAL. */
 int audit_segment_name_parse(const char *name, uint64_t *ret_first_seq);
 #define AUDIT_CURRENT_NAME "current.tsv"
+#define AUDIT_SEGMENTS_MAX 10000000   /* segments listed in one directory */
+/* The sealed segments in dir, by first seq ascending (*ret_seqs malloc'd,
+ * NULL when there are none), and whether dir holds current.tsv. 0 or a
+ * negative errno (-E2BIG past AUDIT_SEGMENTS_MAX). */
+int audit_list_segments(const char *dir, uint64_t **ret_seqs, size_t *ret_n, bool *ret_has_current);
 
 /* A bounded line reader: a line longer than AUDIT_ROW_MAX is skipped and
  * reported, so no input makes it hold more than one row in memory. */

@@ -14,11 +14,13 @@
  * would make current.tsv too large (or when its first row is too old): a
  * seal line, fdatasync, chmod 0400, rename to segment-<first seq>.tsv,
  * directory fsync, a fresh current.tsv with the header. A crash anywhere in
- * between is finished by audit_open.
+ * between is finished by audit_open. Rotation first waits for a sync in
+ * progress, and since every appender that found the file full during that
+ * sync waits too, each decides again afterwards: the first one rotates, the
+ * others find a fresh current.tsv and append to it.
  */
 #include "audit.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -52,6 +54,10 @@ struct audit_log {
 	bool syncing;              /* a leader is in fdatasync */
 	int failed;                /* a failed sync: every append fails */
 };
+
+/* What follows a row's body: seq (at most 20 digits), a tab, the hash and
+ * the newline. */
+enum { ROW_TAIL_MAX = 20 + 1 + DIGEST_HEX_LEN + 1 };
 
 static int64_t clock_now_us(void)
 {
@@ -134,18 +140,16 @@ static int recover_from_segments(struct audit_log *l, struct error *err)
 	l->seq = 0;
 	memset(l->prev, '0', DIGEST_HEX_LEN);
 	l->prev[DIGEST_HEX_LEN] = '\0';
-	DIR *d = opendir(l->dir);
-	if (!d)
-		return error_set(err, -errno, "audit log %s: %s", l->dir, strerror(errno));
-	uint64_t newest = 0, s;
-	for (struct dirent *e; (e = readdir(d));)
-		if (audit_segment_name_parse(e->d_name, &s) == 0 && s > newest)
-			newest = s;
-	closedir(d);
-	if (!newest)
+	_cleanup_free_ uint64_t *seqs = NULL;
+	size_t n = 0;
+	bool current;
+	int r = audit_list_segments(l->dir, &seqs, &n, &current);
+	if (r < 0)
+		return error_set(err, r, "audit log %s: %s", l->dir, strerror(-r));
+	if (!n)
 		return 0;
-	char name[64];
-	snprintf(name, sizeof(name), "segment-%012" PRIu64 ".tsv", newest);
+	char name[AUDIT_SEGMENT_NAME_MAX];
+	audit_segment_name(seqs[n - 1], name);
 	_cleanup_free_ char *path = in_dir(l, name);
 	_cleanup_close_ int fd = path ? open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
 	if (fd < 0)
@@ -153,7 +157,7 @@ static int recover_from_segments(struct audit_log *l, struct error *err)
 	_cleanup_free_ char *line = NULL;
 	size_t len = 0;
 	off_t size;
-	int r = read_last_line(fd, false, &line, &len, &size);
+	r = read_last_line(fd, false, &line, &len, &size);
 	struct audit_seal seal;
 	if (r < 0 || !line || audit_seal_parse(line, len, &seal) < 0)
 		return error_set(err, r < 0 ? r : -EBADMSG, "audit log %s/%s does not end with a seal line; "
@@ -179,8 +183,11 @@ static int write_header(int fd)
  * interrupted, done now. */
 static int finish_sealed(struct audit_log *l, int fd, const struct audit_seal *seal, const char *cur, struct error *err)
 {
-	char name[64];
-	snprintf(name, sizeof(name), "segment-%012" PRIu64 ".tsv", seal->first_seq);
+	if (seal->first_seq == 0 || seal->first_seq > AUDIT_SEGMENT_SEQ_MAX)
+		return error_set(err, -EBADMSG, "audit log %s: its seal's first_seq %llu cannot name a segment", cur,
+				 (unsigned long long)seal->first_seq);
+	char name[AUDIT_SEGMENT_NAME_MAX];
+	audit_segment_name(seal->first_seq, name);
 	_cleanup_free_ char *path = in_dir(l, name);
 	if (!path)
 		return error_set(err, -ENOMEM, "out of memory");
@@ -312,14 +319,31 @@ int audit_open(const char *dir, const struct audit_options *o, struct audit_log 
 	return 0;
 }
 
-/* Seals current.tsv and starts the next one; under the lock, with no
- * leader syncing the old descriptor. */
-static int rotate(struct audit_log *l, struct error *err)
+/* Whether current.tsv must be sealed before a row of body bytes written
+ * at when: it has a row, and the row would make it too big or its first
+ * row is too old. */
+static bool rotation_due(const struct audit_log *l, size_t body, int64_t when)
+{
+	bool too_big = (uint64_t)l->size + body + ROW_TAIL_MAX > l->o.segment_size;
+	bool too_old = when - l->seg_first_us > l->o.segment_age_s * 1000000;
+	return l->seg_first_seq && (too_big || too_old);
+}
+
+/* Seals current.tsv and starts the next one, if that is still due once no
+ * leader is syncing the old descriptor; under the lock. */
+static int rotate(struct audit_log *l, size_t body, int64_t when, struct error *err)
 {
 	while (l->syncing)
 		pthread_cond_wait(&l->synced_cond, &l->lock);
 	if (l->failed)
 		return error_set(err, l->failed, "the audit log failed earlier: %s", strerror(-l->failed));
+	/* Another appender may have rotated while we waited (and an empty
+	 * current.tsv is never sealed: it has no first seq to be named by). */
+	if (!rotation_due(l, body, when))
+		return 0;
+	if (l->seg_first_seq > AUDIT_SEGMENT_SEQ_MAX)
+		return error_set(err, -EOVERFLOW, "the audit log %s reached seq %llu: a segment name holds 12 digits; "
+				 "start a new log directory", l->dir, (unsigned long long)l->seg_first_seq);
 	struct audit_seal seal = { .rows = l->seq - l->seg_first_seq + 1, .first_seq = l->seg_first_seq, .last_seq = l->seq };
 	memcpy(seal.last_hash, l->prev, sizeof(seal.last_hash));
 	_cleanup_buf_ struct buf b;
@@ -338,12 +362,17 @@ static int rotate(struct audit_log *l, struct error *err)
 		r = l->failed = -errno;
 		if (ftruncate(l->fd, l->synced_size) < 0)
 			log_error("audit log: cannot take back a failed seal: %s", strerror(errno));
+		pthread_cond_broadcast(&l->synced_cond);
 		return error_set(err, r, "sealing the audit log: fdatasync: %s", strerror(-r));
 	}
+	/* Every row written so far is durable now, whatever happens next: the
+	 * appenders waiting for them succeed even if the rename fails. */
+	l->synced_seq = l->seq;
+	l->synced_size = l->size + (off_t)b.len;
 	/* From here the file is sealed: a failure leaves it for audit_open to
 	 * finish, and no row may follow the seal. */
-	char name[64];
-	snprintf(name, sizeof(name), "segment-%012" PRIu64 ".tsv", seal.first_seq);
+	char name[AUDIT_SEGMENT_NAME_MAX];
+	audit_segment_name(seal.first_seq, name);
 	_cleanup_free_ char *cur = in_dir(l, AUDIT_CURRENT_NAME), *seg = in_dir(l, name);
 	int fd = -1;
 	if (!cur || !seg)
@@ -361,13 +390,13 @@ static int rotate(struct audit_log *l, struct error *err)
 		if (fd >= 0)
 			close(fd);
 		l->failed = r;
+		pthread_cond_broadcast(&l->synced_cond);   /* the seal's sync covered the waiters' rows */
 		return error_set(err, r, "rotating the audit log %s: %s", l->dir, strerror(-r));
 	}
 	close(l->fd);
 	l->fd = fd;
 	l->size = (off_t)strlen(audit_header_line()) + 1;
 	l->seg_first_seq = 0;
-	l->synced_seq = l->seq;
 	l->synced_size = l->size;
 	pthread_cond_broadcast(&l->synced_cond);   /* the seal's sync covered the waiters' rows */
 	return 0;
@@ -427,13 +456,11 @@ static int format_body(const struct audit_row *row, int64_t when_us, struct buf 
 
 int audit_append(struct audit_log *l, const struct audit_row *row, char **ret_line, struct error *err)
 {
-	/* seq (at most 20 digits), a tab, the hash and the newline follow. */
-	enum { TAIL_MAX = 20 + 1 + DIGEST_HEX_LEN + 1 };
 	_cleanup_buf_ struct buf b;
 	buf_init(&b, AUDIT_ROW_MAX + 1);
 	int64_t when = now_us(l);
 	int r = format_body(row, when, &b);
-	if (r < 0 || b.len + TAIL_MAX > AUDIT_ROW_MAX + 1)
+	if (r < 0 || b.len + ROW_TAIL_MAX > AUDIT_ROW_MAX + 1)
 		return error_set(err, -E2BIG, "an audit row over %d bytes", AUDIT_ROW_MAX);
 	size_t body = b.len;
 	pthread_mutex_lock(&l->lock);
@@ -442,9 +469,7 @@ int audit_append(struct audit_log *l, const struct audit_row *row, char **ret_li
 		pthread_mutex_unlock(&l->lock);
 		return error_set(err, r, "the audit log failed earlier: %s", strerror(-r));
 	}
-	bool too_big = (uint64_t)l->size + body + TAIL_MAX > l->o.segment_size;
-	bool too_old = when - l->seg_first_us > l->o.segment_age_s * 1000000;
-	if (l->seg_first_seq && (too_big || too_old) && (r = rotate(l, err)) < 0) {
+	if (rotation_due(l, body, when) && (r = rotate(l, body, when, err)) < 0) {
 		pthread_mutex_unlock(&l->lock);
 		return r;
 	}
@@ -543,12 +568,6 @@ static int search_fd(int fd, const char *tenant, const char *prefix, struct matc
 	return r;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 int audit_search(const char *dir, const char *tenant, const char *prefix, size_t max, struct strv *ret_lines,
 		 bool *ret_truncated, struct error *err)
 {
@@ -565,38 +584,20 @@ int audit_search(const char *dir, const char *tenant, const char *prefix, size_t
 	struct stat cur_st = { 0 };
 	if (cur_fd >= 0 && fstat(cur_fd, &cur_st) < 0)
 		return error_set(err, -errno, "%s: %s", cur, strerror(errno));
-	DIR *d = opendir(dir);
-	if (!d)
-		return error_set(err, -errno, "%s: %s", dir, strerror(errno));
 	_cleanup_free_ uint64_t *seqs = NULL;
-	size_t n = 0, alloc = 0;
-	int r = 0;
-	for (struct dirent *e; r == 0 && (e = readdir(d));) {
-		uint64_t s;
-		if (audit_segment_name_parse(e->d_name, &s) < 0)
-			continue;
-		if (n == alloc) {
-			alloc = alloc ? 2 * alloc : 64;
-			uint64_t *more = alloc < 10000000 ? realloc(seqs, alloc * sizeof(*seqs)) : NULL;
-			if (!more) {
-				r = -ENOMEM;
-				break;
-			}
-			seqs = more;
-		}
-		seqs[n++] = s;
-	}
-	closedir(d);
+	size_t n = 0;
+	bool has_current;
+	int r = audit_list_segments(dir, &seqs, &n, &has_current);
 	if (r < 0)
-		return error_set(err, r, "out of memory");
-	if (n)
-		qsort(seqs, n, sizeof(*seqs), cmp_u64);
+		return error_set(err, r, "%s: %s", dir, strerror(-r));
+	/* Only the newest segments: a search costs the same on a log of any age. */
+	size_t from = n > AUDIT_SEARCH_SEGMENTS ? n - AUDIT_SEARCH_SEGMENTS : 0;
 	struct matches m = { .max = max };
 	if (max && !(m.ring = calloc(max, sizeof(*m.ring))))
 		return error_set(err, -ENOMEM, "out of memory");
-	for (size_t i = 0; r == 0 && i < n; i++) {
-		char name[64];
-		snprintf(name, sizeof(name), "segment-%012" PRIu64 ".tsv", seqs[i]);
+	for (size_t i = from; r == 0 && i < n; i++) {
+		char name[AUDIT_SEGMENT_NAME_MAX];
+		audit_segment_name(seqs[i], name);
 		_cleanup_free_ char *path = path_join(dir, name);
 		_cleanup_close_ int fd = path ? open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
 		struct stat st;

@@ -1,7 +1,8 @@
 /*
- * The worker's audit log (DESIGN §5, docs/audit.md): one row per compile the
- * worker answers by Execute, appended and made durable (fdatasync) before
- * the answer goes out. Each row carries its sequence number and the SHA-256
+ * The worker's audit log (DESIGN §5, docs/audit.md): one row for every
+ * answer the worker gives to a compile (an Execute, a Probe that sends a
+ * result, a Reproduce), appended and made durable (fdatasync) before the
+ * answer goes out. Each row carries its sequence number and the SHA-256
  * of the row before it, so a removed, inserted, reordered or edited row
  * breaks the chain (`hpcc audit verify`). The row format is auditfmt.h's.
  *
@@ -57,11 +58,17 @@ int audit_open(const char *dir, const struct audit_options *o, struct audit_log 
  * After a failed fdatasync every later append fails. */
 int audit_append(struct audit_log *l, const struct audit_row *row, char **ret_line, struct error *err);
 void audit_close(struct audit_log *l);
-/* Rows of `tenant` in dir's segments (sealed then current, in log order)
- * matching prefix (audit_row_matches); at most max rows — the LAST max
- * matches, *ret_truncated set when more matched. Lines as stored. Reads
- * files with a bounded line length; a malformed line is skipped. Safe to
- * call while another thread appends (read what is there). -EINVAL for a
- * prefix that is not at least 4 hex digits. */
+/* Sealed segments that audit_search reads, the newest ones. */
+#define AUDIT_SEARCH_SEGMENTS 16
+
+/* Rows of `tenant` in dir's newest AUDIT_SEARCH_SEGMENTS sealed segments
+ * and current.tsv, in log order, matching prefix (audit_row_matches); at
+ * most max rows — the LAST max matches, *ret_truncated set when more
+ * matched. Lines as stored. Any token holder can ask (AuditRows), so the
+ * work is bounded: rows older than the newest 16 segments are found with
+ * hpcc audit verify / grep on the worker, not through here. Reads files
+ * with a bounded line length; a malformed line is skipped. Safe to call
+ * while another thread appends (read what is there). -EINVAL for a prefix
+ * that is not at least 4 hex digits. */
 int audit_search(const char *dir, const char *tenant, const char *prefix, size_t max, struct strv *ret_lines,
 		 bool *ret_truncated, struct error *err);

@@ -3,7 +3,9 @@
 # python3 (hashlib computes the chain, independently of hpcc's C code) in
 # the worker's layout — two sealed segments and current.tsv — verifies as
 # intact with the last row's hash; each kind of tamper made with sed exits
-# 1 and names its kind, file, line and seq; a single segment verifies with
+# 1 and names its kind, file, line and seq (a forged row before or after the
+# real one, a replayed row, adjacent edited rows: each row named, nothing
+# else); a single segment verifies with
 # a note; a v1 file verifies as v1; an overlong line is reported, not
 # crashed on; usage mistakes and unreadable input exit 2.
 . "$(dirname "$0")/lib.sh"
@@ -84,7 +86,32 @@ expect "the first row of current.tsv removed" \
 rm -rf "$T" && cp -r "$D" "$T"
 F="$FORGED" awk 'NR == 3 { print; print ENVIRON["F"]; next } 1' "$D/current.tsv" >"$T/current.tsv"
 out=$("$HPCC" audit verify "$T" 2>&1); s=$?
-expect "a forged row with the right prev" "inserted: row at $T/current.tsv:4 (seq 23) was inserted"
+expect "a forged row with the right prev, before the real one" "inserted: row at $T/current.tsv:4 (seq 23) was inserted"
+expect "a forged row before the real one: one problem" "TAMPERED: 1 problem in"
+# The same row after the real one: the row after both chains after the
+# real one, so the forged one is named, and nothing else.
+rm -rf "$T" && cp -r "$D" "$T"
+F="$FORGED" awk 'NR == 4 { print; print ENVIRON["F"]; next } 1' "$D/current.tsv" >"$T/current.tsv"
+out=$("$HPCC" audit verify "$T" 2>&1); s=$?
+expect "a forged row with the right prev, after the real one" "inserted: row at $T/current.tsv:5 (seq 23) was inserted"
+expect "a forged row after the real one: one problem" "TAMPERED: 1 problem in"
+# A replayed row: an earlier line appended again, later or right after itself.
+tamper current.tsv '3h;$G'
+expect "a replayed row" "inserted: row at $T/current.tsv:7 (seq 22) was inserted: a copy of the row at $T/current.tsv:3"
+expect "a replayed row: one problem" "TAMPERED: 1 problem in"
+tamper current.tsv '3p'
+expect "a row repeated at once" "inserted: row at $T/current.tsv:4 (seq 22) was inserted: a copy of the row at $T/current.tsv:3"
+expect "a row repeated at once: one problem" "TAMPERED: 1 problem in"
+# Adjacent edited rows: each one is named.
+tamper current.tsv '3s/\tbeta\t/\tbetb\t/;4s/\talpha\t/\talphb\t/'
+expect "two adjacent rows edited: the first" "edited: row at $T/current.tsv:3 (seq 22) was edited"
+expect "two adjacent rows edited: the second" "edited: row at $T/current.tsv:4 (seq 23) was edited"
+expect "two adjacent rows edited: two problems" "TAMPERED: 2 problems in"
+tamper current.tsv '3s/\tbeta\t/\tbetb\t/;4s/\talpha\t/\talphb\t/;5s/\tbeta\t/\tbetb\t/'
+expect "three adjacent rows edited: the first" "edited: row at $T/current.tsv:3 (seq 22) was edited"
+expect "three adjacent rows edited: the second" "edited: row at $T/current.tsv:4 (seq 23) was edited"
+expect "three adjacent rows edited: the third" "edited: row at $T/current.tsv:5 (seq 24) was edited"
+expect "three adjacent rows edited: three problems" "TAMPERED: 3 problems in"
 tamper current.tsv '3{h;d};4{G}'
 expect "two rows swapped" "reordered: rows reordered: seq 23 at $T/current.tsv:3 chains after line 4"
 tamper current.tsv '3s/\t22\t/\t99\t/'

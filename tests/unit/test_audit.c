@@ -209,6 +209,8 @@ static void test_rows_and_chain(void **state)
 	free(dir);
 }
 
+static void append_rows(const char *dir, const struct audit_options *o, int n);
+
 /* ---- concurrency ------------------------------------------------------- */
 
 enum { THREADS = 8, ROWS_EACH = 200 };
@@ -278,14 +280,104 @@ static void test_concurrent_appenders(void **state)
 	free(dir);
 }
 
+/* The rotation decision is re-made after waiting for a sync in progress,
+ * so the appenders that found current.tsv full during one sync rotate it
+ * once, not once each: every sealed segment is about full. */
 static void test_concurrent_with_rotation(void **state)
 {
+	enum { SEGMENT_SIZE = 20000 };
 	char *dir = audit_dir(state);
-	struct audit_options o = { .segment_size = 16384 };
+	struct audit_options o = { .segment_size = SEGMENT_SIZE };
 	run_threads(dir, &o);
 	struct audit_verify_summary s;
-	assert_true(verify_dir(dir, &s) > 20);
+	size_t files = verify_dir(dir, &s);
+	assert_true(files > 20);
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	size_t sealed = 0;
+	for (struct dirent *e; (e = readdir(d));) {
+		uint64_t first;
+		if (audit_segment_name_parse(e->d_name, &first) < 0)
+			continue;
+		sealed++;
+		char *path = in(dir, e->d_name);
+		struct stat st;
+		assert_int_equal(stat(path, &st), 0);
+		if (st.st_size < SEGMENT_SIZE / 2) {
+			print_message("%s holds %lld bytes, under half of segment_size\n", e->d_name, (long long)st.st_size);
+			fail();
+		}
+		free(path);
+	}
+	closedir(d);
+	assert_int_equal(sealed, files - 1);
 	free(dir);
+}
+
+/* 8 threads append while the first rotation fails after its seal was
+ * synced (the segment name is taken by a directory, so rename fails): the
+ * seal's fdatasync covered every row before it, so every row in the file
+ * was reported written, and only rows that are not in it failed. Repeated,
+ * since whether an appender is waiting at that moment is up to the
+ * scheduler. */
+static void *append_until_failure(void *p)
+{
+	struct worker_arg *a = p;
+	for (int i = 0; i < ROWS_EACH; i++) {
+		struct audit_row row = row_template;
+		struct error err = { 0 };
+		if (audit_append(a->l, &row, NULL, &err) < 0) {
+			a->failures++;
+			break;
+		}
+		a->id++;   /* rows reported written */
+	}
+	return NULL;
+}
+
+static void test_rotation_failure_after_seal(void **state)
+{
+	for (int trial = 0; trial < 30; trial++) {
+		char *dir = audit_dir(state);
+		testutil_rm_rf(dir);
+		struct audit_options o = { .segment_size = 8192 };
+		struct audit_log *l = NULL;
+		struct error err = { 0 };
+		assert_int_equal(audit_open(dir, &o, &l, &err), 0);
+		char *seg = in(dir, "segment-000000000001.tsv");
+		assert_int_equal(mkdir(seg, 0700), 0);
+		pthread_t t[THREADS];
+		struct worker_arg args[THREADS];
+		for (int i = 0; i < THREADS; i++) {
+			args[i] = (struct worker_arg){ .l = l };
+			assert_int_equal(pthread_create(&t[i], NULL, append_until_failure, &args[i]), 0);
+		}
+		int reported = 0;
+		for (int i = 0; i < THREADS; i++) {
+			pthread_join(t[i], NULL);
+			assert_int_equal(args[i].failures, 1);
+			reported += args[i].id;
+		}
+		audit_close(l);
+		/* current.tsv: the header, the rows, the seal. */
+		char *cur = in(dir, "current.tsv");
+		static char lines[64][4096];
+		size_t n = read_lines(cur, lines, 64);
+		struct audit_seal seal;
+		assert_int_equal(audit_seal_parse(lines[n - 1], strlen(lines[n - 1]), &seal), 0);
+		if ((int)seal.rows != reported) {
+			print_message("trial %d: %llu rows sealed, %d reported written\n", trial,
+				      (unsigned long long)seal.rows, reported);
+			fail();
+		}
+		/* Once the name is free, a reopen finishes the rotation. */
+		assert_int_equal(rmdir(seg), 0);
+		append_rows(dir, &o, 1);
+		assert_intact(dir, seal.rows + 1);
+		free(cur);
+		free(seg);
+		free(dir);
+	}
 }
 
 /* ---- rotation ---------------------------------------------------------- */
@@ -594,6 +686,60 @@ static void test_search(void **state)
 	free(dir);
 }
 
+/* AuditRows reads the newest AUDIT_SEARCH_SEGMENTS sealed segments and
+ * current.tsv, not every segment ever written: a row in an older segment
+ * is not returned, one in the oldest segment still read is. */
+static void test_search_bound(void **state)
+{
+	char *dir = audit_dir(state);
+	struct audit_options o = { .segment_size = 4096 };
+	struct audit_log *l = NULL;
+	struct error err = { 0 };
+	assert_int_equal(audit_open(dir, &o, &l, &err), 0);
+	enum { ROWS = 300 };
+	static char actions[ROWS][80];
+	uint64_t seq_of_row_in[ROWS];
+	for (int i = 0; i < ROWS; i++) {
+		struct audit_row row = row_template;
+		snprintf(actions[i], sizeof(actions[i]), "sha256:c%063x", i);
+		row.action_digest = actions[i];
+		char *line = NULL;
+		assert_int_equal(audit_append(l, &row, &line, &err), 0);
+		struct audit_parsed p;
+		assert_int_equal(audit_parse_row(line, strlen(line), &p, NULL), 0);
+		seq_of_row_in[i] = p.seq;
+		audit_parsed_free(&p);
+		free(line);
+	}
+	audit_close(l);
+	uint64_t *seqs = NULL;
+	size_t n = 0;
+	bool current = false;
+	assert_int_equal(audit_list_segments(dir, &seqs, &n, &current), 0);
+	assert_true(current);
+	assert_true(n > AUDIT_SEARCH_SEGMENTS + 2);
+	uint64_t oldest_read = seqs[n - AUDIT_SEARCH_SEGMENTS];
+	struct strv found = { 0 };
+	bool truncated;
+	/* Row 0, in the first segment: out of reach. */
+	assert_int_equal(audit_search(dir, "alpha", actions[0] + 7, 10, &found, &truncated, &err), 0);
+	assert_int_equal(found.n, 0);
+	/* The last row of the newest segment not read, and the first of the oldest read. */
+	for (int i = 0; i < ROWS; i++) {
+		if (seq_of_row_in[i] != oldest_read - 1 && seq_of_row_in[i] != oldest_read)
+			continue;
+		assert_int_equal(audit_search(dir, "alpha", actions[i] + 7, 10, &found, &truncated, &err), 0);
+		assert_int_equal(found.n, seq_of_row_in[i] == oldest_read ? 1 : 0);
+		strv_free(&found);
+	}
+	/* And the newest row, in current.tsv. */
+	assert_int_equal(audit_search(dir, "alpha", actions[ROWS - 1] + 7, 10, &found, &truncated, &err), 0);
+	assert_int_equal(found.n, 1);
+	strv_free(&found);
+	free(seqs);
+	free(dir);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, testutil_setup_tmpdir, testutil_teardown_tmpdir)
@@ -601,6 +747,7 @@ int main(void)
 		T(test_rows_and_chain),
 		T(test_concurrent_appenders),
 		T(test_concurrent_with_rotation),
+		T(test_rotation_failure_after_seal),
 		T(test_rotation_by_size),
 		T(test_rotation_by_age),
 		T(test_torn_tail),
@@ -609,6 +756,7 @@ int main(void)
 		T(test_foreign_current_refused),
 		T(test_oversize_row_refused),
 		T(test_search),
+		T(test_search_bound),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

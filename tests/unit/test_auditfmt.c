@@ -4,10 +4,12 @@
  * and refuses each kind of bad one, digest-prefix matching, the bounded
  * line reader, and the verifier: an intact log (one file or segments) is
  * OK, and each kind of tampering (an edited column of every kind, a removed
- * first/middle/last-but-one row, an inserted row with a correct prev, two
- * swapped rows, a missing sealed segment, a tampered or cut seal, rows
- * after a seal, a bad header, an overlong line) is reported once, as
- * exactly that kind; a v1 file is verified as v1.
+ * first/middle/last-but-one row, an inserted row with a correct prev before
+ * or after the real one, a replayed copy of a row, two swapped rows, a
+ * missing sealed segment, a tampered or cut seal, rows after a seal, a bad
+ * header, an overlong line) is reported once, as exactly that kind;
+ * adjacent edited rows are each named; a v1 file is verified as v1.
+ * Segment names have exactly 12 digits and are listed in seq order.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -461,7 +463,120 @@ static void test_verify_inserted(void **state)
 	text = file_text(&l, 0, 11, true, false);
 	assert_one(verify(true, "d/current.tsv", text, NULL), AUDIT_PROBLEM_INSERTED, "d/current.tsv:6 (seq 5) was inserted");
 	free(text);
+	/* The forged row (right prev) after the real one: the next row chains
+	 * after the real one, so the forged one is named, and nothing else. */
+	free(l.rows[4]);
+	cols[AUDIT_COL_PREV] = prev;
+	l.rows[4] = l.rows[5];
+	l.rows[5] = row_from(cols);
+	text = file_text(&l, 0, 11, true, false);
+	assert_one(verify(true, "d/current.tsv", text, NULL), AUDIT_PROBLEM_INSERTED,
+		   "row at d/current.tsv:7 (seq 5) was inserted: the chain goes around it");
+	free(text);
+	/* With no row after the two, either may be the forged one: both named. */
+	text = file_text(&l, 0, 6, true, false);
+	assert_one(verify(true, "d/current.tsv", text, NULL), AUDIT_PROBLEM_INSERTED,
+		   "row at d/current.tsv:6 or at d/current.tsv:7 (both seq 5) was inserted: both chain after line 5");
+	free(text);
 	log_free(&l);
+}
+
+/* A replayed row: an earlier line appended again, later or right after
+ * itself, is a copy, not a reordering. */
+static void test_verify_replayed(void **state)
+{
+	(void)state;
+	struct log l;
+	make_log(&l, 10, 1, ZEROS);
+	char *text = file_text(&l, 0, 10, true, false);
+	char *later = NULL;
+	assert_true(asprintf(&later, "%s%s\n", text, l.rows[2]) > 0);
+	assert_one(verify(true, "d/current.tsv", later, NULL), AUDIT_PROBLEM_INSERTED,
+		   "row at d/current.tsv:12 (seq 3) was inserted: a copy of the row at d/current.tsv:4");
+	free(later);
+	free(text);
+	char *dup = strdup(l.rows[4]);
+	memmove(&l.rows[5], &l.rows[4], 6 * sizeof(char *));
+	l.rows[4] = dup;
+	l.n = 11;
+	text = file_text(&l, 0, 11, true, false);
+	assert_one(verify(true, "d/current.tsv", text, NULL), AUDIT_PROBLEM_INSERTED,
+		   "row at d/current.tsv:7 (seq 5) was inserted: a copy of the row at d/current.tsv:6");
+	free(text);
+	log_free(&l);
+}
+
+/* Adjacent edited rows: every one is named, once. */
+static void test_verify_adjacent_edits(void **state)
+{
+	(void)state;
+	for (size_t count = 2; count <= 4; count++) {
+		struct log l;
+		make_log(&l, 10, 1, ZEROS);
+		for (size_t i = 4; i < 4 + count; i++)
+			memcpy(strstr(l.rows[i], "alpha"), "alphb", 5);
+		char *text = file_text(&l, 0, 10, true, false);
+		const struct audit_verify_summary *s = verify(true, "d/current.tsv", text, NULL);
+		print_problems(s);
+		assert_int_equal(s->problems, count);
+		assert_int_equal(s->kind_count[AUDIT_PROBLEM_EDITED], count);
+		for (size_t i = 4; i < 4 + count; i++) {
+			char want[64];
+			snprintf(want, sizeof(want), "d/current.tsv:%zu (seq %zu) was edited", i + 2, i + 1);
+			bool found = false;
+			for (size_t j = 0; j < s->n_shown; j++)
+				found |= strstr(s->shown[j].msg, want) != NULL;
+			if (!found) {
+				print_message("%zu adjacent edits: no '%s'\n", count, want);
+				fail();
+			}
+		}
+		free(text);
+		log_free(&l);
+	}
+}
+
+/* Segment names: exactly 12 digits, built in one place, listed in seq order. */
+static void test_segment_names(void **state)
+{
+	char name[AUDIT_SEGMENT_NAME_MAX];
+	audit_segment_name(1, name);
+	assert_string_equal(name, "segment-000000000001.tsv");
+	audit_segment_name(AUDIT_SEGMENT_SEQ_MAX, name);
+	assert_string_equal(name, "segment-999999999999.tsv");
+	uint64_t seq = 0;
+	assert_int_equal(audit_segment_name_parse("d/segment-000000004711.tsv", &seq), 0);
+	assert_int_equal(seq, 4711);
+	/* A 13-digit name would be read back under another name: refused. */
+	assert_int_equal(audit_segment_name_parse("segment-0000000000001.tsv", &seq), -EINVAL);
+	assert_int_equal(audit_segment_name_parse("segment-1000000000000.tsv", &seq), -EINVAL);
+	assert_int_equal(audit_segment_name_parse("segment-00000000001.tsv", &seq), -EINVAL);
+	assert_int_equal(audit_segment_name_parse("segment-000000000000.tsv", &seq), -EINVAL);
+	assert_int_equal(audit_segment_name_parse("segment-000000000001.tsv.bak", &seq), -EINVAL);
+
+	const char *dir = *state;
+	static const char *const files[] = { "segment-000000000021.tsv", "segment-000000000001.tsv", "current.tsv",
+					     "segment-000000000011.tsv", "segment-0000000000031.tsv", "notes.txt" };
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	uint64_t *seqs = NULL;
+	size_t n = 0;
+	bool current = false;
+	assert_int_equal(audit_list_segments(dir, &seqs, &n, &current), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(seqs[0], 1);
+	assert_int_equal(seqs[1], 11);
+	assert_int_equal(seqs[2], 21);
+	assert_true(current);
+	free(seqs);
+	char missing[4096];
+	snprintf(missing, sizeof(missing), "%s/none", dir);
+	assert_int_equal(audit_list_segments(missing, &seqs, &n, &current), -ENOENT);
 }
 
 static void test_verify_swapped(void **state)
@@ -640,6 +755,9 @@ int main(void)
 		cmocka_unit_test(test_verify_removed),
 		cmocka_unit_test(test_verify_inserted),
 		cmocka_unit_test(test_verify_swapped),
+		cmocka_unit_test(test_verify_replayed),
+		cmocka_unit_test(test_verify_adjacent_edits),
+		cmocka_unit_test_setup_teardown(test_segment_names, testutil_setup_tmpdir, testutil_teardown_tmpdir),
 		cmocka_unit_test(test_verify_segments),
 		cmocka_unit_test(test_verify_v1),
 		cmocka_unit_test(test_verify_bad_lines),
