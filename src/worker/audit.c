@@ -52,6 +52,7 @@ struct audit_log {
 	uint64_t synced_seq;       /* rows up to this seq are durable */
 	off_t synced_size;         /* current.tsv's size when they were */
 	bool syncing;              /* a leader is in fdatasync */
+	struct audit_stats stats;  /* rows, syncs, time spent appending */
 	int failed;                /* a failed sync: every append fails */
 };
 
@@ -418,6 +419,7 @@ static int wait_synced(struct audit_log *l, uint64_t seq)
 		int r = fdatasync(fd) < 0 ? -errno : 0;
 		pthread_mutex_lock(&l->lock);
 		l->syncing = false;
+		l->stats.syncs++;
 		if (r == 0 && target > l->synced_seq) {
 			l->synced_seq = target;
 			l->synced_size = target_size;
@@ -454,8 +456,16 @@ static int format_body(const struct audit_row *row, int64_t when_us, struct buf 
 	return r;
 }
 
+static int64_t monotonic_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int audit_append(struct audit_log *l, const struct audit_row *row, char **ret_line, struct error *err)
 {
+	int64_t started = monotonic_us();
 	_cleanup_buf_ struct buf b;
 	buf_init(&b, AUDIT_ROW_MAX + 1);
 	int64_t when = now_us(l);
@@ -501,6 +511,8 @@ int audit_append(struct audit_log *l, const struct audit_row *row, char **ret_li
 		l->seg_first_us = when;
 	}
 	r = wait_synced(l, seq);
+	l->stats.rows++;
+	l->stats.append_us += (uint64_t)(monotonic_us() - started);
 	pthread_mutex_unlock(&l->lock);
 	if (r < 0)
 		return error_set(err, r, "writing the audit log: fdatasync: %s", strerror(-r));
@@ -509,6 +521,13 @@ int audit_append(struct audit_log *l, const struct audit_row *row, char **ret_li
 		*ret_line = buf_steal(&b);
 	}
 	return 0;
+}
+
+void audit_get_stats(struct audit_log *l, struct audit_stats *ret)
+{
+	pthread_mutex_lock(&l->lock);
+	*ret = l->stats;
+	pthread_mutex_unlock(&l->lock);
 }
 
 void audit_close(struct audit_log *l)

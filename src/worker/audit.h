@@ -58,6 +58,14 @@ int audit_open(const char *dir, const struct audit_options *o, struct audit_log 
  * After a failed fdatasync every later append fails. */
 int audit_append(struct audit_log *l, const struct audit_row *row, char **ret_line, struct error *err);
 void audit_close(struct audit_log *l);
+
+/* Since open: rows appended, fdatasyncs run for them (fewer than rows when
+ * concurrent appends share one), and the time appenders spent in
+ * audit_append, from building the row to its sync (what an answer waits). */
+struct audit_stats {
+	uint64_t rows, syncs, append_us;
+};
+void audit_get_stats(struct audit_log *l, struct audit_stats *ret);
 /* Sealed segments that audit_search reads, the newest ones. */
 #define AUDIT_SEARCH_SEGMENTS 16
 

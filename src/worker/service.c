@@ -1429,6 +1429,14 @@ void worker_free(struct worker *w)
 	tier_stop(w);
 	tier_close(w->tier);
 	cas_close(w->cas);
+	if (w->audit) {
+		struct audit_stats as;
+		audit_get_stats(w->audit, &as);
+		if (as.rows)
+			log_info("audit log: %llu rows, %llu fdatasyncs, %llu us per row on average (write and sync)",
+				 (unsigned long long)as.rows, (unsigned long long)as.syncs,
+				 (unsigned long long)(as.append_us / as.rows));
+	}
 	audit_close(w->audit);
 	token_key_free(w->token_key);
 	free(w->staging_dir);
