@@ -6,7 +6,7 @@ export CC ?= gcc
 ASAN_BUILD ?= build-asan
 MESON_OPTS ?= --buildtype=debugoptimized -Dwerror=true
 
-.PHONY: all deps build check unit integration asan demo bench clean
+.PHONY: all deps build check unit integration asan demo bench fuzz clean
 
 all: build
 
@@ -33,6 +33,11 @@ demo:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory build
 	@scripts/demo.sh
+
+# libFuzzer targets (fuzz/fuzz_*.c): FUZZ_SECONDS each (default 60).
+fuzz:
+	@scripts/deps.sh check
+	@scripts/fuzz.sh
 
 bench:
 	@scripts/deps.sh bench

@@ -6,7 +6,7 @@ set -euo pipefail
 build_pkgs=(gcc make meson ninja-build pkg-config libzstd-dev libssl-dev libinih-dev
   protobuf-c-compiler libprotobuf-c-dev libcmocka-dev libgrpc-dev libarchive-dev libjansson-dev
   libcurl4-openssl-dev)
-check_pkgs=(clang dpkg-dev qemu-system-x86 squashfs-tools-ng debootstrap cpio iproute2)
+check_pkgs=(clang libclang-rt-14-dev dpkg-dev qemu-system-x86 squashfs-tools-ng debootstrap cpio iproute2)
 bench_pkgs=(ccache sccache hyperfine redis-server distcc)
 
 want=("${build_pkgs[@]}")
