@@ -6,8 +6,10 @@
  * frame.c), then one agent_conn_exec sends its header and the reader
  * thread (frame_read, the AgentFrame decode, accept_frame) files the rest
  * of the stream under that exec until it completes or the stream breaks.
- * The same bytes also go through frame_decoder_feed in uneven pieces, each
- * frame decoded as an AgentFrame.
+ * An accepted reply is checked against what the host promises (requested
+ * files only, once each, max_output in all). The same bytes also go
+ * through frame_decoder_feed in uneven pieces, each frame decoded as an
+ * AgentFrame.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -65,6 +67,26 @@ static void *guest_main(void *arg)
 	return NULL;
 }
 
+/* What the host promises its callers about an accepted reply: requested
+ * files only, each once, and no more bytes in all than max_output. */
+static void check_reply(const struct agent_exec_request *rq, const struct agent_exec_reply *reply)
+{
+	size_t total = reply->out.len + reply->err.len;
+	for (size_t i = 0; i < reply->n_files; i++) {
+		size_t k = 0;
+		while (rq->outputs[k] && strcmp(rq->outputs[k], reply->files[i].path) != 0)
+			k++;
+		if (!rq->outputs[k])
+			abort();
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(reply->files[j].path, reply->files[i].path) == 0)
+				abort();
+		total += reply->files[i].data.len;
+	}
+	if (total > rq->max_output || reply->exit_code < 0 || reply->exit_code > 255 + 128)
+		abort();
+}
+
 static void run_host(const uint8_t *data, size_t size)
 {
 	int sv[2];
@@ -98,8 +120,10 @@ static void run_host(const uint8_t *data, size_t size)
 			.outputs = outputs,
 		};
 		struct agent_exec_reply reply = { 0 };
-		if (agent_conn_exec(c, &rq, &reply, &err) == 0)
+		if (agent_conn_exec(c, &rq, &reply, &err) == 0) {
+			check_reply(&rq, &reply);
 			agent_exec_reply_free(&reply);
+		}
 		agent_conn_close(c);
 	}
 	/* agent_conn_open closes the fd itself when it fails; agent_conn_close
