@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the build with -Werror, the banned-call check, the unit
 # tests, the integration tests, then unit and integration tests again under
-# AddressSanitizer and UBSan. Ends with one line "N passed, N failed" and a
+# AddressSanitizer and UBSan, then every libFuzzer target for a few seconds.
+# Ends with one line "N passed, N failed" and a
 # non-zero exit status when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -80,6 +81,12 @@ if [ $st = 0 ]; then
     record sanitizer-reports 0
   fi
 fi
+
+note "fuzzing (libFuzzer; each target over its regression inputs, then ${CHECK_FUZZ_SECONDS:-3} s)"
+FUZZ_SECONDS=${CHECK_FUZZ_SECONDS:-3} scripts/fuzz.sh >"$logs/fuzz" 2>&1; s=$?
+grep -E '^(not )?ok - ' "$logs/fuzz"
+[ $s = 0 ] || tail -40 "$logs/fuzz"
+count_tap fuzz "$logs/fuzz" $s
 
 echo
 ((${#failures[@]})) && echo "failed: ${failures[*]}"
