@@ -448,8 +448,11 @@ void explain_note_hit(struct explain *x, const struct engine_job *job, const str
 	(void)load_from(&x->store, obj, &old);
 	Hpcc__Local__ExplainEntry *l = old ? old->latest : NULL;
 	bool same = same_action(l, action);
-	if (same && is_hit(l) && (int64_t)time(NULL) - l->time < EXPLAIN_HIT_REFRESH_SECONDS) {
-		recent_set(x, &key, action, (time_t)l->time);
+	if (same && is_hit(l)) {
+		/* Already says so: a rebuild's hits write nothing (the record keeps
+		 * the first hit of this result). Remembered, so that the next
+		 * minute's hits do not even read it. */
+		recent_set(x, &key, action, time(NULL));
 		hpcc__local__explain_record__free_unpacked(old, NULL);
 		return;
 	}

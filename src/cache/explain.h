@@ -23,7 +23,8 @@
 #define EXPLAIN_BLOB_MAX ((size_t)4 << 20)     /* a larger input's content is not kept */
 #define EXPLAIN_MAX_INPUTS 20000               /* per entry; the rest is left out */
 #define EXPLAIN_MIN_CAP ((uint64_t)16 << 20)
-/* Repeated hits of the same inputs rewrite the record at most this often. */
+/* A record known to say "hit of these inputs" is not read again for this
+ * long (it is never rewritten for another such hit). */
 #define EXPLAIN_HIT_REFRESH_SECONDS 60
 
 struct explain;

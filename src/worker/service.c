@@ -678,6 +678,12 @@ static int stage_inputs(struct worker *w, const char *tenant, const Hpcc__V1__Ex
 		    memcmp(req->preprocessed->digest.data, a->inputs[0]->digest.data, DIGEST_LEN) != 0 ||
 		    data.len != a->inputs[0]->size)
 			return error_set(err, -EINVAL, "the preprocessed source does not match the manifest");
+		/* Kept like an uploaded input, for `hpcc reproduce` (which sends
+		 * no source); cas_put_blob re-checks the digest. */
+		struct digest d;
+		memcpy(d.b, a->inputs[0]->digest.data, DIGEST_LEN);
+		if (!req->skip_cache)
+			(void)cas_put_blob(w->cas, tenant, &d, data.data, data.len);
 		return staging_write_file(s, a->inputs[0]->path, data.data, data.len, false, err);
 	}
 	for (size_t i = 0; i < a->n_inputs; i++) {
@@ -872,21 +878,10 @@ static const Hpcc__V1__InputFile *action_source(const Hpcc__V1__Action *a)
 }
 
 /* Keeps what `hpcc reproduce` needs to run this action again: the action
- * (and, in preprocessed mode, the source that came inline) on this disk;
- * the blobs it read stay for [audit] retain (cas_set_retain). */
-static void retain_action(struct worker *w, const char *tenant, const Hpcc__V1__ExecuteRequest *req,
-			  const struct digest *action)
+ * on this disk (a preprocessed source was kept when it was staged); the
+ * blobs it read stay for [audit] retain (cas_set_retain). */
+static void retain_action(struct worker *w, const char *tenant, const Hpcc__V1__Action *a, const struct digest *action)
 {
-	const Hpcc__V1__Action *a = req->action;
-	if (req->preprocessed && a->n_inputs == 1 && a->inputs[0]->digest.len == DIGEST_LEN) {
-		_cleanup_buf_ struct buf pp;
-		buf_init(&pp, (size_t)w->cfg.max_blob + 1);
-		struct error ignored = { 0 };
-		struct digest d;
-		memcpy(d.b, a->inputs[0]->digest.data, DIGEST_LEN);
-		if (blob_unpack(req->preprocessed, (size_t)w->cfg.max_blob, &pp, &ignored) == 0)
-			(void)cas_put_blob(w->cas, tenant, &d, pp.data, pp.len);
-	}
 	size_t len = hpcc__v1__action__get_packed_size(a);
 	_cleanup_free_ uint8_t *packed = malloc(len ? len : 1);
 	if (!packed)
@@ -966,8 +961,9 @@ static void run_action(struct worker *w, struct rpc_call *c, const struct token_
 		digest_to_hex(&action, hex);
 		log_info("%s %.16s for tenant %s: exit %d in %lld ms (%s)", reproduce ? "reproduced" : "executed", hex,
 			 claims->tenant, res.exit_code, (long long)res.duration_ms, res.runtime);
+		/* Before the reply, so that a Reproduce right after it finds it. */
 		if (!reproduce)
-			retain_action(w, claims->tenant, req, &action);
+			retain_action(w, claims->tenant, req->action, &action);
 	}
 	/* Only a clean compile is cached; a probe can only ever read results
 	 * that this worker produced itself. */

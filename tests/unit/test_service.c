@@ -887,6 +887,21 @@ static void test_preprocessed_mode(void **state)
 	assert_int_equal(rep->result->n_outputs, 1);
 	hpcc__v1__execute_reply__free_unpacked(rep, NULL);
 	buf_free(&reply);
+	/* Reproduce sends no source: the one that came inline was kept. */
+	struct digest action;
+	assert_int_equal(action_digest(&s.action, &action), 0);
+	Hpcc__V1__ReproduceRequest rr = HPCC__V1__REPRODUCE_REQUEST__INIT;
+	rr.token = bin(tok.data, tok.len);
+	rr.action_digest = bin(action.b, DIGEST_LEN);
+	pack(&rr.base, &msg);
+	call_raw("/hpcc.v1.WorkerService/Reproduce", msg.data, msg.len, &st, &reply);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	Hpcc__V1__ReproduceReply *rrep = hpcc__v1__reproduce_reply__unpack(NULL, reply.len, (uint8_t *)reply.data);
+	assert_non_null(rrep);
+	assert_int_equal(rrep->result->exit_code, 0);
+	assert_int_equal(rrep->result->n_outputs, 1);
+	hpcc__v1__reproduce_reply__free_unpacked(rrep, NULL);
+	buf_free(&reply);
 
 	/* The refusals below are for an action that never ran (a hit would
 	 * be answered from the cache without the inline bytes). */
