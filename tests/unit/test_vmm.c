@@ -934,6 +934,22 @@ static bool wait_exited(struct vmm_process *p, int ms, int *status)
 	return false;
 }
 
+/* True once pid sits in nanosleep or clock_nanosleep (x86_64 numbers),
+ * that is, /bin/sleep is past its start-up. */
+static bool wait_sleeping(pid_t pid, int ms)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+	int64_t deadline = now_ms() + ms;
+	while (now_ms() < deadline) {
+		_cleanup_free_ char *text = read_text(path);
+		if (text && (strncmp(text, "230 ", 4) == 0 || strncmp(text, "35 ", 3) == 0))
+			return true;
+		sleep_ms(10);
+	}
+	return false;
+}
+
 static void test_spawn_unprivileged(void **state)
 {
 	struct fixture *f = *state;
@@ -958,7 +974,11 @@ static void test_spawn_unprivileged(void **state)
 	assert_int_equal(getsid(pid), pid);
 	assert_int_equal(getpgid(pid), pid);
 
-	/* Exactly stdin (/dev/null) and stdout+stderr (the console log). */
+	/* Exactly stdin (/dev/null) and stdout+stderr (the console log),
+	 * once sleep sleeps: vmm_spawn returns when execve closed the report
+	 * pipe, and the dynamic loader then opens libraries at fd 3 for a
+	 * moment (this test once caught it there). */
+	assert_true(wait_sleeping(pid, 5000));
 	char path[96], target[512];
 	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
 	DIR *d = opendir(path);
