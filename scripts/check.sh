@@ -69,13 +69,20 @@ if [ $st = 0 ]; then
   count_meson asan-unit "$logs/asan-unit" $s
   # Daemons and workers run detached, their stderr nowhere: every process
   # writes its sanitizer reports to files, and any file is a failure.
-  mkdir -p "$logs/sanitizer"
-  ASAN_OPTIONS="$ASAN_OPTIONS:log_path=$logs/sanitizer/asan" UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$logs/sanitizer/ubsan" \
-    HPCC="$PWD/build-asan/hpcc" HPCC_TEST_QUICK=1 tests/integration/run.sh >"$logs/asan-integ" 2>&1; s=$?
+  # Kept after the run (build-asan/sanitizer-reports/<test>.asan.<pid>).
+  reports="$PWD/build-asan/sanitizer-reports"
+  rm -rf "$reports"; mkdir -p "$reports"
+  SANITIZER_LOG_DIR="$reports" HPCC="$PWD/build-asan/hpcc" HPCC_TEST_QUICK=1 \
+    tests/integration/run.sh >"$logs/asan-integ" 2>&1; s=$?
   grep -E '^not ok' "$logs/asan-integ"; grep -cE '^ok' "$logs/asan-integ" | sed 's/^/asan integration ok: /'
   count_tap asan-integration "$logs/asan-integ" $s
-  if compgen -G "$logs/sanitizer/*" >/dev/null; then
-    echo "sanitizer reports from detached processes:"; head -n 40 "$logs"/sanitizer/*
+  if compgen -G "$reports/*" >/dev/null; then
+    echo "sanitizer reports from detached processes (kept in $reports):"
+    for f in "$reports"/*; do
+      echo "--- $(basename "$f")"
+      # The report's headline, its stacks' own frames, and the summary.
+      grep -E 'ERROR:|SUMMARY:|runtime error|^ *#[0-9]+ .*(src|tests)/|allocated by|freed by|previously' "$f" | head -n 60
+    done
     record sanitizer-reports 1
   else
     record sanitizer-reports 0
@@ -89,6 +96,21 @@ grep -E '^(not )?ok - ' "$logs/fuzz"
 count_tap fuzz "$logs/fuzz" $s
 
 echo
-((${#failures[@]})) && echo "failed: ${failures[*]}"
+# CI shows only the end of this output: repeat what failed, briefly.
+if ((${#failures[@]})); then
+  for f in unit asan-unit; do
+    [ -f "$logs/$f" ] && grep -E '^ *[0-9]+/[0-9]+ .*(FAIL|TIMEOUT|ERROR)' "$logs/$f" | awk '!seen[$0]++' | sed "s/^/$f: /" | head -5
+    [ -f "$logs/$f" ] && grep -E '^\[  FAILED  \] [a-z_]|ERROR: AddressSanitizer|runtime error' "$logs/$f" | awk '!seen[$0]++' | sed "s/^/$f: /" | head -5
+  done
+  for f in integ asan-integ fuzz; do
+    [ -f "$logs/$f" ] && grep -E '^not ok' "$logs/$f" | sed "s/^/$f: /" | cut -c1-200 | head -5
+  done
+  [ -n "${reports:-}" ] && compgen -G "$reports/*" >/dev/null &&
+    for r in "$reports"/*; do
+      echo "sanitizer: $(basename "$r"): $(grep -m1 -E 'ERROR:|runtime error' "$r" | cut -c1-150)"
+      grep -m3 -E '^ *#[0-9]+ .*(src|tests)/' "$r" | sed 's/^ */    /' | cut -c1-160
+    done | head -12
+  echo "failed: ${failures[*]}"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -8,7 +8,15 @@ export HPCC
 status=0
 for t in test_*.sh; do
   [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
-  timeout 600 bash "$t"
+  if [ -n "${SANITIZER_LOG_DIR:-}" ]; then
+    # Detached processes (daemons, workers) have no stderr: each test's
+    # sanitizer reports go to files named after it.
+    ASAN_OPTIONS="${ASAN_OPTIONS:-}:log_path=$SANITIZER_LOG_DIR/${t%.sh}.asan" \
+    UBSAN_OPTIONS="${UBSAN_OPTIONS:-}:log_path=$SANITIZER_LOG_DIR/${t%.sh}.ubsan" \
+      timeout 600 bash "$t"
+  else
+    timeout 600 bash "$t"
+  fi
   s=$?
   if [ $s != 0 ]; then
     echo "not ok - $t exited with status $s"
