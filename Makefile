@@ -48,6 +48,7 @@ bench:
 	@bench/s3.sh
 	@bench/microvm.sh
 	@bench/route.sh
+	@bench/load.sh
 	@bench/audit.sh
 
 clean:

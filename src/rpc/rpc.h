@@ -30,6 +30,9 @@
  * max_calls, so that one client with more calls than max_calls in flight still gets the quick "busy" for
  * the extra ones rather than waiting in its own grpc queue. */
 #define RPC_MIN_STREAMS_PER_CONNECTION 100u
+/* A connection that has not finished its TLS and HTTP/2 handshake by then is closed (grpc's default is
+ * 120 s): many idle sockets that never speak cost one fd each for this long only. */
+#define RPC_HANDSHAKE_TIMEOUT_MS (10 * 1000)
 /* A channel whose server went away tries again at least this often. */
 #define RPC_MAX_RECONNECT_BACKOFF_MS 10000
 

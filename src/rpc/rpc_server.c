@@ -698,6 +698,9 @@ int rpc_server_new(const struct rpc_server_config *cfg, const struct rpc_method 
 		  .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
 		  .value.integer = (int)max_message },
 		{ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_CONCURRENT_STREAMS, .value.integer = (int)streams },
+		{ .type = GRPC_ARG_INTEGER,
+		  .key = (char *)GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+		  .value.integer = RPC_HANDSHAKE_TIMEOUT_MS },
 	};
 	grpc_channel_args server_args = { .num_args = ARRAY_SIZE(args), .args = args };
 	s->server = grpc_server_create(&server_args, NULL);
