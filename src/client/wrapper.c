@@ -142,6 +142,30 @@ static int run_compile(char *const *argv, struct proc_result *res)
 	return proc_run_capture(argv, NULL, ENGINE_MAX_CAPTURE, true, res);
 }
 
+/* Whether a failed RUN failed on a file that hpcc added to the command (the
+ * dependency file after its -MF, a response file), both in the cache's tmp
+ * directory: the compiler names the file in its error, as GCC does on a
+ * full disk ("closing dependency file ...: No space left on device"). The
+ * failure is then hpcc's, and the user's command must run untouched. */
+static bool failed_on_own_file(const struct wrapper *w, char *const *run_argv, const struct buf *err)
+{
+	for (size_t i = 1; run_argv[i]; i++) {
+		const char *path = NULL;
+		if (strcmp(run_argv[i], "-MF") == 0)
+			path = run_argv[i + 1];
+		else if (run_argv[i][0] == '@')
+			path = run_argv[i] + 1;
+		if (!path || strlen(path) < 8)
+			continue;
+		bool users = false;
+		for (int k = 1; k < w->argc && !users; k++)
+			users = strstr(w->argv[k], path) != NULL;
+		if (!users && memmem(err->data, err->len, path, strlen(path)))
+			return true;
+	}
+	return false;
+}
+
 /* Prints a finished RUN's output, honouring what passed through already. */
 static void print_run(const struct proc_result *res, bool color)
 {
@@ -296,6 +320,12 @@ static int via_daemon(struct wrapper *w)
 		/* Could not even start the compiler: let exec report it. */
 		return exec_real(w);
 	}
+	if (proc_exit_code(res.status) != 0 && failed_on_own_file(w, run_argv.v, &res.err)) {
+		/* The daemon sees the connection close and drops the job. */
+		proc_result_free(&res);
+		count_locally(w, STAT_FALLBACK_STORE_ERROR);
+		return exec_real(w);
+	}
 	Hpcc__Local__JobDone done = HPCC__LOCAL__JOB_DONE__INIT;
 	done.wait_status = res.status;
 	done.stdout_data.data = (uint8_t *)res.out.data;
@@ -383,6 +413,10 @@ static int in_process(struct wrapper *w)
 		struct engine_job *job = TAKE_PTR(res.job);
 		if (run_compile(res.run_argv.v, &pr) < 0) {
 			engine_abandon(e, job);
+		} else if (proc_exit_code(pr.status) != 0 && failed_on_own_file(w, res.run_argv.v, &pr.err)) {
+			engine_abandon(e, job);
+			engine_count(e, STAT_FALLBACK_STORE_ERROR);
+			proc_result_free(&pr);
 		} else {
 			struct output_file *outs = NULL;
 			size_t n = 0;
