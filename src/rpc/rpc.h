@@ -31,8 +31,10 @@
  * the extra ones rather than waiting in its own grpc queue. */
 #define RPC_MIN_STREAMS_PER_CONNECTION 100u
 /* A connection that has not finished its TLS and HTTP/2 handshake by then is closed (grpc's default is
- * 120 s): many idle sockets that never speak cost one fd each for this long only. */
-#define RPC_HANDSHAKE_TIMEOUT_MS (10 * 1000)
+ * 120 s): many idle sockets that never speak cost one fd each for this long only. Not shorter: with 400
+ * compiles on two cores a genuine client's handshake took 13 s (bench/load.sh), and a 10 s deadline
+ * turned it away. */
+#define RPC_HANDSHAKE_TIMEOUT_MS (30 * 1000)
 /* A channel whose server went away tries again at least this often. */
 #define RPC_MAX_RECONNECT_BACKOFF_MS 10000
 

@@ -198,9 +198,9 @@ check "with $IDLE idle connections open, a build still passes with plain gcc's b
 check "... and it was compiled by the worker" test "$(HPCC_DIR="$WORK/x1" stat remote.executed)" = 1
 HPCC_DIR="$WORK/x1" "$HPCC" daemon stop >/dev/null 2>&1
 # The servers close connections that have not finished their handshake
-# within rpc.h's RPC_HANDSHAKE_TIMEOUT_MS.
+# within rpc.h's RPC_HANDSHAKE_TIMEOUT_MS (30 s).
 fds_after=$fds_idle
-for _ in $(seq 150); do
+for _ in $(seq 250); do
   fds_after=$(ls "/proc/$WPID/fd" | wc -l)
   [ "$fds_after" -lt $((fds_idle - IDLE / 2)) ] && break
   sleep 0.2
