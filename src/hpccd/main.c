@@ -24,6 +24,7 @@
 #include "server.h"
 #include "service.h"
 #include "tier_gc.h"
+#include "privilege.h"
 #include "worker_init.h"
 
 static void usage(void)
@@ -109,6 +110,13 @@ static int worker_main(int argc, char **argv)
 	struct error err = { 0 };
 	if (worker_config_load(config, &wc, &err) < 0) {
 		fprintf(stderr, "hpcc: worker: %s\n", err.msg);
+		return 1;
+	}
+	/* Before any thread exists: capabilities are per thread, and every
+	 * thread started from here on inherits the reduced set. */
+	if (privilege_drop_for_worker(&wc, &err) < 0) {
+		fprintf(stderr, "hpcc: worker: dropping privileges: %s\n", err.msg);
+		worker_config_free(&wc);
 		return 1;
 	}
 	/* Blocked before grpc starts any thread, so that every thread inherits

@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
@@ -35,6 +36,7 @@
 #include "macro.h"
 #include "vmm.h"
 #include "vmm_driver.h"
+#include "vmm_jail.h"
 
 #define VMM_PATH_MAX 4096
 #define VMM_ID_MAX 64
@@ -217,6 +219,8 @@ struct spawn_setup {
 	uid_t uid;
 	gid_t gid;
 	pid_t parent;
+	int cgroup_fds[VMM_CGROUP_DIRS]; /* cgroup.procs of the VM's group, or -1 */
+	const struct sock_fprog *filter; /* NULL: no seccomp filter */
 };
 
 /* Closes every fd from first up, by the slow way if close_range is missing. */
@@ -245,6 +249,12 @@ static _Noreturn void spawn_child(const struct spawn_setup *s)
 	sigemptyset(&none);
 	if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
 		goto fail;
+	/* Into the VM's cgroup first, while still root (a v1 hierarchy lets
+	 * only root or the task's owner move it): everything the VMM does
+	 * from here on counts against its limits. "0" means the writer. */
+	for (size_t i = 0; i < VMM_CGROUP_DIRS; i++)
+		if (s->cgroup_fds[i] >= 0 && write(s->cgroup_fds[i], "0", 1) != 1)
+			goto fail;
 	if (s->change_ids) {
 		if (setgroups(0, NULL) < 0 || setresgid(s->gid, s->gid, s->gid) < 0 ||
 		    setresuid(s->uid, s->uid, s->uid) < 0)
@@ -283,6 +293,15 @@ static _Noreturn void spawn_child(const struct spawn_setup *s)
 	 * it gets is absolute). */
 	umask(077);
 	if (chdir("/") < 0)
+		goto fail;
+	/* Last, so that the filter covers the VMM and nothing of ours:
+	 * NO_NEW_PRIVS (a setuid binary cannot give the VMM back what it
+	 * lost, and the kernel requires it for an unprivileged filter), then
+	 * the filter itself. Only execve and, on failure, write and _exit run
+	 * under it here. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		goto fail;
+	if (s->filter && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, s->filter, 0, 0) < 0)
 		goto fail;
 	execve(s->path, s->argv, s->envp);
 fail:;
@@ -337,6 +356,17 @@ static void close_fd(int *fd)
 int vmm_spawn(const struct strv *argv, const char *run_dir, uid_t uid, gid_t gid, struct vmm_process *ret,
 	      struct error *err)
 {
+	struct vmm_jail jail = { .uid = uid, .gid = gid, .seccomp = true };
+	return vmm_spawn_jailed(argv, run_dir, &jail, ret, err);
+}
+
+int vmm_spawn_jailed(const struct strv *argv, const char *run_dir, const struct vmm_jail *jail,
+		     struct vmm_process *ret, struct error *err)
+{
+	if (!jail)
+		return error_set(err, -EINVAL, "vmm: no jail");
+	uid_t uid = jail->uid;
+	gid_t gid = jail->gid;
 	if (!argv || argv->n == 0 || !argv->v[0] || argv->v[0][0] != '/')
 		return error_set(err, -EINVAL, "vmm: the command line must start with an absolute path");
 	if (!run_dir || run_dir[0] != '/')
@@ -377,6 +407,18 @@ int vmm_spawn(const struct strv *argv, const char *run_dir, uid_t uid, gid_t gid
 		return error_set(err, r, "vmm: cannot create a pipe: %s", strerror(-r));
 	}
 
+	struct sock_filter insns[VMM_SECCOMP_MAX];
+	struct sock_fprog prog = { 0 };
+	if (jail->seccomp) {
+		size_t n = 0;
+		int r = vmm_seccomp_build(jail->allow_vsock, insns, ARRAY_SIZE(insns), &n);
+		if (r < 0) {
+			close_fd(&status_pipe[0]);
+			close_fd(&status_pipe[1]);
+			return error_set(err, r, "vmm: cannot build the seccomp filter");
+		}
+		prog = (struct sock_fprog){ .len = (unsigned short)n, .filter = insns };
+	}
 	/* The VMM needs no environment of the worker's (which may hold store
 	 * credentials): a fixed one. */
 	static char *const envp[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", (char *)"LC_ALL=C", NULL };
@@ -391,7 +433,11 @@ int vmm_spawn(const struct strv *argv, const char *run_dir, uid_t uid, gid_t gid
 		.uid = uid,
 		.gid = gid,
 		.parent = getpid(),
+		.cgroup_fds = { -1, -1, -1 },
+		.filter = jail->seccomp ? &prog : NULL,
 	};
+	for (unsigned i = 0; jail->cgroup && i < jail->cgroup->n && i < VMM_CGROUP_DIRS; i++)
+		s.cgroup_fds[i] = jail->cgroup->procs_fd[i];
 	pid_t pid = fork();
 	if (pid == 0)
 		spawn_child(&s);
@@ -409,8 +455,9 @@ int vmm_spawn(const struct strv *argv, const char *run_dir, uid_t uid, gid_t gid
 			;
 		return error_set(err, -child_errno, "vmm: cannot start %.200s: %s", argv->v[0], strerror(child_errno));
 	}
-	log_debug("vmm: started %s as pid %d (uid %u) in %s", argv->v[0], (int)pid,
-		  (unsigned)(change_ids ? uid : geteuid()), run_dir);
+	log_debug("vmm: started %s as pid %d (uid %u) in %s%s%s", argv->v[0], (int)pid,
+		  (unsigned)(change_ids ? uid : geteuid()), run_dir, jail->cgroup ? ", own cgroup" : "",
+		  jail->seccomp ? ", seccomp" : "");
 	ret->pid = pid;
 	return 0;
 }

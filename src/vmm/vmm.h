@@ -66,9 +66,25 @@ struct vmm_process {
  * the credential change, stdin on /dev/null, stdout+stderr appended to
  * <run_dir>/console.log, all other fds closed. Forks from the calling
  * thread: the caller keeps that thread alive as long as the VM runs (the
- * pool spawns from its own long-lived thread). */
+ * pool spawns from its own long-lived thread). Always under NO_NEW_PRIVS
+ * and the VMM seccomp filter (without vsock); no cgroup. */
 int vmm_spawn(const struct strv *argv, const char *run_dir, uid_t uid, gid_t gid, struct vmm_process *ret,
 	      struct error *err);
+/* What vmm_spawn_jailed puts around the VMM on top of the above
+ * (vmm_jail.h, docs/isolation.md). */
+struct vmm_cgroup;
+struct vmm_jail {
+	uid_t uid;                        /* as vmm_spawn's uid and gid */
+	gid_t gid;
+	const struct vmm_cgroup *cgroup;  /* the VM's cgroup (entered before the
+					     credential change), or NULL */
+	bool seccomp;                     /* NO_NEW_PRIVS + the VMM filter, right
+					     before execve */
+	bool allow_vsock;                 /* the filter lets AF_VSOCK sockets
+					     through (Firecracker) */
+};
+int vmm_spawn_jailed(const struct strv *argv, const char *run_dir, const struct vmm_jail *jail,
+		     struct vmm_process *ret, struct error *err);
 /* SIGKILLs the process group and reaps it (bounded wait). Idempotent. */
 void vmm_kill(struct vmm_process *p);
 /* True if the process has exited (reaps it, without blocking). */

@@ -30,6 +30,7 @@
 #include "macro.h"
 #include "vm_pool.h"
 #include "vmm.h"
+#include "vmm_jail.h"
 #include "worker_config.h"
 
 #define MICROVM_MAX_INPUTS 65536   /* the agent's own limit */
@@ -44,7 +45,38 @@ static int64_t now_us(void)
 
 struct microvm {
 	struct vm_pool *pool;
+	struct vmm_cgroups *cgroups;
 };
+
+/* Where the cgroup hierarchies are mounted; tests point it elsewhere
+ * (HPCC_TEST_CGROUP_ROOT) to see a host without usable cgroups. */
+static const char *cgroup_root(void)
+{
+	const char *test = getenv("HPCC_TEST_CGROUP_ROOT");
+	return test && test[0] == '/' ? test : "/sys/fs/cgroup";
+}
+
+/* The worker's cgroup for its VMs ([microvm] cgroup): NULL when off, or
+ * when unavailable under auto (one warning); an error under required. */
+static int open_cgroups(const struct worker_config *w, struct vmm_cgroups **ret, struct error *err)
+{
+	*ret = NULL;
+	if (w->vm_cgroup == WORKER_CGROUP_OFF) {
+		log_info("microvm: [microvm] cgroup = off: VMMs run without memory, pids and CPU limits");
+		return 0;
+	}
+	char name[32];
+	snprintf(name, sizeof(name), "hpcc-%d", (int)getpid());
+	struct error cerr = { 0 };
+	int r = geteuid() == 0 ? vmm_cgroups_open(cgroup_root(), name, ret, &cerr)
+			       : error_set(&cerr, -EPERM, "the worker does not run as root");
+	if (r == 0)
+		return 0;
+	if (w->vm_cgroup == WORKER_CGROUP_REQUIRED)
+		return error_set(err, r, "[microvm] cgroup = required, but no cgroup can be made for VMMs: %s", cerr.msg);
+	log_warn("microvm: VMMs run without a cgroup (no memory, pids and CPU limits): %s", cerr.msg);
+	return 0;
+}
 
 /* Checks, as the VM user, that the VMM will be able to open what it needs:
  * a worker directory that the user cannot traverse otherwise only shows up
@@ -144,7 +176,20 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 	const int modes[] = { X_OK, R_OK, R_OK, X_OK, X_OK, R_OK | W_OK };
 	if ((r = check_access_as(uid, gid, paths, modes, ARRAY_SIZE(paths) - (kvm ? 0 : 1), err)) < 0)
 		return r;
+	struct vmm_cgroups *cgroups = NULL;
+	if ((r = open_cgroups(w, &cgroups, err)) < 0)
+		return r;
+	struct vmm_cgroup_limits limits = {
+		.memory_bytes = w->vm_cgroup_memory ? w->vm_cgroup_memory :
+			((uint64_t)w->memory_mib + WORKER_VMM_OVERHEAD_MIB) << 20,
+		.pids_max = w->vm_cgroup_pids,
+		.cpu_percent = 100 * (w->vm_cgroup_cpus ? w->vm_cgroup_cpus : w->vcpus),
+	};
 	struct vm_pool_config pc = {
+		.cgroups = cgroups,
+		.limits = limits,
+		.cgroup_required = w->vm_cgroup == WORKER_CGROUP_REQUIRED,
+		.seccomp = w->vm_seccomp,
 		.vmm = vmm,
 		.binary = w->vmm_binary,
 		.kernel = w->kernel,
@@ -165,12 +210,22 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 		.images_dir = w->images_dir,
 	};
 	struct microvm *m = calloc(1, sizeof(*m));
-	if (!m)
+	if (!m) {
+		vmm_cgroups_close(cgroups);
 		return error_set(err, -ENOMEM, "out of memory");
+	}
+	m->cgroups = cgroups;
 	if ((r = vm_pool_new(&pc, &m->pool, err)) < 0) {
+		vmm_cgroups_close(cgroups);
 		free(m);
 		return r;
 	}
+	if (cgroups)
+		log_info("microvm: each VMM runs in its own cgroup (%s): memory %llu MiB, pids %u, CPU %u%%",
+			 vmm_cgroups_version(cgroups), (unsigned long long)(limits.memory_bytes >> 20), limits.pids_max,
+			 limits.cpu_percent);
+	if (!w->vm_seccomp)
+		log_warn("microvm: [microvm] seccomp = false: VMMs run without hpcc's seccomp filter");
 	if (strcmp(accel, "tcg") == 0)
 		log_warn("microvm: running guests under TCG software emulation (allow_tcg = true): about 30x slower "
 			 "than KVM; for tests and demos only");
@@ -303,6 +358,7 @@ static void mv_close(void *state)
 	if (!m)
 		return;
 	vm_pool_free(m->pool);
+	vmm_cgroups_close(m->cgroups);
 	free(m);
 }
 

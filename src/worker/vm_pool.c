@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +43,7 @@ struct vm {
 	gid_t gid;
 	char *run_dir;
 	struct vmm_process proc;
+	struct vmm_cgroup cgroup; /* n == 0: none */
 	struct agent_conn *conn;
 	enum vm_state state;
 	unsigned slots;      /* execs at once once ready */
@@ -64,6 +67,7 @@ struct vm_pool {
 	struct vm *vms;
 	unsigned long next_id;
 	bool *slot_used;             /* 2 x max_vms entries, with a uid range */
+	bool cgroup_warned;          /* a VM ran without its cgroup (logged once) */
 	struct vm_pool_stats stats;
 };
 
@@ -120,6 +124,9 @@ static void vm_destroy(struct vm *vm)
 {
 	agent_conn_close(vm->conn);
 	vmm_kill(&vm->proc);
+	/* Only once the VMM is reaped: a group with a task cannot go. */
+	if (vm->proc.pid <= 0)
+		vmm_cgroup_remove(&vm->cgroup);
 	if (vm->run_dir)
 		remove_run_dir(vm->run_dir);
 	free(vm->tenant);
@@ -163,6 +170,19 @@ static void destroy_list(struct vm_pool *p, struct vm *list)
 	}
 }
 
+/* How a VMM ended, in one line; a seccomp kill is named as such: the VMM
+ * tried a syscall that no VMM needs (a compromised VMM, or a new VMM
+ * version that needs the filter revisited). */
+static void log_vmm_exit(const struct vm *vm, int status)
+{
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+		log_warn("%s: the VMM was killed by its seccomp filter (SIGSYS: a forbidden syscall)", vm->id);
+	else if (WIFSIGNALED(status))
+		log_warn("%s: the VMM was killed by signal %d", vm->id, WTERMSIG(status));
+	else
+		log_warn("%s: the VMM exited (status %d)", vm->id, WEXITSTATUS(status));
+}
+
 static void kill_vm_locked(struct vm_pool *p, struct vm *vm, const char *why)
 {
 	if (vm->state == VM_DEAD)
@@ -174,6 +194,37 @@ static void kill_vm_locked(struct vm_pool *p, struct vm *vm, const char *why)
 		agent_conn_shutdown(vm->conn);
 	pthread_cond_broadcast(&p->cond);
 	pthread_cond_signal(&p->manager_cond);
+}
+
+/* Spawns vm's VMM in its cgroup (when the pool has cgroups) and under the
+ * seccomp filter. Called by the manager thread with the lock held. */
+static int spawn_jailed(struct vm_pool *p, struct vm *vm, const struct strv *argv, struct error *err)
+{
+	struct vmm_jail jail = {
+		.uid = vm->uid,
+		.gid = vm->gid,
+		.seccomp = p->cfg.seccomp,
+		/* Firecracker's guest channel is vsock; QEMU's is a Unix socket. */
+		.allow_vsock = strcmp(p->cfg.vmm->name, "firecracker") == 0,
+	};
+	if (p->cfg.cgroups) {
+		struct error cerr = { 0 };
+		int r = vmm_cgroup_create(p->cfg.cgroups, vm->id, &p->cfg.limits, &vm->cgroup, &cerr);
+		if (r < 0 && p->cfg.cgroup_required)
+			return error_set(err, r, "%s (cgroup = required)", cerr.msg);
+		if (r < 0) {
+			p->stats.cgroup_failures++;
+			if (!p->cgroup_warned)
+				log_warn("%s: runs without a cgroup: %s", vm->id, cerr.msg);
+			p->cgroup_warned = true;
+		} else
+			jail.cgroup = &vm->cgroup;
+	}
+	int r = vmm_spawn_jailed(argv, vm->run_dir, &jail, &vm->proc, err);
+	vmm_cgroup_close_fds(&vm->cgroup);
+	if (r < 0)
+		vmm_cgroup_remove(&vm->cgroup);
+	return r;
 }
 
 static void *manager_main(void *arg)
@@ -200,7 +251,7 @@ static void *manager_main(void *arg)
 				if (r == 0)
 					r = p->cfg.vmm->build(&vc, &argv, &err);
 				if (r == 0)
-					r = vmm_spawn(&argv, vm->run_dir, vm->uid, vm->gid, &vm->proc, &err);
+					r = spawn_jailed(p, vm, &argv, &err);
 				vm->spawn_done = true;
 				vm->spawn_error = r;
 				snprintf(vm->spawn_msg, sizeof(vm->spawn_msg), "%.200s", r < 0 ? err.msg : "");
@@ -212,7 +263,7 @@ static void *manager_main(void *arg)
 			int status = 0;
 			if (vm->proc.pid > 0 && vmm_exited(&vm->proc, &status)) {
 				p->stats.broken++;
-				log_warn("%s: the VMM exited (status 0x%x)", vm->id, status);
+				log_vmm_exit(vm, status);
 				vm->show_console = true;
 				kill_vm_locked(p, vm, NULL);
 				continue;
@@ -334,6 +385,8 @@ static struct vm *new_vm_locked(struct vm_pool *p, const char *tenant, const cha
 	}
 	snprintf(vm->id, sizeof(vm->id), "vm-%06lu", ++p->next_id);
 	vm->slot = -1;
+	for (unsigned i = 0; i < VMM_CGROUP_DIRS; i++)
+		vm->cgroup.procs_fd[i] = -1;
 	vm->uid = p->cfg.uid;
 	vm->gid = p->cfg.gid;
 	if (p->slot_used) {
@@ -407,9 +460,12 @@ static int boot_vm(struct vm_pool *p, struct vm *vm, struct error *err)
 		if (r == 0)
 			break;
 		/* The manager thread reaps VMMs too: look under the lock. */
-		int status;
+		int status = 0;
 		pthread_mutex_lock(&p->lock);
+		bool had = vm->proc.pid > 0;
 		bool gone = vm->state == VM_DEAD || vmm_exited(&vm->proc, &status);
+		if (gone && had && vm->proc.pid <= 0 && vm->state != VM_DEAD)
+			log_vmm_exit(vm, status);
 		pthread_mutex_unlock(&p->lock);
 		if (r != -EAGAIN || now_ms() >= deadline || gone)
 			return error_set(err, r == -EAGAIN ? -ETIMEDOUT : r, "connecting to the VM: %s",

@@ -19,6 +19,7 @@
 #include "agent_conn.h"
 #include "error.h"
 #include "vmm.h"
+#include "vmm_jail.h"
 
 #define VM_NAME_MAX 96
 
@@ -36,6 +37,14 @@ struct vm_pool_config {
 	unsigned vcpus, memory_mib;
 	unsigned max_vms, max_vms_per_tenant;
 	unsigned idle_timeout_s, max_age_s, boot_timeout_s;
+	/* The jail (docs/isolation.md): with cgroups, each VMM runs in a group
+	 * of its own below them with these limits; a group that cannot be made
+	 * fails the VM when cgroup_required, else the VM runs without (and the
+	 * first such failure is logged). seccomp: our filter on every VMM. */
+	struct vmm_cgroups *cgroups;
+	struct vmm_cgroup_limits limits;
+	bool cgroup_required;
+	bool seccomp;
 	const char *run_base;       /* per-VM run directories go here */
 	const char *images_dir;     /* <hex>.sqsh files (hpcc image import) */
 };
@@ -43,6 +52,7 @@ struct vm_pool_config {
 struct vm_pool_stats {
 	unsigned vms, ready, booting, busy_slots;
 	unsigned long boots, boot_failures, broken, retries, retired_idle;
+	unsigned long cgroup_failures; /* VMs that ran without their cgroup (cgroup = auto) */
 };
 
 struct vm_pool;

@@ -353,6 +353,31 @@ static int handler(void *user, const char *section, const char *key, const char 
 		*(strcmp(key, "idle_timeout") == 0 ? &c->vm_idle_timeout :
 		  strcmp(key, "max_age") == 0      ? &c->vm_max_age :
 						     &c->boot_timeout) = (unsigned)u;
+	} else if (strcmp(name, "microvm.cgroup") == 0) {
+		if (strcmp(value, "auto") == 0)
+			c->vm_cgroup = WORKER_CGROUP_AUTO;
+		else if (strcmp(value, "required") == 0)
+			c->vm_cgroup = WORKER_CGROUP_REQUIRED;
+		else if (strcmp(value, "off") == 0)
+			c->vm_cgroup = WORKER_CGROUP_OFF;
+		else
+			r = error_set(st->err, -EINVAL, "%s: '%s' is not auto, required or off", name, value);
+	} else if (strcmp(name, "microvm.cgroup_memory") == 0) {
+		/* A size; 0 derives it from memory. */
+		if ((r = set_uint(st, name, value, (uint64_t)128 << 30, &c->vm_cgroup_memory)) == 0 &&
+		    c->vm_cgroup_memory && c->vm_cgroup_memory < ((uint64_t)64 << 20))
+			r = error_set(st->err, -EINVAL, "%s: 0 (memory + %uM) or at least 64M", name,
+				      WORKER_VMM_OVERHEAD_MIB);
+	} else if (strcmp(name, "microvm.cgroup_pids") == 0) {
+		if ((r = set_uint(st, name, value, 65536, &u)) == 0 && u < 16)
+			r = error_set(st->err, -EINVAL, "%s: 16 to 65536", name);
+		c->vm_cgroup_pids = (unsigned)u;
+	} else if (strcmp(name, "microvm.cgroup_cpus") == 0) {
+		if ((r = set_uint(st, name, value, 256, &u)) == 0)
+			c->vm_cgroup_cpus = (unsigned)u;
+	} else if (strcmp(name, "microvm.seccomp") == 0) {
+		if (config_parse_bool(value, &c->vm_seccomp) < 0)
+			r = error_set(st->err, -EINVAL, "%s: '%s' is not a boolean", name, value);
 	} else if (strncmp(name, "audit.", 6) == 0)
 		r = audit_setting(st, name, key, value);
 	else
@@ -536,6 +561,8 @@ int worker_config_load(const char *path, struct worker_config *c, struct error *
 		.vm_idle_timeout = 300,
 		.vm_max_age = 3600,
 		.boot_timeout = 60,
+		.vm_cgroup_pids = 256,
+		.vm_seccomp = true,
 		.audit_segment_size = (uint64_t)64 << 20,
 		.audit_segment_age = 86400,
 		.audit_retain = 7 * 86400,

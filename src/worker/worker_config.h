@@ -15,6 +15,7 @@
 #define WORKER_SCHEDULERS_MAX 8        /* [scheduler] address: replicas registered with */
 #define WORKER_HOSTPORT_MAX 255        /* an address or advertise value */
 #define WORKER_TOKEN_FILE_MAX 4096     /* [scheduler] worker_token_file */
+#define WORKER_VMM_OVERHEAD_MIB 512u  /* a VMM's memory on top of the guest's (TCG's code cache) */
 #define WORKER_TOKEN_MIN 16            /* characters in a worker token (the scheduler's minimum too) */
 
 struct worker_config {
@@ -52,6 +53,12 @@ struct worker_config {
 	unsigned vm_idle_timeout; /* seconds before an idle VM is torn down */
 	unsigned vm_max_age;      /* seconds: a VM is retired after this (session limit) */
 	unsigned boot_timeout;    /* seconds to wait for the agent's hello */
+	/* The VMM jail (docs/isolation.md): a cgroup per VM and our seccomp filter. */
+	enum { WORKER_CGROUP_AUTO, WORKER_CGROUP_REQUIRED, WORKER_CGROUP_OFF } vm_cgroup; /* default auto */
+	uint64_t vm_cgroup_memory; /* bytes; 0: memory + WORKER_VMM_OVERHEAD_MIB */
+	unsigned vm_cgroup_pids;   /* pids.max: the VMM's threads and processes (default 256) */
+	unsigned vm_cgroup_cpus;   /* CPU quota in cores; 0: vcpus */
+	bool vm_seccomp;           /* NO_NEW_PRIVS + the VMM filter (default true) */
 	/* [scheduler]: registration with route-only schedulers (docs/worker.md).
 	 * Without an address the worker registers nowhere and token_key is
 	 * required; with one, token_key is optional. */

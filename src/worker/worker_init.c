@@ -372,7 +372,11 @@ int worker_init_main(int argc, char **argv)
 			     "memory = 1G\n"
 			     "max_vms = 8\n"
 			     "max_vms_per_tenant = 2\n"
-			     "idle_timeout = 300\n",
+			     "idle_timeout = 300\n"
+			     "# Each VMM runs in its own cgroup (memory + 512M, 256 tasks, vcpus cores of\n"
+			     "# CPU) under hpcc's seccomp filter (docs/isolation.md): auto uses cgroups\n"
+			     "# when the host has them, required refuses to run VMs without, off.\n"
+			     "cgroup = auto\n",
 			     ini, abs_kernel, abs_initrd, allow_tcg ? "true" : "false") < 0)
 			return 1;
 		free(ini);

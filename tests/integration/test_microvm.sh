@@ -11,6 +11,16 @@
 #     tenant A's VM never serves tenant B, and A's second compile reuses A's
 #     warm VM;
 #   - the VMM runs as nobody, with -nic none, -nodefaults and -sandbox on;
+#   - without usable cgroups, [microvm] cgroup = required refuses to start
+#     and auto starts with one warning;
+#   - the jail (docs/isolation.md): the QEMU VMM runs with NoNewPrivs and a
+#     seccomp filter, in its own cgroup hpcc-<worker pid>/<vm> with the
+#     memory and pids limits of worker.ini; the worker (root) keeps only
+#     the five capabilities it needs, in its bounding set too;
+#   - a VMM that makes a forbidden syscall (a stand-in that opens an AF_INET
+#     socket, then the real QEMU through the same stand-in) is killed by
+#     SIGSYS, the worker logs it, the build passes by local fallback, and
+#     the same worker then boots a real VM for the next compile;
 #   - killing the VMM mid-exec still gives a passing build;
 #   - the worker's exit leaves no VMM process;
 #   - a fake guest that breaks the protocol in five ways is torn down and
@@ -57,6 +67,25 @@ else
   not_ok "TCG refusal: exit $st, $(head -c 300 "$W/refused.out")"
 fi
 sed -i 's/^allow_tcg = false/allow_tcg = true/' "$W/worker.ini"
+
+# A host without usable cgroups (a directory with no hierarchy stands in):
+# cgroup = required refuses to start, auto warns in one line and runs.
+mkdir -p "$WORK/nocgroup"
+cp "$W/worker.ini" "$W/worker.ini.orig"
+sed -i 's/^cgroup = auto/cgroup = required/' "$W/worker.ini"
+HPCC_TEST_CGROUP_ROOT="$WORK/nocgroup" HPCC_LOG_FILE="$W/nocg.log" "$HPCC" worker --config "$W/worker.ini" \
+  >"$W/nocg.out" 2>&1
+st=$?
+[ $st != 0 ] && grep -q 'cgroup = required, but no cgroup' "$W/nocg.out" "$W/nocg.log" 2>/dev/null &&
+  ok "cgroup = required: the worker refuses to start without cgroups (exit $st)" ||
+  not_ok "cgroup = required without cgroups: exit $st, $(head -c 300 "$W/nocg.out")"
+sed -i 's/^cgroup = required/cgroup = auto/' "$W/worker.ini"
+HPCC_TEST_CGROUP_ROOT="$WORK/nocgroup" start_worker "$W" &&
+  [ "$(grep -c 'VMMs run without a cgroup' "$W/worker.log")" = 1 ] &&
+  ok "cgroup = auto: the worker starts without cgroups, with one warning" ||
+  not_ok "cgroup = auto without cgroups: $(grep -i cgroup "$W/worker.log" | head -c 300)"
+stop_worker
+mv "$W/worker.ini.orig" "$W/worker.ini"
 check "the worker starts with allow_tcg = true" start_worker "$W"
 issue "$W" alpha "$WORK/alpha.tok"
 issue "$W" beta "$WORK/beta.tok"
@@ -104,9 +133,38 @@ if [ -n "$pid" ]; then
   else
     not_ok "VMM command line: $cmdline"
   fi
+  nnp=$(awk '/^NoNewPrivs:/ {print $2}' "/proc/$pid/status")
+  sec=$(awk '/^Seccomp:/ {print $2}' "/proc/$pid/status")
+  filters=$(awk '/^Seccomp_filters:/ {print $2}' "/proc/$pid/status")
+  # Ours, then QEMU's own (-sandbox on) on top.
+  [ "$nnp" = 1 ] && [ "$sec" = 2 ] && [ "${filters:-0}" -ge 2 ] &&
+    ok "the VMM runs with NoNewPrivs and seccomp filters (ours and QEMU's: $filters)" ||
+    not_ok "the VMM's NoNewPrivs '$nnp', Seccomp '$sec', filters '$filters'"
+  mem_cg=$(awk -F: '$2 == "memory" {print $3}' "/proc/$pid/cgroup")
+  pids_cg=$(awk -F: '$2 == "pids" {print $3}' "/proc/$pid/cgroup")
+  if [[ "$mem_cg" == */hpcc-$WORKER_PID/vm-* && "$pids_cg" == */hpcc-$WORKER_PID/vm-* ]]; then
+    ok "the VMM runs in its own cgroup (memory $mem_cg, pids $pids_cg)"
+  else
+    not_ok "the VMM's cgroups: $(tr '\n' ' ' <"/proc/$pid/cgroup")"
+  fi
+  limit=$(cat "/sys/fs/cgroup/memory$mem_cg/memory.limit_in_bytes" 2>/dev/null)
+  pmax=$(cat "/sys/fs/cgroup/pids$pids_cg/pids.max" 2>/dev/null)
+  # memory = 1G in worker.ini, plus 512 MiB for the VMM; pids 256.
+  [ "$limit" = $(((1024 + 512) << 20)) ] && [ "$pmax" = 256 ] &&
+    ok "the VMM's cgroup limits: memory $limit bytes, pids.max $pmax" ||
+    not_ok "the VMM's cgroup limits: memory '$limit', pids.max '$pmax'"
+  echo "# VMM after one compile: $(cat "/sys/fs/cgroup/pids$pids_cg/pids.current") tasks," \
+    "peak memory $(($(cat "/sys/fs/cgroup/memory$mem_cg/memory.max_usage_in_bytes") >> 20)) MiB"
 else
   not_ok "no VMM process found after the first compile"
 fi
+# The worker (root) keeps CHOWN, DAC_OVERRIDE, KILL, SETGID, SETUID only.
+capeff=$(awk '/^CapEff:/ {print $2}' "/proc/$WORKER_PID/status")
+capbnd=$(awk '/^CapBnd:/ {print $2}' "/proc/$WORKER_PID/status")
+wnnp=$(awk '/^NoNewPrivs:/ {print $2}' "/proc/$WORKER_PID/status")
+[ "$capeff" = 00000000000000e3 ] && [ "$capbnd" = 00000000000000e3 ] && [ "$wnnp" = 1 ] &&
+  ok "the worker keeps only the capabilities it needs (CapEff $capeff, CapBnd $capbnd, NoNewPrivs)" ||
+  not_ok "the worker's CapEff '$capeff', CapBnd '$capbnd', NoNewPrivs '$wnnp'"
 
 # Warm reuse: the same tenant's next compile runs in the same VM.
 t0=$(ms)
@@ -185,7 +243,7 @@ st=$?
 [ $st = 0 ] && same "$P/heavy.o" "$WORK/heavy.plain.o" "the build passes after the VMM was killed mid-exec" ||
   not_ok "build after the VMM kill: exit $st"
 expect_stat remote.executed 1 "the exec was retried on a fresh VM (no local fallback)"
-grep -q 'retrying once\|VMM exited\|tearing it down' "$W/worker.log" && ok "the worker noticed the dead VM" ||
+grep -q 'retrying once\|VMM exited\|killed by signal\|tearing it down' "$W/worker.log" && ok "the worker noticed the dead VM" ||
   not_ok "no sign of the dead VM in the worker log"
 
 # The worker's exit leaves no VMM behind.
@@ -194,6 +252,45 @@ stop_worker
 sleep 0.5
 left=$(qemu_pids)
 [ -z "$left" ] && ok "the worker's exit leaves no VMM process" || not_ok "VMM processes left: $left"
+
+# A VMM that makes a forbidden syscall: killed by SIGSYS, the worker carries on.
+PROBE="$(dirname "$HPCC")/tests/unit/jail_probe"
+cp "$PROBE" "$WORK/jail_probe" && chmod 755 "$WORK/jail_probe"
+echo socket-inet >"$WORK/jail_probe.mode"
+chmod 644 "$WORK/jail_probe.mode"
+cp "$W/worker.ini" "$W/worker.ini.qemu"
+sed -i "s|^vmm = qemu|vmm = qemu\nbinary = $WORK/jail_probe|" "$W/worker.ini"
+from=$(($(wc -l <"$W/worker.log") + 1))
+start_worker "$W" || not_ok "worker start with the forbidden-syscall VMM"
+first_worker=$WORKER_PID
+fresh_cache forbidden1
+use_remote alpha "$WORK/alpha.tok"
+printf 'int forbidden(void) { return 99; }\n' >"$P/forbidden.c"
+plain_obj forbidden.c "$WORK/forbidden.plain.o"
+(cd "$P" && "$HPCC" gcc -O2 -c forbidden.c -o forbidden.o) >"$WORK/forbidden.out" 2>&1
+st=$?
+[ $st = 0 ] && cmp -s "$P/forbidden.o" "$WORK/forbidden.plain.o" && [ "$(stat remote.executed)" = 0 ] &&
+  ok "a VMM killed by its seccomp filter: the build passes through a local compile" ||
+  not_ok "forbidden-syscall VMM: exit $st, remote.executed $(stat remote.executed)"
+tail -n +"$from" "$W/worker.log" | grep -q 'killed by its seccomp filter (SIGSYS' &&
+  ok "the worker logs the VMM's seccomp kill" || not_ok "no seccomp kill in the worker log"
+# The same worker, the same stand-in, which now execs the real QEMU.
+echo exec >"$WORK/jail_probe.mode"
+kill -0 "$first_worker" 2>/dev/null && ok "the worker is still up" || not_ok "the worker died"
+fresh_cache forbidden2
+use_remote alpha "$WORK/alpha.tok"
+printf 'int after_forbidden(void) { return 98; }\n' >"$P/after.c"
+plain_obj after.c "$WORK/after.plain.o"
+(cd "$P" && "$HPCC" gcc -O2 -c after.c -o after.o) >"$WORK/after.out" 2>&1
+st=$?
+[ $st = 0 ] && cmp -s "$P/after.o" "$WORK/after.plain.o" && [ "$(stat remote.executed)" = 1 ] &&
+  [ "$WORKER_PID" = "$first_worker" ] &&
+  ok "the same worker then runs the next compile in a fresh VM (QEMU under the same filter)" ||
+  not_ok "after the seccomp kill: exit $st, remote.executed $(stat remote.executed)"
+stop_worker
+mv "$W/worker.ini.qemu" "$W/worker.ini"
+left=$(find /sys/fs/cgroup/memory /sys/fs/cgroup/pids -maxdepth 4 -type d -name "hpcc-$first_worker" 2>/dev/null)
+[ -z "$left" ] && ok "the worker's exit removes its cgroups" || not_ok "cgroups left: $left"
 
 # A fake guest that breaks the protocol: torn down, the build passes.
 gcc -O2 -o "$WORK/fake_guest" "$(dirname "$0")/fake_guest.c" || not_ok "building fake_guest"

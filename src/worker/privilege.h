@@ -1,0 +1,39 @@
+/*
+ * The worker's least privilege (docs/isolation.md): a worker started as
+ * root keeps, from the moment its set-up is done, only the capabilities
+ * that starting, stopping and cleaning up after VMMs requires, in every
+ * thread, in its bounding set and for whatever it executes; it cannot gain
+ * any back (NO_NEW_PRIVS, SECBIT_NOROOT locked).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+
+/* The capabilities the microVM runtime keeps: CAP_SETUID/CAP_SETGID (the
+ * VMM child and the start-up access check become the VM user), CAP_KILL
+ * (SIGKILL to VMMs of other uids), CAP_CHOWN (a run dir belongs to its VM's
+ * uid), CAP_DAC_OVERRIDE (the worker enters, reads the console of, connects
+ * to the socket in, and removes those 0700 run dirs). */
+uint64_t privilege_microvm_caps(void);
+
+/*
+ * Reduces the calling thread, and so every thread it starts afterwards,
+ * to the capabilities in keep (a mask of 1 << CAP_*): permitted, effective
+ * and bounding sets, no inheritable or ambient ones, SECBIT_NOROOT (an
+ * execve as uid 0 gains nothing) locked, then PR_SET_NO_NEW_PRIVS. Call it
+ * before any thread exists: capabilities are per thread. Without root
+ * (no CAP_SETPCAP) only NO_NEW_PRIVS is set. Returns 0 or a negative errno
+ * with the step that failed in err.
+ */
+int privilege_drop(uint64_t keep, struct error *err);
+
+struct worker_config;
+/* What a worker keeps: privilege_microvm_caps() for the microVM runtime,
+ * nothing for unsafe-local (its compiles run as the worker), and
+ * CAP_NET_BIND_SERVICE when it listens on a port below 1024. Logs the
+ * result in one line. Called by `hpcc worker` once worker.ini is read,
+ * before any thread starts. */
+int privilege_drop_for_worker(const struct worker_config *c, struct error *err);
