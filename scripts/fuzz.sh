@@ -36,8 +36,12 @@ mkdir -p "$B/fuzzers" "$OUT"
 for src in fuzz/fuzz_*.c; do
   t=$(basename "$src" .c)
   [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
+  # The agent is a program of its own, not in the libraries: its target
+  # links its sources (main renamed away).
+  extra=()
+  [ "$t" = fuzz_agent ] && extra=(-Dmain=hpcc_agent_main -DHPCC_VERSION=\"fuzz\" src/agent/*.c)
   if ! clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    "${INC[@]}" "-I$B" "$src" "$B/libhpcc-net.a" "$B/libhpcc-core-dyn.a" $LIBS -lm -lpthread \
+    "${INC[@]}" "-I$B" "$src" "${extra[@]}" "$B/libhpcc-net.a" "$B/libhpcc-core-dyn.a" $LIBS -lm -lpthread \
     -o "$B/fuzzers/$t" >"$B/fuzzers/$t.log" 2>&1; then
     cat "$B/fuzzers/$t.log" >&2
     echo "not ok - fuzz: $t does not build"
