@@ -18,6 +18,7 @@
 #include "error.h"
 #include "scheduler_config.h"
 #include "worker_config.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -75,13 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	unsigned which = data[0] % 3;
 	data++, size--;
-	FILE *f = fopen(path, "we");
-	if (!f)
-		abort();
-	if (size > 0 && fwrite(data, 1, size, f) != size)
-		abort();
-	if (fclose(f) != 0)
-		abort();
+	fuzz_write_file(path, data, size);
 	if (which == 0)
 		client_config();
 	else if (which == 1)

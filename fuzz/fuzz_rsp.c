@@ -17,6 +17,7 @@
 #include "fs.h"
 #include "rsp.h"
 #include "strv.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -42,13 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool keep_empty = data[0] & 1;
 	data++, size--;
 
-	FILE *f = fopen(file, "we");
-	if (!f)
-		abort();
-	if (size > 0 && fwrite(data, 1, size, f) != size)
-		abort();
-	if (fclose(f) != 0)
-		abort();
+	fuzz_write_file(file, data, size);
 
 	struct rsp_state st = { .cwd = dir, .keep_empty = keep_empty };
 	struct strv out = { 0 };
