@@ -33,6 +33,7 @@
 	X(REMOTE_UNREACHABLE, "remote-unreachable") /* worker down, TLS or pin failure */ \
 	X(REMOTE_TIMEOUT, "remote-timeout")                                     \
 	X(REMOTE_REFUSED, "remote-refused")     /* token, tenant, limits, bad request */ \
+	X(REMOTE_QUOTA, "remote-quota")         /* over a tenant quota of the worker ([limits]) */ \
 	X(REMOTE_ERROR, "remote-error")         /* a bad reply or a worker fault */ \
 	X(REMOTE_TOKEN, "remote-token")         /* no usable token file */        \
 	X(INTERNAL, "internal-error")

@@ -339,10 +339,16 @@ static enum stat_counter failure_counter(int local_error, const struct rpc_statu
 		return STAT_FALLBACK_REMOTE_UNREACHABLE;
 	case GRPC_STATUS_DEADLINE_EXCEEDED:
 		return STAT_FALLBACK_REMOTE_TIMEOUT;
+	case GRPC_STATUS_RESOURCE_EXHAUSTED:
+		/* The worker's quota refusals say "<call> refused: tenant <t>:
+		 * <limit> quota ..." (src/worker/quota.h); other refusals of
+		 * this code (a busy worker, a result too large) stay "refused". */
+		if (strstr(st->msg, ": tenant ") && strstr(st->msg, " quota "))
+			return STAT_FALLBACK_REMOTE_QUOTA;
+		return STAT_FALLBACK_REMOTE_REFUSED;
 	case GRPC_STATUS_UNAUTHENTICATED:
 	case GRPC_STATUS_PERMISSION_DENIED:
 	case GRPC_STATUS_INVALID_ARGUMENT:
-	case GRPC_STATUS_RESOURCE_EXHAUSTED:
 	case GRPC_STATUS_FAILED_PRECONDITION:
 	case GRPC_STATUS_UNIMPLEMENTED:
 		return STAT_FALLBACK_REMOTE_REFUSED;
@@ -1245,7 +1251,8 @@ static void remote_compile(void *ctx, struct engine *e, struct engine_result *re
 failed:
 	if (rc->route && lease->slot) {
 		/* The worker failed us: the next compile asks the scheduler, which may name another. */
-		if (f.counter == STAT_FALLBACK_REMOTE_UNREACHABLE || f.counter == STAT_FALLBACK_REMOTE_REFUSED)
+		if (f.counter == STAT_FALLBACK_REMOTE_UNREACHABLE || f.counter == STAT_FALLBACK_REMOTE_REFUSED ||
+		    f.counter == STAT_FALLBACK_REMOTE_QUOTA)
 			route_forget(rc->route, lease->worker_id);
 	} else if (f.counter == STAT_FALLBACK_REMOTE_UNREACHABLE && !rc->route)
 		atomic_store(&rc->down_until, (long)time(NULL) + DOWN_SECONDS);

@@ -12,6 +12,7 @@
 
 #include "fs.h"
 #include "log.h"
+#include "quota.h"
 #include "store.h"
 #include "tier.h"
 #include "worker.pb-c.h"
@@ -22,6 +23,11 @@ struct tenant_store {
 	char *name;
 	struct store store;
 	int64_t written;          /* bytes written since the last eviction check */
+	/* Bytes on disk, known once a [limits] cas_quota applies (a scan
+	 * finds it, then writes add their size and evictions set it). Writes
+	 * in flight count with their uncompressed size until they land. */
+	int64_t size;
+	bool size_known;
 	struct tenant_store *next;
 };
 
@@ -34,7 +40,10 @@ struct cas {
 	struct tier *tier;
 	size_t max_result;        /* the largest result a bundle read from the tier may carry */
 	int64_t retain_s;         /* entries used this recently are never evicted */
+	struct quota *quota;      /* NULL: no hard caps (not owned) */
 };
+
+void cas_set_quota(struct cas *c, struct quota *q) { c->quota = q; }
 
 void cas_set_retain(struct cas *c, int64_t seconds) { c->retain_s = seconds > 0 ? seconds : 0; }
 
@@ -121,6 +130,14 @@ static struct tenant_store *tenant_get(struct cas *c, const char *tenant)
 	return t;
 }
 
+static void set_size(struct cas *c, struct tenant_store *t, uint64_t size)
+{
+	pthread_mutex_lock(&c->lock);
+	t->size = (int64_t)size;
+	t->size_known = true;
+	pthread_mutex_unlock(&c->lock);
+}
+
 static void account(struct cas *c, struct tenant_store *t, size_t n)
 {
 	pthread_mutex_lock(&c->lock);
@@ -133,10 +150,94 @@ static void account(struct cas *c, struct tenant_store *t, size_t n)
 		/* Every twentieth of the budget written: one scan, evicting to
 		 * 90 % when over. */
 		uint64_t left, files, evicted;
-		if (cleanup(c, t, c->max_bytes / 10 * 9, &left, &files, &evicted) == 0 && evicted)
-			log_info("tenant %s: evicted %llu entries, %llu bytes left", t->name,
-				 (unsigned long long)evicted, (unsigned long long)left);
+		if (cleanup(c, t, c->max_bytes / 10 * 9, &left, &files, &evicted) == 0) {
+			set_size(c, t, left);
+			if (evicted)
+				log_info("tenant %s: evicted %llu entries, %llu bytes left", t->name,
+					 (unsigned long long)evicted, (unsigned long long)left);
+		}
 	}
+}
+
+void cas_quota_message(struct cas *c, const char *tenant, uint64_t n, struct error *err)
+{
+	char cap[32], size[32], held[32];
+	quota_format_size(c->quota ? quota_cas_cap(c->quota, tenant) : 0, cap, sizeof(cap));
+	quota_format_size(n, size, sizeof(size));
+	quota_format_size(cas_tenant_size(c, tenant), held, sizeof(held));
+	error_set(err, -EDQUOT, "tenant %s: CAS quota %s reached (%s stored, in use within [audit] retain; "
+		  "%s more do not fit); retry in %lld s or later, once older entries can be evicted", tenant, cap, held,
+		  size, (long long)(c->retain_s > 0 && c->retain_s < 3600 ? c->retain_s : 3600));
+}
+
+uint64_t cas_tenant_size(struct cas *c, const char *tenant)
+{
+	pthread_mutex_lock(&c->lock);
+	struct tenant_store *t = c->tenants;
+	while (t && strcmp(t->name, tenant) != 0)
+		t = t->next;
+	uint64_t n = t && t->size_known && t->size > 0 ? (uint64_t)t->size : 0;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+/* Reserves n bytes under the tenant's hard cap ([limits] cas_quota),
+ * evicting what eviction may (never what [audit] retain keeps) when they do
+ * not fit: 1 reserved, 0 no cap, -EDQUOT no room even so. */
+static int reserve(struct cas *c, struct tenant_store *t, size_t n)
+{
+	uint64_t cap = c->quota ? quota_cas_cap(c->quota, t->name) : 0;
+	if (!cap)
+		return 0;
+	uint64_t left, files, evicted;
+	pthread_mutex_lock(&c->lock);
+	bool known = t->size_known;
+	pthread_mutex_unlock(&c->lock);
+	if (!known && cleanup(c, t, UINT64_MAX, &left, &files, &evicted) == 0)
+		set_size(c, t, left);
+	for (int pass = 0; pass < 2; pass++) {
+		pthread_mutex_lock(&c->lock);
+		bool fits = t->size_known && (uint64_t)t->size <= cap && n <= cap - (uint64_t)t->size;
+		if (fits)
+			t->size += (int64_t)n;
+		pthread_mutex_unlock(&c->lock);
+		if (fits)
+			return 1;
+		/* Eviction first: only what cannot be made room for is refused. */
+		if (pass == 0 && n <= cap && cleanup(c, t, cap - n, &left, &files, &evicted) == 0) {
+			set_size(c, t, left);
+			if (evicted)
+				log_info("tenant %s: evicted %llu entries for its CAS quota, %llu bytes left", t->name,
+					 (unsigned long long)evicted, (unsigned long long)left);
+		}
+	}
+	return -EDQUOT;
+}
+
+/* Every write to a tenant's store: its hard cap, the write, its size and
+ * the eviction budget. A refused write is counted with the quotas. */
+static int put_entry(struct cas *c, struct tenant_store *t, enum store_kind kind, const struct digest *key,
+		     const void *data, size_t n)
+{
+	int reserved = reserve(c, t, n);
+	if (reserved < 0) {
+		struct error err = { 0 };
+		cas_quota_message(c, t->name, n, &err);
+		quota_refused(c->quota, QUOTA_CAS, &err);
+		return reserved;
+	}
+	struct stats delta = { 0 };
+	int r = store_put(&t->store, kind, key, data, n, &delta);
+	pthread_mutex_lock(&c->lock);
+	if (t->size_known) {
+		t->size += (r == 0 ? delta.v[STAT_CACHE_SIZE] : 0) - (reserved ? (int64_t)n : 0);
+		if (t->size < 0)
+			t->size = 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (r == 0)
+		account(c, t, n);
+	return r;
 }
 
 bool cas_has_blob(struct cas *c, const char *tenant, const struct digest *d)
@@ -157,8 +258,7 @@ static int read_through(struct cas *c, struct tenant_store *t, enum store_kind k
 	int r = tier_get(c->tier, tier_kind(kind), tenant, key, max, ret);
 	if (r < 0)
 		return r;
-	if (store_put(&t->store, kind, key, ret->data, ret->len, NULL) == 0)
-		account(c, t, ret->len);
+	(void)put_entry(c, t, kind, key, ret->data, ret->len);
 	return 0;
 }
 
@@ -173,10 +273,8 @@ int cas_put_blob(struct cas *c, const char *tenant, const struct digest *d, cons
 		return r;
 	if (!digest_equal(&check, d))
 		return -EBADMSG;
-	if ((r = store_put(&t->store, STORE_BLOB, d, data, n, NULL)) == 0) {
-		account(c, t, n);
+	if ((r = put_entry(c, t, STORE_BLOB, d, data, n)) == 0)
 		tier_put(c->tier, S3OBJ_CAS, tenant, d, data, n);
-	}
 	return r;
 }
 
@@ -224,11 +322,9 @@ int cas_put_action(struct cas *c, const char *tenant, const struct digest *actio
 	struct tenant_store *t = tenant_get(c, tenant);
 	if (!t)
 		return -EINVAL;
-	int r = store_put(&t->store, STORE_ACTION, action, data, n, NULL);
-	if (r == 0) {
-		account(c, t, n);
+	int r = put_entry(c, t, STORE_ACTION, action, data, n);
+	if (r == 0)
 		tier_put(c->tier, S3OBJ_AC, tenant, action, data, n);
-	}
 	return r;
 }
 
@@ -237,10 +333,7 @@ int cas_put_command(struct cas *c, const char *tenant, const struct digest *acti
 	struct tenant_store *t = tenant_get(c, tenant);
 	if (!t)
 		return -EINVAL;
-	int r = store_put(&t->store, STORE_COMMAND, action, data, n, NULL);
-	if (r == 0)
-		account(c, t, n);
-	return r;
+	return put_entry(c, t, STORE_COMMAND, action, data, n);
 }
 
 int cas_get_command(struct cas *c, const char *tenant, const struct digest *action, size_t max, struct buf *ret)
@@ -295,8 +388,7 @@ int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, 
 		    (ar = hpcc__v1__action_result__unpack(NULL, rlen, m + mlen))) {
 			struct digest action;
 			memcpy(action.b, p + 4, DIGEST_LEN);
-			if (store_put(&t->store, STORE_ACTION, &action, m + mlen, rlen, NULL) == 0)
-				account(c, t, rlen);
+			(void)put_entry(c, t, STORE_ACTION, &action, m + mlen, rlen);
 			/* Its first local hit is the probe under way: no HEAD for it. */
 			tier_note_fresh(c->tier, S3OBJ_AC, tenant, &action);
 		}
@@ -307,8 +399,7 @@ int cas_get_direct(struct cas *c, const char *tenant, const struct digest *key, 
 	}
 	if (mlen > max)
 		return -ENOENT;
-	if (store_put(&t->store, STORE_MANIFEST, key, m, mlen, NULL) == 0)
-		account(c, t, mlen);
+	(void)put_entry(c, t, STORE_MANIFEST, key, m, mlen);
 	return buf_append(ret, m, mlen) < 0 ? -ENOMEM : 0;
 }
 
@@ -327,10 +418,9 @@ int cas_put_direct(struct cas *c, const char *tenant, const struct digest *key, 
 	struct tenant_store *t = tenant_get(c, tenant);
 	if (!t || n > UINT32_MAX || (action && result_len > SIZE_MAX - BUNDLE_HEAD - n))
 		return -EINVAL;
-	int r = store_put(&t->store, STORE_MANIFEST, key, data, n, NULL);
+	int r = put_entry(c, t, STORE_MANIFEST, key, data, n);
 	if (r < 0)
 		return r;
-	account(c, t, n);
 	if (!action) {
 		tier_put(c->tier, S3OBJ_DM, tenant, key, data, n);
 		return 0;
@@ -366,6 +456,7 @@ int cas_gc(struct cas *c)
 		int r = cleanup(c, t, c->max_bytes, &left, &files, &evicted);
 		if (r < 0)
 			return r;
+		set_size(c, t, left);
 	}
 	return 0;
 }

@@ -32,6 +32,18 @@ void cas_set_tier(struct cas *c, struct tier *tier, size_t max_result);
  * reproduce` ([audit] retain). 0: plain LRU. */
 void cas_set_retain(struct cas *c, int64_t seconds);
 
+/* Hard caps per tenant ([limits] cas_quota, quota.h; NULL: none; not
+ * owned). Over its cap, a write first evicts what the budget and [audit]
+ * retain allow; what still does not fit is refused with -EDQUOT and
+ * counted (cas_put_blob and cas_put_command report it; the other writes,
+ * of results and manifests, are skipped: the answer goes out unstored). */
+struct quota;
+void cas_set_quota(struct cas *c, struct quota *q);
+/* The tenant's bytes on disk as the cap counts them (0 until a cap applied). */
+uint64_t cas_tenant_size(struct cas *c, const char *tenant);
+/* The RESOURCE_EXHAUSTED message for n bytes the tenant's cap refused. */
+void cas_quota_message(struct cas *c, const char *tenant, uint64_t n, struct error *err);
+
 /* [A-Za-z0-9._-]{1,64}, not starting with '.'. */
 bool cas_tenant_name_ok(const char *tenant);
 

@@ -206,6 +206,7 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 		.idle_timeout_s = w->vm_idle_timeout,
 		.max_age_s = w->vm_max_age,
 		.boot_timeout_s = w->boot_timeout,
+		.tenant_wait_ms = w->vm_wait * 1000,
 		.run_base = run_base,
 		.images_dir = w->images_dir,
 	};

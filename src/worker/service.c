@@ -25,6 +25,7 @@
 #include "depfile.h"
 #include "fs.h"
 #include "log.h"
+#include "quota.h"
 #include "rpc.h"
 #include "image_store.h"
 #include "runtime.h"
@@ -70,6 +71,7 @@ struct worker {
 	unsigned running;            /* compiles running now (atomic) */
 	unsigned searches;           /* AuditRows calls reading the log now (atomic) */
 	struct tier *tier;           /* NULL without [s3] */
+	struct quota *quota;         /* [limits] per tenant (quota.h) */
 	/* The background collection of the shared tier ([s3] gc_interval). */
 	pthread_t gc_thread;
 	bool gc_started, gc_stop;
@@ -188,6 +190,16 @@ static ProtobufCMessage *receive_request(struct worker *w, struct rpc_call *c, c
 	if (ret_len)
 		*ret_len = msg.len;
 	return m;
+}
+
+/* A call over one of the tenant's limits: RESOURCE_EXHAUSTED with the
+ * quota's message (limit, tenant, figure, when to retry). Not logged here:
+ * the quota module logs refusals, rate-limited. */
+static void finish_quota(struct rpc_call *c, const struct error *err, const char *what)
+{
+	char msg[600];
+	snprintf(msg, sizeof(msg), "%s: %s", what, err->msg);
+	rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
 }
 
 static void finish_error(struct rpc_call *c, int code, const struct error *err, const char *what)
@@ -420,6 +432,11 @@ static void handle_upload(struct rpc_call *c, void *user)
 	struct digest cur = { 0 };
 	uint64_t cur_size = 0;
 	bool cur_zstd = false, in_blob = false;
+	/* The blob being received is charged to the tenant's upload window
+	 * when it starts (its declared, uncompressed size), and refunded if it
+	 * is not stored after all. */
+	uint64_t charged = 0;
+	int64_t charged_at = 0;
 	Hpcc__V1__UploadReply rep = HPCC__V1__UPLOAD_REPLY__INIT;
 	struct error err = { 0 };
 	int code = GRPC_STATUS_OK;
@@ -464,6 +481,15 @@ static void handle_upload(struct rpc_call *c, void *user)
 			cur_zstd = ch->zstd;
 			in_blob = true;
 			buf_reset(&data);
+			if (!cas_has_blob(w->cas, claims.tenant, &cur)) {
+				charged_at = now_ms();
+				if (quota_upload_charge(w->quota, claims.tenant, cur_size, charged_at, &err) < 0) {
+					hpcc__v1__upload_chunk__free_unpacked(ch, NULL);
+					code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+					break;
+				}
+				charged = cur_size;
+			}
 		} else if ((ch->digest.len && (ch->digest.len != DIGEST_LEN || memcmp(ch->digest.data, cur.b, DIGEST_LEN))) ||
 			   (ch->size && ch->size != cur_size)) {
 			hpcc__v1__upload_chunk__free_unpacked(ch, NULL);
@@ -497,12 +523,23 @@ static void handle_upload(struct rpc_call *c, void *user)
 		if (cas_has_blob(w->cas, claims.tenant, &cur))
 			rep.already_present++;
 		else if ((r = cas_put_blob(w->cas, claims.tenant, &cur, plain.data, plain.len)) < 0) {
-			code = GRPC_STATUS_INTERNAL;
-			error_set(&err, r, "storing a blob: %s", strerror(-r));
+			code = r == -EDQUOT ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL;
+			if (r == -EDQUOT)
+				cas_quota_message(w->cas, claims.tenant, plain.len, &err);
+			else
+				error_set(&err, r, "storing a blob: %s", strerror(-r));
 			break;
-		} else
+		} else {
 			rep.stored++;
+			charged = 0;
+		}
+		if (charged) {
+			quota_upload_refund(w->quota, claims.tenant, charged, charged_at);
+			charged = 0;
+		}
 	}
+	if (charged)
+		quota_upload_refund(w->quota, claims.tenant, charged, charged_at);
 	if (code == GRPC_STATUS_OK && in_blob) {
 		code = GRPC_STATUS_INVALID_ARGUMENT;
 		error_set(&err, -EINVAL, "the stream ended inside a blob");
@@ -512,7 +549,10 @@ static void handle_upload(struct rpc_call *c, void *user)
 		error_set(&err, -EACCES, "no routing token");
 	}
 	if (code != GRPC_STATUS_OK) {
-		finish_error(c, code, &err, "upload refused");
+		if (err.code == -EDQUOT)
+			finish_quota(c, &err, "upload refused");
+		else
+			finish_error(c, code, &err, "upload refused");
 		return;
 	}
 	uint8_t out[32];
@@ -679,11 +719,21 @@ static int stage_inputs(struct worker *w, const char *tenant, const Hpcc__V1__Ex
 		    data.len != a->inputs[0]->size)
 			return error_set(err, -EINVAL, "the preprocessed source does not match the manifest");
 		/* Kept like an uploaded input, for `hpcc reproduce` (which sends
-		 * no source); cas_put_blob re-checks the digest. */
+		 * no source); cas_put_blob re-checks the digest. It is an upload:
+		 * charged to the tenant's window, and under its CAS cap. */
 		struct digest d;
 		memcpy(d.b, a->inputs[0]->digest.data, DIGEST_LEN);
-		if (!req->skip_cache)
-			(void)cas_put_blob(w->cas, tenant, &d, data.data, data.len);
+		if (!req->skip_cache && !cas_has_blob(w->cas, tenant, &d)) {
+			int64_t at = now_ms();
+			if ((r = quota_upload_charge(w->quota, tenant, data.len, at, err)) < 0)
+				return r;
+			if ((r = cas_put_blob(w->cas, tenant, &d, data.data, data.len)) < 0)
+				quota_upload_refund(w->quota, tenant, data.len, at);
+			if (r == -EDQUOT) {
+				cas_quota_message(w->cas, tenant, data.len, err);
+				return r;
+			}
+		}
 		return staging_write_file(s, a->inputs[0]->path, data.data, data.len, false, err);
 	}
 	for (size_t i = 0; i < a->n_inputs; i++) {
@@ -740,7 +790,7 @@ static int execute(struct worker *w, const char *tenant, const Hpcc__V1__Execute
 	}
 	if ((r = stage_inputs(w, tenant, req, x->staging, &missing, err)) < 0) {
 		*ret_code = missing ? GRPC_STATUS_FAILED_PRECONDITION :
-			    r == -EFBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT;
+			    r == -EFBIG || r == -EDQUOT ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT;
 		return r;
 	}
 	*ret_code = GRPC_STATUS_INVALID_ARGUMENT;
@@ -790,7 +840,11 @@ static int execute(struct worker *w, const char *tenant, const Hpcc__V1__Execute
 		.max_output_file = (size_t)w->cfg.max_blob,
 	};
 	if ((r = w->rt->exec(w->rt_state, &rx, &x->rr, err)) < 0) {
-		*ret_code = r == -EINVAL ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_UNAVAILABLE;
+		/* -EDQUOT: the tenant's VMs were all busy for [limits] vm_wait. */
+		*ret_code = r == -EINVAL ? GRPC_STATUS_INVALID_ARGUMENT :
+			    r == -EDQUOT ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE;
+		if (r == -EDQUOT)
+			quota_refused(w->quota, QUOTA_VMS, err);
 		return r;
 	}
 	*ret_code = GRPC_STATUS_INTERNAL;
@@ -937,9 +991,22 @@ static void run_action(struct worker *w, struct rpc_call *c, const struct token_
 	Hpcc__V1__ActionResult *result = cached;
 	int code = GRPC_STATUS_OK;
 	if (!cached) {
+		/* One of the tenant's compile slots ([limits]
+		 * max_execs_per_tenant), held only while the compile runs and
+		 * given back on every path out of it; a hit takes none. */
+		if (quota_exec_acquire(w->quota, claims->tenant, &err) < 0) {
+			finish_quota(c, &err, reproduce ? "reproduce refused" : "execute refused");
+			return;
+		}
 		__atomic_add_fetch(&w->running, 1, __ATOMIC_RELAXED);
 		r = execute(w, claims->tenant, req, &action, &x, &res, &code, &err);
 		__atomic_sub_fetch(&w->running, 1, __ATOMIC_RELAXED);
+		quota_exec_release(w->quota, claims->tenant);
+		if (r < 0 && err.code == -EDQUOT) {
+			finish_quota(c, &err, reproduce ? "reproduce refused" : "execute refused");
+			exec_state_free(&x);
+			return;
+		}
 		if (r < 0) {
 			if (reproduce && code == GRPC_STATUS_FAILED_PRECONDITION) {
 				char why[sizeof(err.msg)];
@@ -1228,6 +1295,48 @@ static int sched_setup(struct worker *w, const char *cert, struct error *err)
 	return sched_client_new(&sc, &w->sched, err);
 }
 
+/* ---- quotas --------------------------------------------------------------- */
+
+/* [limits]: the defaults, then each tenant line over them (checked when
+ * the file was read); the CAS enforces its hard caps through them. */
+static int quota_setup(struct worker *w, struct error *err)
+{
+	const struct worker_config *c = &w->cfg;
+	struct quota_limits defaults = {
+		.upload_bytes = c->upload_quota,
+		.upload_window_s = c->upload_window,
+		.execs = c->max_execs_per_tenant,
+		.cas_bytes = c->cas_quota,
+	};
+	if (quota_new(&defaults, &w->quota) < 0)
+		return error_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < c->tenant_limits.n; i++) {
+		char tenant[QUOTA_TENANT_MAX + 1], why[160];
+		struct quota_limits l = defaults;
+		if (quota_parse_tenant_line(c->tenant_limits.v[i], tenant, &l, why, sizeof(why)) < 0)
+			return error_set(err, -EINVAL, "[limits] tenant: %s", why);
+		if (quota_set_tenant(w->quota, tenant, &l) < 0)
+			return error_set(err, -ENOMEM, "out of memory");
+	}
+	cas_set_quota(w->cas, w->quota);
+	return 0;
+}
+
+static void quota_report(struct worker *w)
+{
+	if (!w->quota)
+		return;
+	struct quota_stats st;
+	quota_get_stats(w->quota, &st);
+	uint64_t total = 0;
+	for (int k = 0; k < QUOTA_N; k++)
+		total += st.refused[k];
+	if (total)
+		log_info("quota refusals: upload %llu, execs %llu, vms %llu, cas %llu",
+			 (unsigned long long)st.refused[QUOTA_UPLOAD], (unsigned long long)st.refused[QUOTA_EXECS],
+			 (unsigned long long)st.refused[QUOTA_VMS], (unsigned long long)st.refused[QUOTA_CAS]);
+}
+
 int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err)
 {
 	struct worker *w = calloc(1, sizeof(*w));
@@ -1257,6 +1366,8 @@ int worker_new(struct worker_config *cfg, struct worker **ret, struct error *err
 	if (w->cfg.token_key_file && (r = token_key_load_file(w->cfg.token_key_file, false, &w->token_key, err)) < 0)
 		goto fail;
 	if ((r = cas_open(w->cfg.dir, w->cfg.max_size, &w->cas, err)) < 0)
+		goto fail;
+	if ((r = quota_setup(w, err)) < 0)
 		goto fail;
 	if (w->cfg.s3 && (r = tier_setup(w, err)) < 0)
 		goto fail;
@@ -1425,6 +1536,8 @@ void worker_free(struct worker *w)
 	tier_stop(w);
 	tier_close(w->tier);
 	cas_close(w->cas);
+	quota_report(w);
+	quota_free(w->quota);
 	if (w->audit) {
 		struct audit_stats as;
 		audit_get_stats(w->audit, &as);

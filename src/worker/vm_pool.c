@@ -512,6 +512,7 @@ static int boot_vm(struct vm_pool *p, struct vm *vm, struct error *err)
 static int acquire(struct vm_pool *p, const char *tenant, const char *image, const char *rootfs, int64_t deadline,
 		   struct vm **ret, struct error *err)
 {
+	int64_t tenant_deadline = p->cfg.tenant_wait_ms ? now_ms() + p->cfg.tenant_wait_ms : deadline;
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		if (p->stopping) {
@@ -566,10 +567,18 @@ static int acquire(struct vm_pool *p, const char *tenant, const char *image, con
 			*ret = vm;
 			return 0;
 		}
+		/* At the tenant's own cap, the wait is bounded by vm_wait: then
+		 * the client is told to come back (and compiles locally). */
+		bool capped = mine >= p->cfg.max_vms_per_tenant;
+		int64_t until = capped && tenant_deadline < deadline ? tenant_deadline : deadline;
 		struct timespec ts;
-		deadline_ts(deadline, &ts);
+		deadline_ts(until, &ts);
 		if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT) {
 			pthread_mutex_unlock(&p->lock);
+			if (until < deadline)
+				return error_set(err, -EDQUOT, "tenant %s: VM quota %u VMs per tenant reached, all busy for "
+						 "%u s; retry in a few seconds", tenant, p->cfg.max_vms_per_tenant,
+						 p->cfg.tenant_wait_ms / 1000);
 			return error_set(err, -EBUSY, "no VM slot for tenant %s within the exec's timeout", tenant);
 		}
 	}
@@ -615,7 +624,7 @@ int vm_pool_exec(struct vm_pool *p, const char *tenant, const char *image, const
 		if (r == 0)
 			return 0;
 		*err = e;
-		if (r == -EINVAL || r == -EBUSY || r == -ESHUTDOWN)
+		if (r == -EINVAL || r == -EBUSY || r == -EDQUOT || r == -ESHUTDOWN)
 			break;
 		if (attempt == 0)
 			log_warn("exec for tenant %s failed (%s); retrying once on a fresh VM", tenant, e.msg);

@@ -37,6 +37,9 @@ struct vm_pool_config {
 	unsigned vcpus, memory_mib;
 	unsigned max_vms, max_vms_per_tenant;
 	unsigned idle_timeout_s, max_age_s, boot_timeout_s;
+	/* How long an exec waits when its tenant has max_vms_per_tenant VMs,
+	 * all busy ([limits] vm_wait); then -EDQUOT. 0: the exec's timeout. */
+	unsigned tenant_wait_ms;
 	/* The jail (docs/isolation.md): with cgroups, each VMM runs in a group
 	 * of its own below them with these limits; a group that cannot be made
 	 * fails the VM when cgroup_required, else the VM runs without (and the

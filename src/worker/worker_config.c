@@ -18,6 +18,7 @@
 #include "digest.h"
 #include "fs.h"
 #include "image_store.h"
+#include "quota.h"
 #include "s3.h"
 #include "s3obj.h"
 
@@ -238,6 +239,38 @@ static int audit_setting(struct parse_state *st, const char *name, const char *k
 	return error_set(st->err, -EINVAL, "unknown setting %s", name);
 }
 
+/* [limits]: the per-tenant quotas (quota.h). */
+static int quota_setting(struct parse_state *st, const char *name, const char *key, const char *value)
+{
+	struct worker_config *c = st->c;
+	uint64_t u = 0;
+	int r = 0;
+	if (strcmp(key, "tenant") == 0) {
+		char tenant[QUOTA_TENANT_MAX + 1], why[160];
+		struct quota_limits l = { 0 };
+		if (quota_parse_tenant_line(value, tenant, &l, why, sizeof(why)) < 0)
+			return error_set(st->err, -EINVAL, "%s: %s", name, why);
+		return strv_push(&c->tenant_limits, value);
+	}
+	if (strcmp(key, "upload_window") == 0 || strcmp(key, "vm_wait") == 0) {
+		bool window = strcmp(key, "upload_window") == 0;
+		if (worker_config_parse_duration(value, &u) < 0 || (window && u == 0) || u > 86400)
+			return error_set(st->err, -EINVAL, "%s: '%s' is not a duration of %s to 1 day (90s, 15m)", name,
+					 value, window ? "1s" : "0s");
+		if (window)
+			c->upload_window = u;
+		else
+			c->vm_wait = (unsigned)u;
+		return 0;
+	}
+	if (strcmp(key, "max_execs_per_tenant") == 0) {
+		if ((r = set_uint(st, name, value, 65536, &u)) == 0)
+			c->max_execs_per_tenant = (unsigned)u;
+		return r;
+	}
+	return set_uint(st, name, value, UINT64_MAX, strcmp(key, "upload_quota") == 0 ? &c->upload_quota : &c->cas_quota);
+}
+
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
 	struct parse_state *st = user;
@@ -380,6 +413,10 @@ static int handler(void *user, const char *section, const char *key, const char 
 			r = error_set(st->err, -EINVAL, "%s: '%s' is not a boolean", name, value);
 	} else if (strncmp(name, "audit.", 6) == 0)
 		r = audit_setting(st, name, key, value);
+	else if (strcmp(name, "limits.upload_quota") == 0 || strcmp(name, "limits.upload_window") == 0 ||
+		 strcmp(name, "limits.max_execs_per_tenant") == 0 || strcmp(name, "limits.cas_quota") == 0 ||
+		 strcmp(name, "limits.vm_wait") == 0 || strcmp(name, "limits.tenant") == 0)
+		r = quota_setting(st, name, key, value);
 	else
 		r = error_set(st->err, -EINVAL, "unknown setting %s", name);
 	if (r == -ENOMEM)
@@ -567,6 +604,9 @@ int worker_config_load(const char *path, struct worker_config *c, struct error *
 		.audit_segment_age = 86400,
 		.audit_retain = 7 * 86400,
 		.audit_enabled = true,
+		.upload_quota = (uint64_t)8 << 30,
+		.upload_window = 60,
+		.vm_wait = 10,
 	};
 	_cleanup_buf_ struct buf text;
 	buf_init(&text, WORKER_CONFIG_MAX + 1);
@@ -704,6 +744,7 @@ void worker_config_free(struct worker_config *c)
 	free(c->s3_prefix);
 	free(c->s3_credentials_file);
 	strv_free(&c->s3_tenant_budgets);
+	strv_free(&c->tenant_limits);
 	*c = (struct worker_config){ 0 };
 }
 

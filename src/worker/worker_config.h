@@ -86,6 +86,13 @@ struct worker_config {
 	int64_t audit_segment_age;   /* seconds before current.tsv is sealed (default 1 day) */
 	int64_t audit_retain;        /* seconds the inputs of audited jobs are kept for hpcc reproduce (default 7 days) */
 	bool audit_enabled;          /* default true; false only to measure the audit's cost (bench/) */
+	/* [limits] quotas per tenant (docs/worker.md, src/worker/quota.h); 0: unlimited */
+	uint64_t upload_quota;       /* bytes of blobs stored per upload_window, uncompressed (default 8 GiB) */
+	uint64_t upload_window;      /* seconds (default 60) */
+	unsigned max_execs_per_tenant; /* compiles at once per tenant (default 0: the worker's capacity) */
+	uint64_t cas_quota;          /* hard cap on a tenant's store on disk, above max_size (default 0: none) */
+	unsigned vm_wait;            /* seconds a compile waits for a VM when its tenant has max_vms_per_tenant busy (default 10) */
+	struct strv tenant_limits;   /* "tenant key=value ...", one per tenant that differs */
 	/* Not read from the file (0: the default, 500 ms): the first delay
 	 * after a refused registration, doubled up to 30 s. Tests shorten it. */
 	unsigned sched_retry_ms;

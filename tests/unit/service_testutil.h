@@ -500,6 +500,10 @@ static inline int group_setup(void **state)
 		 "[worker]\nid = " WORKER_ID "\nlisten = 127.0.0.1:0\ndir = state\ncert = cert.pem\nkey = key.pem\n"
 		 "token_key = token-verify.pem\nimages = " IMG "\nmax_calls = 16\n"
 		 "[limits]\nmax_blob = 1M\nmax_message = 2M\nexec_timeout = 30\n"
+		 /* Quotas (test_service.c, section 11): only these tenants have any. */
+		 "tenant = quota-up upload_quota=4K upload_window=2s\n"
+		 "tenant = quota-ex max_execs_per_tenant=1\n"
+		 "tenant = quota-cas cas_quota=24K\n"
 		 "[runtime]\nkind = unsafe-local\nallow_unsafe_local = true\n");
 	_cleanup_free_ char *ini_path = path_join(fx.dir, "worker.ini");
 	if (!ini_path || write_text(fx.dir, "worker.ini", ini, 0600) < 0)

@@ -1317,6 +1317,178 @@ static void test_oversized_request(void **state)
 	buf_free(&tok);
 }
 
+/* ---- 9. quotas ([limits], service_testutil.h gives three tenants some) --- */
+
+/* n random bytes, none of them NUL (upload_texts takes strings), that
+ * zstd cannot shrink much. */
+static char *random_text(size_t n, uint32_t seed)
+{
+	char *t = malloc(n + 1);
+	assert_non_null(t);
+	uint32_t x = seed * 2654435761u + 7;
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		t[i] = (char)(1 + x % 255);
+	}
+	t[n] = '\0';
+	return t;
+}
+
+static size_t missing_of(const struct buf *tok, const char *text)
+{
+	struct digest d;
+	struct rpc_status st;
+	assert_int_equal(digest_bytes(text, strlen(text), &d), 0);
+	size_t n = find_missing(tok, &d, 1, &st);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	return n;
+}
+
+static void test_quota_upload(void **state)
+{
+	(void)state;
+	struct buf tok, other;
+	issue("quota-up", &tok);
+	issue("quota-free", &other);
+	char *t1 = random_text(3000, 1), *t2 = random_text(3000, 2);
+	struct rpc_status st;
+	uint32_t n = 0;
+	int64_t first = now_ms();
+	upload_texts(&tok, (const char *const *)&t1, 1, &st, &n);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	/* 3000 + 3000 bytes (uncompressed) are over 4 KiB per 2 s: refused,
+	 * with the limit, the tenant and the wait; nothing of it stored. */
+	upload_texts(&tok, (const char *const *)&t2, 1, &st, &n);
+	assert_status(&st, GRPC_STATUS_RESOURCE_EXHAUSTED, "tenant quota-up: upload quota 4 KiB per 2 s reached; retry in ");
+	assert_int_equal(missing_of(&tok, t2), 1);
+	/* A blob the worker already holds costs nothing. */
+	upload_texts(&tok, (const char *const *)&t1, 1, &st, &n);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	/* Another tenant is unaffected. */
+	upload_texts(&other, (const char *const *)&t2, 1, &st, &n);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	/* Once the window has passed, the upload goes through. */
+	while (now_ms() < first + 2100)
+		usleep(50 * 1000);
+	upload_texts(&tok, (const char *const *)&t2, 1, &st, &n);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	assert_int_equal(missing_of(&tok, t2), 0);
+	free(t1);
+	free(t2);
+	buf_free(&tok);
+	buf_free(&other);
+}
+
+static void test_quota_cas(void **state)
+{
+	(void)state;
+	struct buf tok, other;
+	issue("quota-cas", &tok);
+	issue("quota-free", &other);
+	char *t[3];
+	for (int i = 0; i < 3; i++)
+		t[i] = random_text(10000, 10 + (uint32_t)i);
+	struct rpc_status st;
+	uint32_t n = 0;
+	/* Two fit under 24 KiB; everything is within [audit] retain, so
+	 * nothing can be evicted for the third: refused, not stored. */
+	upload_texts(&tok, (const char *const *)t, 2, &st, &n);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	size_t before = stored_files();
+	upload_texts(&tok, (const char *const *)&t[2], 1, &st, &n);
+	assert_status(&st, GRPC_STATUS_RESOURCE_EXHAUSTED, "tenant quota-cas: CAS quota 24 KiB reached");
+	assert_int_equal(stored_files(), before);
+	assert_int_equal(missing_of(&tok, t[2]), 1);
+	upload_texts(&other, (const char *const *)&t[2], 1, &st, &n);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	for (int i = 0; i < 3; i++)
+		free(t[i]);
+	buf_free(&tok);
+	buf_free(&other);
+}
+
+/* Seconds of gcc at -O0: 4096 x 2 statements. */
+static const char source_slow[] =
+	"#define A(x) x x x x\n#define B(x) A(A(x))\n#define C(x) B(B(x))\n"
+	"int slow(volatile int *p){ B(C(*p += 1; *p ^= 3;)) return *p; }\n";
+
+struct exec_run {
+	const struct buf *tok;
+	struct spec *s;
+	struct rpc_status st;
+	bool done;
+};
+
+static void *exec_thread(void *arg)
+{
+	struct exec_run *x = arg;
+	Hpcc__V1__ExecuteReply *rep = execute(x->tok, x->s, &x->st);
+	if (rep)
+		hpcc__v1__execute_reply__free_unpacked(rep, NULL);
+	__atomic_store_n(&x->done, true, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void test_quota_execs(void **state)
+{
+	(void)state;
+	struct buf tok;
+	issue("quota-ex", &tok);
+	struct rpc_status st;
+	/* A refused and a failed compile each give their one slot back. */
+	struct spec missing;
+	spec_init(&missing, "int quota_missing(void){return 1;}\n");
+	for (int i = 0; i < 3; i++) {
+		assert_null(execute(&tok, &missing, &st));
+		assert_status(&st, GRPC_STATUS_FAILED_PRECONDITION, "missing");
+	}
+	struct spec bad;
+	spec_init(&bad, source_bad);
+	upload_spec(&tok, &bad);
+	for (int i = 0; i < 2; i++) {
+		Hpcc__V1__ExecuteReply *rep = execute(&tok, &bad, &st);
+		assert_status(&st, GRPC_STATUS_OK, NULL);
+		assert_int_not_equal(rep->result->exit_code, 0);
+		hpcc__v1__execute_reply__free_unpacked(rep, NULL);
+	}
+
+	/* Two compiles at once for a tenant allowed one: one of them is
+	 * refused (whichever came second), the other runs; a hit needs no slot. */
+	struct spec slow, fast;
+	spec_init(&slow, source_slow);
+	spec_init(&fast, "int quota_fast(void){return 2;}\n");
+	upload_spec(&tok, &slow);
+	upload_spec(&tok, &fast);
+	struct exec_run a = { .tok = &tok, .s = &slow };
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, exec_thread, &a), 0);
+	usleep(300 * 1000);
+	bool a_done_before = __atomic_load_n(&a.done, __ATOMIC_SEQ_CST);
+	Hpcc__V1__ExecuteReply *rep = execute(&tok, &fast, &st);
+	pthread_join(th, NULL);
+	if (rep)
+		hpcc__v1__execute_reply__free_unpacked(rep, NULL);
+	if (!a_done_before) {
+		bool b_refused = st.code == GRPC_STATUS_RESOURCE_EXHAUSTED;
+		bool a_refused = a.st.code == GRPC_STATUS_RESOURCE_EXHAUSTED;
+		assert_true(a_refused != b_refused);
+		assert_status(b_refused ? &st : &a.st, GRPC_STATUS_RESOURCE_EXHAUSTED,
+			      "tenant quota-ex: exec quota 1 compiles at once reached");
+		assert_status(b_refused ? &a.st : &st, GRPC_STATUS_OK, NULL);
+	}
+	/* The slot is free again: both run (or hit) now. */
+	rep = execute(&tok, &fast, &st);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	hpcc__v1__execute_reply__free_unpacked(rep, NULL);
+	rep = execute(&tok, &slow, &st);
+	assert_status(&st, GRPC_STATUS_OK, NULL);
+	assert_int_equal(rep->result->exit_code, 0);
+	hpcc__v1__execute_reply__free_unpacked(rep, NULL);
+	buf_free(&tok);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_teardown(fn, test_teardown)
@@ -1335,6 +1507,9 @@ int main(void)
 		T(test_audit_hits_rows_reproduce),
 		T(test_oversized_request),
 		T(test_audit_rows),
+		T(test_quota_upload),
+		T(test_quota_cas),
+		T(test_quota_execs),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
