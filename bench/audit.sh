@@ -13,20 +13,13 @@
 # the medians and off/on - 1 as the cost.
 # Knobs: HPCC (build/hpcc; hpccd beside it), REPS (5), JOBS (2), HIT_BUILDS (5),
 # RESULTS (bench/results/audit.txt).
-set -euo pipefail
-die() { echo "bench: error: $*" >&2; exit 1; }
-say() { echo "bench: $*" >&2; }
-
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HPCC=${HPCC:-$REPO/build/hpcc}
-HPCCD="$(dirname "$HPCC")/hpccd"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 REPS=${REPS:-5}
 JOBS=${JOBS:-2}
 HIT_BUILDS=${HIT_BUILDS:-5}
 RESULTS=${RESULTS:-$REPO/bench/results/audit.txt}
 [[ $REPS =~ ^[1-9][0-9]*$ && $HIT_BUILDS =~ ^[1-9][0-9]*$ ]] || die "REPS and HIT_BUILDS must be positive integers"
-[ -x "$HPCC" ] && [ -x "$HPCCD" ] || die "build hpcc and hpccd first (make build)"
-while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(HPCC_|CCACHE_)' || true)
+bench_clean_env 'HPCC_|CCACHE_'
 
 W=$(mktemp -d /tmp/hpcc-bench-audit.XXXXXX)
 export HPCC_CONFIG=$W/hpcc.ini

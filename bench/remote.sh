@@ -13,20 +13,11 @@
 #      includes the usual standard headers (preprocessed mode, default level).
 # Knobs: HPCC (default build/hpcc; hpccd must sit beside it), RUNS (200),
 # RESULTS (bench/results/remote.txt).
-set -euo pipefail
-die() { echo "bench: error: $*" >&2; exit 1; }
-say() { echo "bench: $*" >&2; }
-
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HPCC=${HPCC:-$REPO/build/hpcc}
-HPCCD="$(dirname "$HPCC")/hpccd"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=${RUNS:-200}
 RESULTS=${RESULTS:-$REPO/bench/results/remote.txt}
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
-[ -x "$HPCC" ] && [ -x "$HPCCD" ] || die "build hpcc and hpccd first (make build)"
-for t in ccache redis-server distcc distccd hyperfine python3; do
-  command -v $t >/dev/null || die "$t is missing (scripts/deps.sh bench installs it)"
-done
+bench_need ccache redis-server distcc distccd hyperfine python3
 
 W=$(mktemp -d /tmp/hpcc-bench-remote.XXXXXX)
 pids=()

@@ -20,22 +20,13 @@
 # Reps alternate hpcc, ccache. Medians per build and per compile, the ratio.
 # Knobs: HPCC (default build/hpcc; hpccd beside it), REPS (5), JOBS (2),
 # RESULTS (bench/results/s3.txt), KEEP=1 keeps the work directory.
-set -euo pipefail
-die() { echo "bench: error: $*" >&2; exit 1; }
-say() { echo "bench: $*" >&2; }
-
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HPCC=${HPCC:-$REPO/build/hpcc}
-HPCCD="$(dirname "$HPCC")/hpccd"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 REPS=${REPS:-5}
 JOBS=${JOBS:-2}
 RESULTS=${RESULTS:-$REPO/bench/results/s3.txt}
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer"
-[ -x "$HPCC" ] && [ -x "$HPCCD" ] || die "build hpcc and hpccd first (make build)"
-for t in ccache redis-server redis-cli node curl make gcc python3; do
-  command -v $t >/dev/null || die "$t is missing (scripts/deps.sh bench installs it)"
-done
-while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(HPCC_|CCACHE_|AWS_)' || true)
+bench_need ccache redis-server redis-cli node curl make gcc python3
+bench_clean_env 'HPCC_|CCACHE_|AWS_'
 
 W=$(mktemp -d /tmp/hpcc-bench-s3.XXXXXX)
 export HPCC_CONFIG=$W/hpcc.ini CCACHE_CONFIGPATH=$W/ccache.conf
