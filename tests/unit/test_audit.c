@@ -53,6 +53,16 @@ static char *audit_dir(void **state)
 	return p;
 }
 
+/* The log in dir, opened with o (the test fails if it cannot be). */
+static struct audit_log *open_log(const char *dir, const struct audit_options *o)
+{
+	struct audit_log *l = NULL;
+	struct error err = { 0 };
+	if (audit_open(dir, o, &l, &err) < 0)
+		fail_msg("audit_open %s: %s", dir, err.msg);
+	return l;
+}
+
 static char *in(const char *dir, const char *name)
 {
 	char *p = NULL;
@@ -348,9 +358,7 @@ static void test_rotation_failure_after_seal(void **state)
 		char *dir = audit_dir(state);
 		testutil_rm_rf(dir);
 		struct audit_options o = { .segment_size = 8192 };
-		struct audit_log *l = NULL;
-		struct error err = { 0 };
-		assert_int_equal(audit_open(dir, &o, &l, &err), 0);
+		struct audit_log *l = open_log(dir, &o);
 		char *seg = in(dir, "segment-000000000001.tsv");
 		assert_int_equal(mkdir(seg, 0700), 0);
 		pthread_t t[THREADS];
@@ -393,9 +401,8 @@ static void test_rotation_by_size(void **state)
 {
 	char *dir = audit_dir(state);
 	struct audit_options o = { .segment_size = 4096 };
-	struct audit_log *l = NULL;
+	struct audit_log *l = open_log(dir, &o);
 	struct error err = { 0 };
-	assert_int_equal(audit_open(dir, &o, &l, &err), 0);
 	struct audit_row row = row_template;
 	for (int i = 0; i < 100; i++)
 		assert_int_equal(audit_append(l, &row, NULL, &err), 0);
@@ -445,9 +452,8 @@ static void test_rotation_by_age(void **state)
 	char *dir = audit_dir(state);
 	fake_now = (int64_t)1765000000 * 1000000;
 	struct audit_options o = { .segment_age_s = 60, .now_us = fake_clock };
-	struct audit_log *l = NULL;
+	struct audit_log *l = open_log(dir, &o);
 	struct error err = { 0 };
-	assert_int_equal(audit_open(dir, &o, &l, &err), 0);
 	struct audit_row row = row_template;
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(audit_append(l, &row, NULL, &err), 0);
@@ -624,9 +630,8 @@ static void test_search(void **state)
 {
 	char *dir = audit_dir(state);
 	struct audit_options o = { .segment_size = 4096 };
-	struct audit_log *l = NULL;
+	struct audit_log *l = open_log(dir, &o);
 	struct error err = { 0 };
-	assert_int_equal(audit_open(dir, &o, &l, &err), 0);
 	char actions[40][80], outputs[40][80];
 	char *lines[40];
 	for (int i = 0; i < 40; i++) {
@@ -700,9 +705,8 @@ static void test_search_bound(void **state)
 {
 	char *dir = audit_dir(state);
 	struct audit_options o = { .segment_size = 4096 };
-	struct audit_log *l = NULL;
+	struct audit_log *l = open_log(dir, &o);
 	struct error err = { 0 };
-	assert_int_equal(audit_open(dir, &o, &l, &err), 0);
 	enum { ROWS = 300 };
 	static char actions[ROWS][80];
 	uint64_t seq_of_row_in[ROWS];
