@@ -4,7 +4,7 @@
  * listens on the run dir's agent socket, says hello and answers execs over
  * the real framing), spawned by the real vmm_spawn as uid 65534. Checked:
  * warm reuse, one VM per tenant, the per-tenant cap (a second exec waits for
- * the busy VM), the total cap (an idle VM of another tenant makes room),
+ * the busy VM; with a bounded wait, -EDQUOT after it), the total cap (an idle VM of another tenant makes room),
  * idle teardown, a VM that crashes mid-exec (retried once on a fresh VM, a
  * second crash reported), a guest that never says hello, that freeing
  * the pool kills every VMM, and that with a uid range each VM has its own uid.
@@ -266,6 +266,37 @@ static void test_tenant_cap_waits(void **state)
 	assert_int_equal(s.boots, 1);
 }
 
+/* With [limits] vm_wait (tenant_wait_ms), a tenant whose VMs are all busy
+ * waits that long, then gets -EDQUOT naming the cap; another tenant is
+ * served meanwhile, and the tenant again once its VM is free. */
+static void test_tenant_cap_bounded_wait(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.max_vms_per_tenant = 1;
+	f->cfg.tenant_wait_ms = 100;
+	start(f);
+	struct job j = { f };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, job_main, &j), 0);
+	struct vm_pool_stats s = { 0 };
+	for (int i = 0; i < 400 && s.busy_slots == 0; i++) {
+		usleep(10000);
+		vm_pool_get_stats(f->pool, &s);
+	}
+	assert_int_equal(s.busy_slots, 1);
+	const char *argv[] = { "gcc", "x", NULL };
+	struct agent_exec_request rq = { .argv = argv, .staging = "/s/exec-1", .timeout_ms = 4000, .max_output = 64 };
+	struct agent_exec_reply reply;
+	struct error err = { 0 };
+	char name[VM_NAME_MAX] = "";
+	assert_int_equal(vm_pool_exec(f->pool, "alpha", IMAGE, &rq, &reply, name, &err), -EDQUOT);
+	assert_non_null(strstr(err.msg, "tenant alpha: VM quota 1 VMs per tenant reached"));
+	assert_true(run(f, "beta", "x", NULL) > 0);
+	pthread_join(t, NULL);
+	assert_true(j.pid > 0);
+	assert_int_equal(run(f, "alpha", "x", NULL), j.pid);
+}
+
 static void test_total_cap_retires_idle(void **state)
 {
 	struct fixture *f = *state;
@@ -394,6 +425,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_reuse_and_tenants, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tenant_cap_waits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tenant_cap_bounded_wait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_total_cap_retires_idle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_teardown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_retried_once, setup, teardown),
