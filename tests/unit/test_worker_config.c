@@ -863,6 +863,49 @@ static void test_audit_section(void **state)
 	expect_error(dir, "[worker]\n" REQUIRED "[audit]\nsegment_count = 3\n", "unknown setting audit.segment_count", NULL);
 }
 
+/* [limits] quotas: defaults, values, tenant lines, and one error naming the key. */
+static void test_limits_quotas(void **state)
+{
+	const char *dir = *state;
+	_cleanup_free_ char *path = write_ini(dir, "[worker]\n" REQUIRED);
+	struct worker_config c;
+	struct error err = { 0 };
+	if (worker_config_load(path, &c, &err) < 0)
+		fail_msg("refused: %s", err.msg);
+	assert_int_equal(c.upload_quota, (uint64_t)8 << 30);
+	assert_int_equal(c.upload_window, 60);
+	assert_int_equal(c.max_execs_per_tenant, 0);
+	assert_int_equal(c.cas_quota, 0);
+	assert_int_equal(c.vm_wait, 10);
+	assert_int_equal(c.tenant_limits.n, 0);
+	worker_config_free(&c);
+
+	_cleanup_free_ char *path2 = write_ini(dir, "[worker]\n" REQUIRED "[limits]\nupload_quota = 64M\nupload_window = 2m\n"
+					       "max_execs_per_tenant = 3\ncas_quota = 1G\nvm_wait = 0\n"
+					       "tenant = alpha upload_quota=1M cas_quota=0\ntenant = beta max_execs_per_tenant=1\n");
+	if (worker_config_load(path2, &c, &err) < 0)
+		fail_msg("refused: %s", err.msg);
+	assert_int_equal(c.upload_quota, (uint64_t)64 << 20);
+	assert_int_equal(c.upload_window, 120);
+	assert_int_equal(c.max_execs_per_tenant, 3);
+	assert_int_equal(c.cas_quota, (uint64_t)1 << 30);
+	assert_int_equal(c.vm_wait, 0);
+	assert_int_equal(c.tenant_limits.n, 2);
+	assert_string_equal(c.tenant_limits.v[1], "beta max_execs_per_tenant=1");
+	worker_config_free(&c);
+
+	expect_error(dir, "[worker]\n" REQUIRED "[limits]\nupload_quota = lots\n", "limits.upload_quota", "lots", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[limits]\nupload_window = 0\n", "limits.upload_window", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[limits]\nupload_window = 2d\n", "limits.upload_window", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[limits]\nmax_execs_per_tenant = -1\n", "limits.max_execs_per_tenant", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[limits]\ncas_quota = 1X\n", "limits.cas_quota", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[limits]\nvm_wait = soon\n", "limits.vm_wait", "soon", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[limits]\ntenant = alpha uploads=1M\n", "limits.tenant", "uploads", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[limits]\ntenant = alpha cas_quota=big\n", "limits.tenant", "cas_quota",
+		     "big", NULL);
+	expect_error(dir, "[worker]\n" REQUIRED "[limits]\ntenant = ../x cas_quota=1G\n", "limits.tenant", NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -890,6 +933,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_s3_refused, testutil_setup_tmpdir, testutil_teardown_tmpdir),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test_setup_teardown(test_audit_section, testutil_setup_tmpdir, testutil_teardown_tmpdir),
+		cmocka_unit_test_setup_teardown(test_limits_quotas, testutil_setup_tmpdir, testutil_teardown_tmpdir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
