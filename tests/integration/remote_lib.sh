@@ -50,3 +50,51 @@ fresh_cache() {
   "$HPCC" daemon stop >/dev/null 2>&1
   export HPCC_DIR="$WORK/cache-$1"
 }
+
+# ---- servers and fault helpers shared by the fault matrix ---------------------
+# (test_fault_matrix.sh; the older scripts keep their own copies.)
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+# flip_byte FILE OFFSET: inverts one byte in place.
+flip_byte() {
+  local b; b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+  printf "\\$(printf %03o $((255 - b)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+# audit_rows WORKER_DIR: the rows of the worker's audit log (sealed segments,
+# then current.tsv), without the header and seal lines.
+audit_rows() { cat "$1"/state/audit/segment-*.tsv "$1/state/audit/current.tsv" 2>/dev/null | grep -v '^#'; }
+
+# start_test_s3 DATA_DIR PORT_FILE [PORT]: s3rver behind the harness's SigV4
+# check (tests/s3/s3.js), bucket hpcc, key AKWORKER / worker-secret. Sets S3_PID.
+start_test_s3() {
+  local modules
+  modules=$("$REPO_DIR/scripts/npm-deps.sh" "$REPO_DIR/tests/s3" 2>>"$WORK/npm-s3.log") || return 1
+  rm -f "$2.new"
+  NODE_PATH=$modules node "$REPO_DIR/tests/s3/s3.js" --port "${3:-0}" --port-file "$2.new" --dir "$1" \
+    --bucket hpcc --access-key AKWORKER --secret-key worker-secret >>"$WORK/s3.log" 2>&1 &
+  S3_PID=$!
+  wait_file "$2.new" && mv "$2.new" "$2"
+}
+
+# start_test_idp PORT_FILE USER:PASSWORD [PORT]: the test IdP (tests/idp/idp.js,
+# RS256, audience hpcc, 600 s tokens). Sets IDP_PID.
+start_test_idp() {
+  local modules
+  modules=$("$REPO_DIR/scripts/npm-deps.sh" 2>>"$WORK/npm.log") || return 1
+  rm -f "$1"
+  NODE_PATH=$modules node "$REPO_DIR/tests/idp/idp.js" --port "${3:-0}" --port-file "$1" --alg RS256 \
+    --audience hpcc --user "$2" --expires-in 600 >>"$WORK/idp.log" 2>&1 &
+  IDP_PID=$!
+  wait_file "$1"
+}
+
+# start_test_scheduler DIR: runs `hpcc scheduler` on DIR/scheduler.ini (made by
+# `hpcc scheduler init`), logging to DIR.log. Sets SCHED_PID and SCHED_PORT.
+start_test_scheduler() {
+  rm -f "$1/port"
+  HPCC_LOG_FILE="$1.log" HPCC_LOG_LEVEL=info "$HPCC" scheduler --config "$1/scheduler.ini" \
+    --port-file "$1/port" >>"$1.out" 2>&1 &
+  SCHED_PID=$!
+  wait_file "$1/port" && SCHED_PORT=$(cat "$1/port")
+}
