@@ -28,6 +28,7 @@ struct tenant_store {
 	 * in flight count with their uncompressed size until they land. */
 	int64_t size;
 	bool size_known;
+	int64_t cap_scan_s;       /* when a write over the cap last scanned to evict */
 	struct tenant_store *next;
 };
 
@@ -203,8 +204,18 @@ static int reserve(struct cas *c, struct tenant_store *t, size_t n)
 		pthread_mutex_unlock(&c->lock);
 		if (fits)
 			return 1;
-		/* Eviction first: only what cannot be made room for is refused. */
-		if (pass == 0 && n <= cap && cleanup(c, t, cap - n, &left, &files, &evicted) == 0) {
+		/* Eviction first: only what cannot be made room for is refused.
+		 * Down to 90 % of the cap, so that the next writes fit without a
+		 * scan; and at most one scan a second per tenant, so that a
+		 * flood of refused uploads cannot make the worker scan its
+		 * store for each of them. */
+		pthread_mutex_lock(&c->lock);
+		int64_t now = (int64_t)time(NULL);
+		bool scan = pass == 0 && n <= cap && now != t->cap_scan_s;
+		if (scan)
+			t->cap_scan_s = now;
+		pthread_mutex_unlock(&c->lock);
+		if (scan && cleanup(c, t, cap - (cap / 10 > n ? cap / 10 : n), &left, &files, &evicted) == 0) {
 			set_size(c, t, left);
 			if (evicted)
 				log_info("tenant %s: evicted %llu entries for its CAS quota, %llu bytes left", t->name,
