@@ -222,25 +222,6 @@ if wanted "worker kill -9 mid-exec"; then
   case_end
 fi
 
-# ---- S3 down ------------------------------------------------------------------
-if wanted "S3 down"; then
-  case_begin "S3 down"
-  fresh_cache s3down
-  direct
-  case_build "S3 up" s3d1
-  kill "$S3_PID"; wait "$S3_PID" 2>/dev/null
-  case_build "S3 stopped" s3d2 s3d3 f1
-  c_check bytes "S3 stopped: the worker compiled or served every one ($(counts))" [ "$(remote_answers)" = 4 ]
-  case_rows "$W" "S3 stopped"
-  c_check build "S3 comes back on its port" start_test_s3 "$WORK/s3data" "$WORK/s3.port" "$S3_PORT"
-  PIDS+=("$S3_PID")
-  fresh_cache s3down2
-  case_build "S3 back" s3d1 s3d2 s3d3
-  c_check bytes "S3 back: every compile a remote hit ($(counts))" [ "$(num remote.hit)" = 3 -a "$(fallbacks)" = 0 ]
-  case_rows "$W" "S3 back"
-  case_end
-fi
-
 # ---- S3 slow ------------------------------------------------------------------
 if wanted "S3 slow"; then
   case_begin "S3 slow"
@@ -252,12 +233,50 @@ if wanted "S3 slow"; then
   case_build "S3 slow" s3s1 s3s2
   c_check build "S3 slow: the build does not wait for S3 (took $(($(date +%s) - t0)) s, limit 20)" \
     [ $(($(date +%s) - t0)) -lt 20 ]
+  delayed=$(curl -sf "$S3/__test/stats" | sed -n 's/.*"delayed": *\([0-9]*\).*/\1/p')
+  c_check build "S3 slow: the worker's S3 requests were delayed (${delayed:-0})" [ "${delayed:-0}" -ge 1 ]
   case_rows "$W" "S3 slow"
   curl -sf "$S3/__test/clear" >/dev/null
   fresh_cache s3slow2
   case_build "S3 fast again" s3s1 s3s2
   c_check bytes "S3 fast again: remote hits, no fallback ($(counts))" [ "$(num remote.hit)" = 2 -a "$(fallbacks)" = 0 ]
   case_rows "$W" "S3 fast again"
+  case_end
+fi
+
+# ---- S3 down ------------------------------------------------------------------
+if wanted "S3 down"; then
+  case_begin "S3 down"
+  fresh_cache s3down
+  direct
+  case_build "S3 up" s3d1
+  # S3 stops while the worker compiles s3d2 (the slow gcc): its result
+  # cannot reach the shared tier.
+  : >"$WORK/slow.on"
+  rm -f "$WORK/exec.mark" "$P/s3d2.o"
+  compile_one s3d2 &
+  cpid=$!
+  c_check build "s3d2 is compiling on the worker" wait_until_file "$WORK/exec.mark"
+  kill "$S3_PID"; wait "$S3_PID" 2>/dev/null
+  if wait $cpid; then c_ok "S3 stopped mid-compile: the compile passes"; else c_fail build "the compile failed"; fi
+  rm -f "$WORK/slow.on"
+  case_bytes "S3 stopped mid-compile" s3d2
+  case_build "S3 stopped" s3d3 f1
+  c_check bytes "S3 stopped: the worker compiled or served every one ($(counts))" [ "$(remote_answers)" = 4 ]
+  case_rows "$W" "S3 stopped"
+  stop_worker
+  c_check build "w1 restarts while S3 is down" restart_w1
+  fresh_cache s3down1b
+  direct
+  case_build "w1 restarted, S3 down" s3d1 s3d2
+  c_check bytes "w1 restarted, S3 down: hits from its disk ($(counts))" [ "$(num remote.hit)" = 2 -a "$(fallbacks)" = 0 ]
+  case_rows "$W" "w1 restarted, S3 down"
+  c_check build "S3 comes back on its port" start_test_s3 "$WORK/s3data" "$WORK/s3.port" "$S3_PORT"
+  PIDS+=("$S3_PID")
+  fresh_cache s3down2
+  case_build "S3 back" s3d1 s3d2 s3d3
+  c_check bytes "S3 back: every compile a remote hit ($(counts))" [ "$(num remote.hit)" = 3 -a "$(fallbacks)" = 0 ]
+  case_rows "$W" "S3 back"
   case_end
 fi
 
