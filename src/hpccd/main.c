@@ -115,7 +115,7 @@ static int worker_main(int argc, char **argv)
 	/* Before any thread exists: capabilities are per thread, and every
 	 * thread started from here on inherits the reduced set. */
 	if (privilege_drop_for_worker(&wc, &err) < 0) {
-		fprintf(stderr, "hpcc: worker: dropping privileges: %s\n", err.msg);
+		fprintf(stderr, "hpcc: worker: %s\n", err.msg);
 		worker_config_free(&wc);
 		return 1;
 	}

@@ -288,10 +288,12 @@ static _Noreturn void spawn_child(const struct spawn_setup *s)
 	struct sigaction ign = { .sa_handler = SIG_IGN };
 	if (setrlimit(RLIMIT_FSIZE, &fsize) < 0 || sigaction(SIGXFSZ, &ign, NULL) < 0)
 		goto fail;
-	/* Sockets and files the VMM creates in run_dir are its user's alone;
+	/* Sockets and files the VMM creates in run_dir are its user's and, by
+	 * the run dir's set-group-id bit, group root's (the worker, which has
+	 * no CAP_DAC_OVERRIDE, connects through the group), nobody else's;
 	 * the worker's working directory is none of its business (every path
 	 * it gets is absolute). */
-	umask(077);
+	umask(007);
 	if (chdir("/") < 0)
 		goto fail;
 	/* Last, so that the filter covers the VMM and nothing of ours:

@@ -15,8 +15,8 @@
 /* The capabilities the microVM runtime keeps: CAP_SETUID/CAP_SETGID (the
  * VMM child and the start-up access check become the VM user), CAP_KILL
  * (SIGKILL to VMMs of other uids), CAP_CHOWN (a run dir belongs to its VM's
- * uid), CAP_DAC_OVERRIDE (the worker enters, reads the console of, connects
- * to the socket in, and removes those 0700 run dirs). */
+ * uid). Not CAP_DAC_OVERRIDE: run dirs are group root (vm_pool.c), so the
+ * worker reaches them and the VMM's sockets through its group. */
 uint64_t privilege_microvm_caps(void);
 
 /*
@@ -31,7 +31,9 @@ uint64_t privilege_microvm_caps(void);
 int privilege_drop(uint64_t keep, struct error *err);
 
 struct worker_config;
-/* What a worker keeps: privilege_microvm_caps() for the microVM runtime,
+/* First creates the microVM runtime's cgroup (runtime_microvm_prepare: it
+ * may need CAP_DAC_OVERRIDE), then drops. What a worker keeps:
+ * privilege_microvm_caps() for the microVM runtime,
  * nothing for unsafe-local (its compiles run as the worker), and
  * CAP_NET_BIND_SERVICE when it listens on a port below 1024. Logs the
  * result in one line. Called by `hpcc worker` once worker.ini is read,

@@ -13,6 +13,7 @@
  * row's vm column names the VM and the accelerator that ran each exec.
  */
 #include "runtime.h"
+#include "runtime_microvm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -76,6 +77,20 @@ static int open_cgroups(const struct worker_config *w, struct vmm_cgroups **ret,
 		return error_set(err, r, "[microvm] cgroup = required, but no cgroup can be made for VMMs: %s", cerr.msg);
 	log_warn("microvm: VMMs run without a cgroup (no memory, pids and CPU limits): %s", cerr.msg);
 	return 0;
+}
+
+/* The worker's cgroup as runtime_microvm_prepare made it, until open takes
+ * it (a worker has one runtime). */
+static struct vmm_cgroups *prepared_cgroups;
+static bool prepared;
+
+int runtime_microvm_prepare(const struct worker_config *w, struct error *err)
+{
+	if (strcmp(w->runtime, "microvm") != 0 || prepared)
+		return 0;
+	int r = open_cgroups(w, &prepared_cgroups, err);
+	prepared = r == 0;
+	return r;
 }
 
 /* Checks, as the VM user, that the VMM will be able to open what it needs:
@@ -177,7 +192,10 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 	if ((r = check_access_as(uid, gid, paths, modes, ARRAY_SIZE(paths) - (kvm ? 0 : 1), err)) < 0)
 		return r;
 	struct vmm_cgroups *cgroups = NULL;
-	if ((r = open_cgroups(w, &cgroups, err)) < 0)
+	if (prepared) {
+		cgroups = TAKE_PTR(prepared_cgroups);
+		prepared = false;
+	} else if ((r = open_cgroups(w, &cgroups, err)) < 0)
 		return r;
 	struct vmm_cgroup_limits limits = {
 		.memory_bytes = w->vm_cgroup_memory ? w->vm_cgroup_memory :

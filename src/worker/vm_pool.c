@@ -436,7 +436,12 @@ static int boot_vm(struct vm_pool *p, struct vm *vm, struct error *err)
 {
 	int64_t start = now_ms();
 	int r = mkdir(vm->run_dir, 0700) < 0 ? -errno : 0;
-	if (r == 0 && geteuid() == 0 && chown(vm->run_dir, vm->uid, vm->gid) < 0)
+	/* As root: the VM's uid owns it, group root with the set-group-id bit
+	 * (2770), so that what the VMM creates there (its sockets) is group
+	 * root's too: the worker, which keeps no CAP_DAC_OVERRIDE, enters,
+	 * connects and cleans up through the group. No VMM runs with gid 0,
+	 * so no other VMM gets in. chmod first: it needs to own the dir. */
+	if (r == 0 && geteuid() == 0 && (chmod(vm->run_dir, 02770) < 0 || chown(vm->run_dir, vm->uid, 0) < 0))
 		r = -errno;
 	if (r < 0)
 		return error_set(err, r, "cannot create %s: %s", vm->run_dir, strerror(-r));
