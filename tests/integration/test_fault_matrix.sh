@@ -423,6 +423,41 @@ if wanted "corrupt local entry"; then
 fi
 stop_worker
 
+# ---- worker disk full (not in the issue's list: its audit log must survive) ---
+if wanted "worker disk full"; then
+  case_begin "worker disk full"
+  WD="$WORK/workerdisk"
+  mkdir -p "$WD"
+  if mount -t tmpfs -o size=4m tmpfs "$WD" 2>"$WORK/mount.err"; then
+    MOUNTS+=("$WD")
+    W3="$WD/w3"
+    mkdir -p "$W3"
+    "$HPCC" worker init "$W3" --id w3 --listen 127.0.0.1:0 --signing-key "$W3.signing.pem" \
+      --allow-unsafe-local >"$W3.init" 2>&1
+    c_check build "worker w3 starts on a 4 MB filesystem" start_worker "$W3"
+    issue "$W3" alpha "$WORK/w3.tok"
+    fresh_cache wdisk
+    use_remote alpha "$WORK/w3.tok"
+    case_build "space" df1
+    c_check build "space: compiled on w3 ($(counts))" [ "$(num remote.executed)" = 1 ]
+    dd if=/dev/zero of="$WD/filler" bs=4k 2>/dev/null
+    c_ok "w3's filesystem is full ($(df --output=avail "$WD" | tail -n 1 | tr -d ' ') kB free)"
+    case_build "w3's disk full" df2 f3
+    c_check build "w3's disk full: compiled locally, counted ($(counts))" [ "$(fallbacks)" -ge 1 ]
+    case_rows "$W3" "w3's disk full"
+    rm -f "$WD/filler"
+    fresh_cache wdisk2
+    case_build "space again" df2 f3 df1
+    c_check bytes "space again: remote answers, no fallback ($(counts))" [ "$(remote_answers)" = 3 -a "$(fallbacks)" = 0 ]
+    case_rows "$W3" "space again"
+    stop_worker
+    umount "$WD" && MOUNTS=()
+    case_end
+  else
+    case_skip "worker disk full" "cannot mount a tmpfs: $(head -n 1 "$WORK/mount.err")"
+  fi
+fi
+
 # ---- scheduler and IdP -------------------------------------------------------------
 if wanted "scheduler down" || wanted "IdP down"; then
   IDPP="$WORK/idp.port"
