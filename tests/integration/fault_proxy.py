@@ -8,6 +8,7 @@ passes through untouched) and, as asked:
                        that direction and creates --mark (a call caught mid-upload)
   --cut-down-after N   after N bytes server->client in total, forwards up to
                        the N-th byte, then closes both ends (a truncated stream)
+  --cut-up-after N     the same for client->server (an upload cut short)
 
 It writes the port it listens on to --port-file and runs until killed."""
 import argparse
@@ -21,7 +22,10 @@ totals = {"up": 0, "down": 0}
 
 
 def pump(src, dst, direction, args):
-    limit = args.stall_up_after if direction == "up" else args.cut_down_after
+    if direction == "up":
+        limit = args.stall_up_after if args.stall_up_after is not None else args.cut_up_after
+    else:
+        limit = args.cut_down_after
     try:
         while True:
             data = src.recv(65536)
@@ -36,7 +40,7 @@ def pump(src, dst, direction, args):
                 if room < len(data):
                     if room:
                         dst.sendall(data[:room])
-                    if direction == "up":
+                    if direction == "up" and args.stall_up_after is not None:
                         if args.mark:
                             open(args.mark, "w").close()
                         while src.recv(65536):   # hold the call: read, forward nothing
@@ -77,6 +81,7 @@ def main():
     p.add_argument("--delay-ms", type=int, default=0)
     p.add_argument("--stall-up-after", type=int)
     p.add_argument("--cut-down-after", type=int)
+    p.add_argument("--cut-up-after", type=int)
     p.add_argument("--mark")
     args = p.parse_args()
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -328,6 +328,23 @@ if wanted "truncated stream"; then
   case_build "no proxy" big f2
   c_check bytes "no proxy: remote answers, no fallback ($(counts))" [ "$(remote_answers)" = 2 -a "$(fallbacks)" = 0 ]
   case_rows "$W" "no proxy"
+  # An upload cut short (up.c's 400 kB header): the worker must keep no part of it.
+  start_proxy cutup --cut-up-after 150000
+  fresh_cache cut-up
+  direct
+  export HPCC_REMOTE_WORKER=127.0.0.1:$PROXY_PORT
+  printf '#include "blob.h"\nint up2(int x) { return x + 2; }\n' >"$P/up2.c"
+  touch -d '10 seconds ago' "$P/up2.c"
+  plain up2
+  case_build "an upload cut short" up2
+  c_check build "an upload cut short: compiled locally ($(counts))" [ "$(fallbacks)" = 1 ]
+  stop_proxy
+  fresh_cache cut-up2
+  direct
+  case_build "an upload cut short, then no proxy" up2
+  c_check bytes "then no proxy: compiled on the worker ($(counts), remote.executed $(num remote.executed))" \
+    [ "$(remote_answers)" = 1 -a "$(fallbacks)" = 0 ]
+  case_rows "$W" "an upload cut short, then no proxy"
   # Now a probe hit carries big.o: cut that reply too.
   start_proxy cut2 --cut-down-after 60000
   fresh_cache cut3
