@@ -65,6 +65,8 @@ done
 # hundreds of kilobytes, so a proxy can hold it half-way.
 head -c 300000 /dev/urandom | base64 -w 76 | sed 's|^|// |' >"$P/inc/blob.h"
 printf '#include "blob.h"\nint up(int x) { return x + 1; }\n' >"$P/up.c"
+head -c 300000 /dev/urandom | base64 -w 76 | sed 's|^|// |' >"$P/inc/blob2.h"   # for an upload cut short
+printf '#include "blob2.h"\nint up2(int x) { return x + 2; }\n' >"$P/up2.c"
 # big.c makes a large object of random bytes: its Execute reply is long, so
 # a proxy can cut the stream in its middle.
 { echo 'const unsigned char big_data[] = {'; head -c 120000 /dev/urandom | od -An -tu1 -v | sed 's/\([0-9]\)  */\1, /g; s/$/,/'; echo '};'; } >"$P/big.c"
@@ -78,7 +80,7 @@ printf '#include "blob.h"\nint up(int x) { return x + 1; }\n' >"$P/up.c"
 printf 'char fill_data[300000000] = { 1 };\n' >"$P/fill.c"
 touch -d '10 seconds ago' "$P"/*.c "$P"/inc/*.h
 plain() { (cd "$P" && gcc -O2 -Iinc -ffile-prefix-map="$P"=. -c "$1.c" -o "$PLAIN/$1.o"); }
-for n in "${NAMES[@]}" up big; do plain "$n"; done
+for n in "${NAMES[@]}" up up2 big; do plain "$n"; done
 
 compile_one() { (cd "$P" && "$HPCC" gcc -O2 -Iinc -c "$1.c" -o "$1.o") >>"$WORK/build.log" 2>&1; }
 build() { # NAMES...: compiles each through hpcc; passes when every compile exits 0
@@ -328,14 +330,11 @@ if wanted "truncated stream"; then
   case_build "no proxy" big f2
   c_check bytes "no proxy: remote answers, no fallback ($(counts))" [ "$(remote_answers)" = 2 -a "$(fallbacks)" = 0 ]
   case_rows "$W" "no proxy"
-  # An upload cut short (up.c's 400 kB header): the worker must keep no part of it.
+  # An upload cut short (up2.c's 400 kB header): the worker must keep no part of it.
   start_proxy cutup --cut-up-after 150000
   fresh_cache cut-up
   direct
   export HPCC_REMOTE_WORKER=127.0.0.1:$PROXY_PORT
-  printf '#include "blob.h"\nint up2(int x) { return x + 2; }\n' >"$P/up2.c"
-  touch -d '10 seconds ago' "$P/up2.c"
-  plain up2
   case_build "an upload cut short" up2
   c_check build "an upload cut short: compiled locally ($(counts))" [ "$(fallbacks)" = 1 ]
   stop_proxy
