@@ -112,8 +112,9 @@ static int worker_main(int argc, char **argv)
 		fprintf(stderr, "hpcc: worker: %s\n", err.msg);
 		return 1;
 	}
-	/* Before any thread exists: capabilities are per thread, and every
-	 * thread started from here on inherits the reduced set. */
+	/* Before any thread but the VM pool's exists: capabilities are per
+	 * thread, and every thread started from here on inherits the reduced
+	 * set (privilege.h). */
 	if (privilege_drop_for_worker(&wc, &err) < 0) {
 		fprintf(stderr, "hpcc: worker: %s\n", err.msg);
 		worker_config_free(&wc);

@@ -520,6 +520,22 @@ bool vmm_exited(struct vmm_process *p, int *ret_status)
 	return true;
 }
 
+bool vmm_peek_exited(const struct vmm_process *p, int *ret_status)
+{
+	if (!p || p->pid <= 0)
+		return true;
+	siginfo_t si = { 0 };
+	if (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+		return errno == ECHILD;
+	if (si.si_pid != p->pid)
+		return false;
+	if (ret_status) {
+		/* The wait status waitpid would give, for WIFEXITED/WIFSIGNALED. */
+		*ret_status = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : si.si_status & 0x7f;
+	}
+	return true;
+}
+
 int vmm_unix_connect(const char *run_dir, const char *name, int *ret_fd, struct error *err)
 {
 	int r = check_path("run_dir", run_dir, err);

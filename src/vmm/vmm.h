@@ -89,3 +89,7 @@ int vmm_spawn_jailed(const struct strv *argv, const char *run_dir, const struct 
 void vmm_kill(struct vmm_process *p);
 /* True if the process has exited (reaps it, without blocking). */
 bool vmm_exited(struct vmm_process *p, int *ret_status);
+/* True if the process has exited, without reaping or signalling anything
+ * (no privilege needed: threads without CAP_KILL use it); *ret_status, as
+ * waitpid would give it, when it returns true. */
+bool vmm_peek_exited(const struct vmm_process *p, int *ret_status);

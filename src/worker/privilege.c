@@ -75,13 +75,19 @@ int privilege_drop(uint64_t keep, struct error *err)
 
 int privilege_drop_for_worker(const struct worker_config *c, struct error *err)
 {
-	uint64_t keep = strcmp(c->runtime, "microvm") == 0 ? privilege_microvm_caps() : 0;
+	/* Nothing for this thread, and so for every thread it starts (the gRPC
+	 * threads that talk to clients, the stores', the scheduler's): the VM
+	 * pool's manager thread, started by runtime_microvm_prepare, keeps
+	 * privilege_microvm_caps() for itself. */
+	uint64_t keep = 0;
 	char host[WORKER_HOSTPORT_MAX + 1];
 	unsigned port = 0;
 	if (worker_config_split_hostport(c->listen, host, &port) == 0 && port > 0 && port < 1024)
 		keep |= 1ull << CAP_NET_BIND_SERVICE;
 	bool root = geteuid() == 0;
-	/* The VMMs' cgroup first: making it may need what is dropped below. */
+	/* The microVM runtime first: it needs what is dropped below, and its
+	 * manager thread must exist before this thread drops (capabilities
+	 * are per thread, inherited at thread creation). */
 	int r = runtime_microvm_prepare(c, err);
 	if (r < 0)
 		return r;
@@ -89,7 +95,8 @@ int privilege_drop_for_worker(const struct worker_config *c, struct error *err)
 	if (r < 0)
 		return r;
 	if (root)
-		log_info("worker: capabilities reduced to 0x%llx (bounding set too), NO_NEW_PRIVS set",
-			 (unsigned long long)keep);
+		log_info("worker: capabilities reduced to 0x%llx (bounding set too), NO_NEW_PRIVS set%s",
+			 (unsigned long long)keep, strcmp(c->runtime, "microvm") == 0 ?
+			 "; the VM pool's thread keeps SETUID, SETGID, KILL, CHOWN" : "");
 	return 0;
 }

@@ -1,9 +1,10 @@
 /*
  * The worker's least privilege (docs/isolation.md): a worker started as
- * root keeps, from the moment its set-up is done, only the capabilities
- * that starting, stopping and cleaning up after VMMs requires, in every
- * thread, in its bounding set and for whatever it executes; it cannot gain
- * any back (NO_NEW_PRIVS, SECBIT_NOROOT locked).
+ * root keeps, from the moment its set-up is done, no capability in the
+ * threads that talk to clients, and only those that starting, signalling
+ * and reaping VMMs requires in the VM pool's thread; in the bounding sets
+ * too, and for whatever it executes; it cannot gain any back
+ * (NO_NEW_PRIVS, SECBIT_NOROOT locked).
  */
 #pragma once
 
@@ -31,11 +32,11 @@ uint64_t privilege_microvm_caps(void);
 int privilege_drop(uint64_t keep, struct error *err);
 
 struct worker_config;
-/* First creates the microVM runtime's cgroup (runtime_microvm_prepare: it
- * may need CAP_DAC_OVERRIDE), then drops. What a worker keeps:
- * privilege_microvm_caps() for the microVM runtime,
- * nothing for unsafe-local (its compiles run as the worker), and
- * CAP_NET_BIND_SERVICE when it listens on a port below 1024. Logs the
- * result in one line. Called by `hpcc worker` once worker.ini is read,
- * before any thread starts. */
+/* First opens the microVM runtime (runtime_microvm_prepare: its cgroup may
+ * need CAP_DAC_OVERRIDE, and its VM pool thread reduces itself to
+ * privilege_microvm_caps()), then drops the calling thread, and so every
+ * thread it starts afterwards, to nothing but CAP_NET_BIND_SERVICE when the
+ * worker listens on a port below 1024. Logs the result in one line. Called
+ * by `hpcc worker` once worker.ini is read, before any other thread
+ * starts. */
 int privilege_drop_for_worker(const struct worker_config *c, struct error *err);

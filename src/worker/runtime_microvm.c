@@ -13,6 +13,7 @@
  * row's vm column names the VM and the accelerator that ran each exec.
  */
 #include "runtime.h"
+#include "privilege.h"
 #include "runtime_microvm.h"
 
 #include <errno.h>
@@ -79,16 +80,21 @@ static int open_cgroups(const struct worker_config *w, struct vmm_cgroups **ret,
 	return 0;
 }
 
-/* The worker's cgroup as runtime_microvm_prepare made it, until open takes
- * it (a worker has one runtime). */
-static struct vmm_cgroups *prepared_cgroups;
+static int mv_open(const struct runtime_config *cfg, void **ret_state, struct error *err);
+
+/* The runtime as runtime_microvm_prepare opened it, until the worker's
+ * open takes it (a worker has one runtime). */
+static void *prepared_state;
 static bool prepared;
 
 int runtime_microvm_prepare(const struct worker_config *w, struct error *err)
 {
 	if (strcmp(w->runtime, "microvm") != 0 || prepared)
 		return 0;
-	int r = open_cgroups(w, &prepared_cgroups, err);
+	struct runtime_config rc = { .worker = w, .allow_unsafe_local = w->allow_unsafe_local,
+				     .search_path = w->search_path, .max_parallel = w->max_parallel };
+	int r = mv_open(&rc, &prepared_state, err);
+	/* Only now: mv_open must not take a state that is not there yet. */
 	prepared = r == 0;
 	return r;
 }
@@ -145,6 +151,12 @@ static int check_access_as(uid_t uid, gid_t gid, const char *const *paths, const
 
 static int mv_open(const struct runtime_config *cfg, void **ret_state, struct error *err)
 {
+	if (prepared) {
+		/* Opened by runtime_microvm_prepare, with this worker.ini. */
+		*ret_state = TAKE_PTR(prepared_state);
+		prepared = false;
+		return 0;
+	}
 	const struct worker_config *w = cfg->worker;
 	if (!w || !w->kernel || !w->initrd)
 		return error_set(err, -EINVAL, "the microvm runtime needs [microvm] kernel and initrd");
@@ -192,10 +204,7 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 	if ((r = check_access_as(uid, gid, paths, modes, ARRAY_SIZE(paths) - (kvm ? 0 : 1), err)) < 0)
 		return r;
 	struct vmm_cgroups *cgroups = NULL;
-	if (prepared) {
-		cgroups = TAKE_PTR(prepared_cgroups);
-		prepared = false;
-	} else if ((r = open_cgroups(w, &cgroups, err)) < 0)
+	if ((r = open_cgroups(w, &cgroups, err)) < 0)
 		return r;
 	struct vmm_cgroup_limits limits = {
 		.memory_bytes = w->vm_cgroup_memory ? w->vm_cgroup_memory :
@@ -208,6 +217,10 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 		.limits = limits,
 		.cgroup_required = w->vm_cgroup == WORKER_CGROUP_REQUIRED,
 		.seccomp = w->vm_seccomp,
+		/* Only the pool's manager thread keeps capabilities (and only
+		 * when the worker runs as root: a user has none to drop). */
+		.manager_caps_set = geteuid() == 0,
+		.manager_caps = privilege_microvm_caps(),
 		.vmm = vmm,
 		.binary = w->vmm_binary,
 		.kernel = w->kernel,

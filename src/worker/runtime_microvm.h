@@ -8,9 +8,12 @@
 
 struct worker_config;
 
-/* Creates the worker's cgroup for its VMMs ([microvm] cgroup, see
- * docs/isolation.md) now, before the worker drops CAP_DAC_OVERRIDE (a
- * hierarchy's root directory is often mode 0555): the runtime's open takes
- * it over. Under auto, a host without usable cgroups is one warning and 0;
- * under required, an error. Nothing to do for other runtimes. */
+/* Opens the microVM runtime now, while `hpcc worker` still holds every
+ * privilege and before any other thread exists: it creates the cgroup for
+ * the VMMs (a hierarchy's root directory is often mode 0555, so that takes
+ * CAP_DAC_OVERRIDE), checks file access as the VM user, and starts the VM
+ * pool's manager thread, which keeps the capabilities that VMMs need for
+ * itself alone; the worker's other threads then drop everything. The
+ * runtime's open (runtime.h) takes the prepared state over. Nothing to do
+ * for other runtimes. */
 int runtime_microvm_prepare(const struct worker_config *w, struct error *err);

@@ -28,6 +28,7 @@
 #include "image_store.h"
 #include "log.h"
 #include "macro.h"
+#include "privilege.h"
 
 #define VM_ID_MAX 32
 #define CONSOLE_TAIL 600
@@ -50,6 +51,7 @@ struct vm {
 	unsigned active;     /* execs running or waiting for this VM */
 	bool spawn_requested, spawn_done;
 	bool show_console;   /* log the console's tail at teardown (a failure) */
+	bool exit_logged;    /* how the VMM ended is in the log already */
 	int spawn_error;
 	char spawn_msg[256];
 	int64_t created_ms, last_used_ms;
@@ -64,6 +66,7 @@ struct vm_pool {
 	pthread_cond_t manager_cond; /* spawn requests, shutdown */
 	pthread_t manager;
 	bool manager_started, stopping;
+	bool exiting;                /* vm_pool_free: the manager tears everything down and returns */
 	struct vm *vms;
 	unsigned long next_id;
 	bool *slot_used;             /* 2 x max_vms entries, with a uid range */
@@ -198,8 +201,26 @@ static void kill_vm_locked(struct vm_pool *p, struct vm *vm, const char *why)
 
 /* Spawns vm's VMM in its cgroup (when the pool has cgroups) and under the
  * seccomp filter. Called by the manager thread with the lock held. */
+/* The run dir, made by the manager thread because it alone keeps
+ * CAP_CHOWN. As root: the VM's uid owns it, group root with the
+ * set-group-id bit (2770), so that what the VMM creates there (its
+ * sockets) is group root's too: the worker's other threads, without
+ * CAP_DAC_OVERRIDE, enter, connect and clean up through the group. No VMM
+ * runs with gid 0, so no other VMM gets in. chmod first: it needs to own
+ * the directory. */
+static int make_run_dir(const struct vm *vm, struct error *err)
+{
+	int r = mkdir(vm->run_dir, 0700) < 0 ? -errno : 0;
+	if (r == 0 && geteuid() == 0 && (chmod(vm->run_dir, 02770) < 0 || chown(vm->run_dir, vm->uid, 0) < 0))
+		r = -errno;
+	if (r < 0)
+		return error_set(err, r, "cannot create %s: %s", vm->run_dir, strerror(-r));
+	return 0;
+}
+
 static int spawn_jailed(struct vm_pool *p, struct vm *vm, const struct strv *argv, struct error *err)
 {
+	int r;
 	struct vmm_jail jail = {
 		.uid = vm->uid,
 		.gid = vm->gid,
@@ -209,7 +230,7 @@ static int spawn_jailed(struct vm_pool *p, struct vm *vm, const struct strv *arg
 	};
 	if (p->cfg.cgroups) {
 		struct error cerr = { 0 };
-		int r = vmm_cgroup_create(p->cfg.cgroups, vm->id, &p->cfg.limits, &vm->cgroup, &cerr);
+		r = vmm_cgroup_create(p->cfg.cgroups, vm->id, &p->cfg.limits, &vm->cgroup, &cerr);
 		if (r < 0 && p->cfg.cgroup_required)
 			return error_set(err, r, "%s (cgroup = required)", cerr.msg);
 		if (r < 0) {
@@ -220,7 +241,7 @@ static int spawn_jailed(struct vm_pool *p, struct vm *vm, const struct strv *arg
 		} else
 			jail.cgroup = &vm->cgroup;
 	}
-	int r = vmm_spawn_jailed(argv, vm->run_dir, &jail, &vm->proc, err);
+	r = vmm_spawn_jailed(argv, vm->run_dir, &jail, &vm->proc, err);
 	vmm_cgroup_close_fds(&vm->cgroup);
 	if (r < 0)
 		vmm_cgroup_remove(&vm->cgroup);
@@ -230,13 +251,27 @@ static int spawn_jailed(struct vm_pool *p, struct vm *vm, const struct strv *arg
 static void *manager_main(void *arg)
 {
 	struct vm_pool *p = arg;
+	/* This thread spawns, signals and reaps the VMMs: it keeps what that
+	 * takes, every other thread of the worker keeps nothing (privilege.h). */
+	if (p->cfg.manager_caps_set) {
+		struct error e = { 0 };
+		if (privilege_drop(p->cfg.manager_caps, &e) < 0)
+			log_warn("VM pool: %s", e.msg);
+	}
 	pthread_mutex_lock(&p->lock);
-	while (!p->stopping) {
+	while (!p->exiting) {
 		struct timespec ts;
 		deadline_ts(now_ms() + 1000, &ts);
 		pthread_cond_timedwait(&p->manager_cond, &p->lock, &ts);
 		int64_t now = now_ms();
 		for (struct vm *vm = p->vms; vm; vm = vm->next) {
+			if (vm->spawn_requested && !vm->spawn_done && p->stopping) {
+				vm->spawn_done = true;
+				vm->spawn_error = -ESHUTDOWN;
+				snprintf(vm->spawn_msg, sizeof(vm->spawn_msg), "the worker is stopping");
+				pthread_cond_broadcast(&p->cond);
+				continue;
+			}
 			if (vm->spawn_requested && !vm->spawn_done) {
 				/* vmm_spawn only forks and execs: quick enough to
 				 * hold the lock, and nothing else may spawn. */
@@ -248,6 +283,8 @@ static void *manager_main(void *arg)
 					.memory_mib = p->cfg.memory_mib, .vm_id = vm->id, .sandbox = p->cfg.sandbox,
 				};
 				int r = vmm_config_check(&vc, p->cfg.vmm, &err);
+				if (r == 0)
+					r = make_run_dir(vm, &err);
 				if (r == 0)
 					r = p->cfg.vmm->build(&vc, &argv, &err);
 				if (r == 0)
@@ -263,7 +300,9 @@ static void *manager_main(void *arg)
 			int status = 0;
 			if (vm->proc.pid > 0 && vmm_exited(&vm->proc, &status)) {
 				p->stats.broken++;
-				log_vmm_exit(vm, status);
+				if (!vm->exit_logged)
+					log_vmm_exit(vm, status);
+				vm->exit_logged = true;
 				vm->show_console = true;
 				kill_vm_locked(p, vm, NULL);
 				continue;
@@ -286,7 +325,12 @@ static void *manager_main(void *arg)
 			pthread_cond_broadcast(&p->cond);
 		}
 	}
+	/* vm_pool_free: no exec runs any more (the worker stopped its server
+	 * first). The VMs go here, in the thread that may signal their VMMs. */
+	struct vm *all = p->vms;
+	p->vms = NULL;
 	pthread_mutex_unlock(&p->lock);
+	destroy_list(p, all);
 	return NULL;
 }
 
@@ -340,11 +384,20 @@ int vm_pool_new(const struct vm_pool_config *cfg, struct vm_pool **ret, struct e
 		vm_pool_free(p);
 		return error_set(err, -ENOMEM, "out of memory");
 	}
-	if ((r = pthread_create(&p->manager, NULL, manager_main, p)) != 0) {
+	/* The manager takes no signal (SIGTERM is the worker's signal
+	 * thread's), whatever the creating thread's mask: it may be started
+	 * before `hpcc worker` blocks them (runtime_microvm_prepare). */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&p->manager, NULL, manager_main, p);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
 		vm_pool_free(p);
 		return error_set(err, -r, "starting the VM pool thread: %s", strerror(r));
 	}
 	p->manager_started = true;
+	(void)pthread_setname_np(p->manager, "vm-pool");
 	*ret = p;
 	return 0;
 }
@@ -435,16 +488,7 @@ static struct vm *new_vm_locked(struct vm_pool *p, const char *tenant, const cha
 static int boot_vm(struct vm_pool *p, struct vm *vm, struct error *err)
 {
 	int64_t start = now_ms();
-	int r = mkdir(vm->run_dir, 0700) < 0 ? -errno : 0;
-	/* As root: the VM's uid owns it, group root with the set-group-id bit
-	 * (2770), so that what the VMM creates there (its sockets) is group
-	 * root's too: the worker, which keeps no CAP_DAC_OVERRIDE, enters,
-	 * connects and cleans up through the group. No VMM runs with gid 0,
-	 * so no other VMM gets in. chmod first: it needs to own the dir. */
-	if (r == 0 && geteuid() == 0 && (chmod(vm->run_dir, 02770) < 0 || chown(vm->run_dir, vm->uid, 0) < 0))
-		r = -errno;
-	if (r < 0)
-		return error_set(err, r, "cannot create %s: %s", vm->run_dir, strerror(-r));
+	int r;
 	pthread_mutex_lock(&p->lock);
 	vm->spawn_requested = true;
 	pthread_cond_signal(&p->manager_cond);
@@ -465,12 +509,15 @@ static int boot_vm(struct vm_pool *p, struct vm *vm, struct error *err)
 		if (r == 0)
 			break;
 		/* The manager thread reaps VMMs too: look under the lock. */
+		/* Only a look: reaping (and killing what the VMM left in its
+		 * group) is the manager's, the thread with CAP_KILL. */
 		int status = 0;
 		pthread_mutex_lock(&p->lock);
-		bool had = vm->proc.pid > 0;
-		bool gone = vm->state == VM_DEAD || vmm_exited(&vm->proc, &status);
-		if (gone && had && vm->proc.pid <= 0 && vm->state != VM_DEAD)
+		bool gone = vm->state == VM_DEAD || vmm_peek_exited(&vm->proc, &status);
+		if (gone && vm->state != VM_DEAD && vm->proc.pid > 0 && !vm->exit_logged) {
 			log_vmm_exit(vm, status);
+			vm->exit_logged = true;
+		}
 		pthread_mutex_unlock(&p->lock);
 		if (r != -EAGAIN || now_ms() >= deadline || gone)
 			return error_set(err, r == -EAGAIN ? -ETIMEDOUT : r, "connecting to the VM: %s",
@@ -678,9 +725,13 @@ void vm_pool_free(struct vm_pool *p)
 	if (!p)
 		return;
 	vm_pool_interrupt(p);
+	pthread_mutex_lock(&p->lock);
+	p->exiting = true;
+	pthread_cond_broadcast(&p->manager_cond);
+	pthread_mutex_unlock(&p->lock);
 	if (p->manager_started)
 		pthread_join(p->manager, NULL);
-	/* No exec may run any more (the worker stopped its server first). */
+	/* Whatever the manager did not tear down (it never started). */
 	struct vm *list = p->vms;
 	p->vms = NULL;
 	destroy_list(p, list);

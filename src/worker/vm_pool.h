@@ -48,6 +48,11 @@ struct vm_pool_config {
 	struct vmm_cgroup_limits limits;
 	bool cgroup_required;
 	bool seccomp;
+	/* When set, the pool's manager thread, which spawns, signals and reaps
+	 * every VMM, reduces itself to manager_caps (privilege_drop) and the
+	 * worker's other threads keep none (privilege.h). */
+	bool manager_caps_set;
+	uint64_t manager_caps;
 	const char *run_base;       /* per-VM run directories go here */
 	const char *images_dir;     /* <hex>.sqsh files (hpcc image import) */
 };

@@ -15,9 +15,9 @@
 #     and auto starts with one warning;
 #   - the jail (docs/isolation.md): the QEMU VMM runs with NoNewPrivs and a
 #     seccomp filter, in its own cgroup hpcc-<worker pid>/<vm> with the
-#     memory and pids limits of worker.ini; the worker (root) keeps only
-#     the four capabilities it needs, in its bounding set too (an
-#     unsafe-local worker keeps none);
+#     memory and pids limits of worker.ini; in the worker (root), only the
+#     VM pool's thread keeps capabilities (the four VMMs need), every other
+#     thread none, bounding sets too (an unsafe-local worker keeps none);
 #   - a VMM that makes a forbidden syscall (a stand-in that opens an AF_INET
 #     socket, then the real QEMU through the same stand-in) is killed by
 #     SIGSYS, the worker logs it, the build passes by local fallback, and
@@ -169,13 +169,22 @@ if [ -n "$pid" ]; then
 else
   not_ok "no VMM process found after the first compile"
 fi
-# The worker (root) keeps CHOWN, KILL, SETGID, SETUID only.
-capeff=$(awk '/^CapEff:/ {print $2}' "/proc/$WORKER_PID/status")
-capbnd=$(awk '/^CapBnd:/ {print $2}' "/proc/$WORKER_PID/status")
-wnnp=$(awk '/^NoNewPrivs:/ {print $2}' "/proc/$WORKER_PID/status")
-[ "$capeff" = 00000000000000e1 ] && [ "$capbnd" = 00000000000000e1 ] && [ "$wnnp" = 1 ] &&
-  ok "the worker keeps only the capabilities it needs (CapEff $capeff, CapBnd $capbnd, NoNewPrivs)" ||
-  not_ok "the worker's CapEff '$capeff', CapBnd '$capbnd', NoNewPrivs '$wnnp'"
+# The worker (root): its VM pool thread keeps CHOWN, KILL, SETGID, SETUID
+# only; every other thread (gRPC, stores, the main one) keeps nothing.
+caps_of() { awk '/^(CapEff|CapBnd|NoNewPrivs):/ {printf "%s ", $2}' "$1"; }
+pool_caps= other_caps= others=0
+for t in /proc/$WORKER_PID/task/*; do
+  if [ "$(cat "$t/comm")" = vm-pool ]; then
+    pool_caps=$(caps_of "$t/status")
+  else
+    others=$((others + 1))
+    c=$(caps_of "$t/status")
+    [ "$c" = "0000000000000000 0000000000000000 1 " ] || other_caps="$other_caps $(basename "$t"):$c"
+  fi
+done
+[ "$pool_caps" = "00000000000000e1 00000000000000e1 1 " ] && [ -z "$other_caps" ] && [ "$others" -gt 3 ] &&
+  ok "the VM pool thread keeps CHOWN, KILL, SETGID, SETUID; the $others other threads keep nothing" ||
+  not_ok "worker thread capabilities: pool '$pool_caps', others with some:$other_caps ($others threads)"
 
 # Warm reuse: the same tenant's next compile runs in the same VM.
 t0=$(ms)
