@@ -7,7 +7,10 @@
  * the busy VM; with a bounded wait, -EDQUOT after it), the total cap (an idle VM of another tenant makes room),
  * idle teardown, a VM that crashes mid-exec (retried once on a fresh VM, a
  * second crash reported), a guest that never says hello, that freeing
- * the pool kills every VMM, and that with a uid range each VM has its own uid.
+ * the pool kills every VMM, and that with a uid range each VM has its own uid;
+ * with root and cgroups, the jail: each VMM in its own cgroup (removed with
+ * the VM), NO_NEW_PRIVS and seccomp, a 2770 run dir of group root, and the
+ * manager thread ("vm-pool") reduced to CHOWN, KILL, SETGID, SETUID.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +18,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -30,6 +34,7 @@
 #include "agent.pb-c.h"
 #include "frame.h"
 #include "fs.h"
+#include "privilege.h"
 #include "testutil.h"
 #include "vm_pool.h"
 #include "vmm_driver.h"
@@ -405,6 +410,103 @@ static void test_uid_range(void **state)
 	assert_int_not_equal(ua, ub);
 }
 
+/* The first line of a /proc file that starts with key, value only; "" if none. */
+static void proc_field(const char *path, const char *key, char *out, size_t size)
+{
+	out[0] = '\0';
+	FILE *fp = fopen(path, "re");
+	char line[512];
+	size_t n = strlen(key);
+	while (fp && fgets(line, sizeof(line), fp))
+		if (strncmp(line, key, n) == 0) {
+			char *v = line + n + strspn(line + n, ": \t");
+			v[strcspn(v, "\n")] = '\0';
+			snprintf(out, size, "%s", v);
+			break;
+		}
+	if (fp)
+		fclose(fp);
+}
+
+/* With root and cgroups: the jail the pool puts around each VMM (its own
+ * cgroup, NO_NEW_PRIVS and the seccomp filter, a 2770 run dir of group
+ * root), the manager thread reduced to the four capabilities, and the
+ * VM's cgroup removed once the pool is freed. */
+static void test_jail(void **state)
+{
+	struct fixture *f = *state;
+	struct stat st;
+	if (geteuid() != 0 || stat("/sys/fs/cgroup/memory/cgroup.procs", &st) < 0)
+		skip();
+	char name[32];
+	snprintf(name, sizeof(name), "hpcc-%d", (int)getpid());
+	struct vmm_cgroups *g = NULL;
+	struct error e = { 0 };
+	if (vmm_cgroups_open("/sys/fs/cgroup", name, &g, &e) < 0)
+		fail_msg("cgroups: %s", e.msg);
+	f->cfg.cgroups = g;
+	f->cfg.limits = (struct vmm_cgroup_limits){ .memory_bytes = 256u << 20, .pids_max = 64, .cpu_percent = 100 };
+	f->cfg.seccomp = true;
+	f->cfg.manager_caps_set = true;
+	f->cfg.manager_caps = privilege_microvm_caps();
+	start(f);
+	char vm[VM_NAME_MAX];
+	int pid = run(f, "alpha", "x", vm);
+	assert_true(pid > 0);
+	char path[512], v[256], want[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	proc_field(path, "NoNewPrivs", v, sizeof(v));
+	assert_string_equal(v, "1");
+	proc_field(path, "Seccomp:", v, sizeof(v));
+	assert_string_equal(v, "2");
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", pid);
+	char vm_id[VM_NAME_MAX];
+	snprintf(vm_id, sizeof(vm_id), "%s", vm);
+	vm_id[strcspn(vm_id, "@")] = '\0';
+	snprintf(want, sizeof(want), "/%s/%s", name, vm_id);
+	_cleanup_free_ char *cg = fs_read_text(path, 1 << 16, &e);
+	assert_non_null(cg);
+	assert_non_null(strstr(cg, want));
+	char run_dir[4200];
+	snprintf(run_dir, sizeof(run_dir), "%s/%s", f->run_base, vm_id);
+	assert_int_equal(stat(run_dir, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 02770);
+	assert_int_equal(st.st_gid, 0);
+	assert_int_equal(st.st_uid, 65534);
+	/* The manager thread ("vm-pool") keeps CHOWN, KILL, SETGID, SETUID. */
+	bool found = false;
+	DIR *d = opendir("/proc/self/task");
+	assert_non_null(d);
+	for (struct dirent *de; (de = readdir(d)) && !found;) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+		_cleanup_free_ char *comm = fs_read_text(path, 64, &e);
+		if (!comm || strcmp(comm, "vm-pool\n") != 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status", de->d_name);
+		proc_field(path, "CapEff", v, sizeof(v));
+		assert_string_equal(v, "00000000000000e1");
+		found = true;
+	}
+	closedir(d);
+	assert_true(found);
+	/* Freed: the VMM is gone, and its cgroup with it (the pids one; the
+	 * group's path is the same in every hierarchy below ours). */
+	char *line = strstr(cg, ":pids:");
+	assert_non_null(line);
+	line += strlen(":pids:");
+	line[strcspn(line, "\n")] = '\0';
+	char group[512];
+	snprintf(group, sizeof(group), "/sys/fs/cgroup/pids%s", line);
+	assert_int_equal(stat(group, &st), 0);
+	vm_pool_free(f->pool);
+	f->pool = NULL;
+	assert_false(alive(pid));
+	assert_int_equal(stat(group, &st), -1);
+	vmm_cgroups_close(g);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 5 && strcmp(argv[1], "--fake-guest") == 0)
@@ -432,6 +534,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_no_hello, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_image_not_imported, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uid_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_jail, setup, teardown),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	testutil_rm_rf(bindir);
