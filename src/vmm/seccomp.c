@@ -5,8 +5,8 @@
  * guest took over still cannot reach the kernel's most dangerous entry
  * points, open a network socket, or leave its namespaces. It is a
  * deny-list, not an allow-list, because it must hold for two VMMs and
- * their libraries (QEMU alone uses io_uring, userfaultfd-free migration
- * code, several thread pools) without breaking on their next release;
+ * their libraries (QEMU alone has userfaultfd-free migration code and
+ * several thread pools) without breaking on their next release;
  * every entry is a syscall that no VMM needs to run a guest.
  *
  * The program is classic BPF built by the parent into a caller's buffer,
@@ -155,6 +155,14 @@ int vmm_seccomp_build(bool allow_vsock, struct sock_filter *buf, size_t cap, siz
 	/* clone3() passes its flags in memory, out of a filter's reach:
 	 * "not implemented" makes the C library fall back to clone(). */
 	EMIT(JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1));
+	EMIT(STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)));
+#endif
+#ifdef __NR_io_uring_setup
+	/* io_uring: its requests (IORING_OP_SOCKET among them) never pass
+	 * through this filter, so a ring would open the sockets refused
+	 * above. "Not implemented" makes QEMU use its thread pool and ppoll
+	 * instead; without a ring, io_uring_enter and _register do nothing. */
+	EMIT(JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1));
 	EMIT(STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)));
 #endif
 	/* personality(): the query (0xffffffff) and PER_LINUX only; other

@@ -46,6 +46,12 @@ static int run(const char *action, char **rest)
 		if (syscall(SYS_clone3, NULL, 0) != -1 || errno != ENOSYS)
 			return 4;
 #endif
+		/* io_uring_setup must say ENOSYS too: a ring's requests would
+		 * bypass the filter. */
+#ifdef SYS_io_uring_setup
+		if (syscall(SYS_io_uring_setup, 1, NULL) != -1 || errno != ENOSYS)
+			return 5;
+#endif
 		return 0;
 	}
 	if (strcmp(action, "sleep") == 0) {
@@ -90,6 +96,16 @@ static int run(const char *action, char **rest)
 		(void)personality(ADDR_NO_RANDOMIZE);
 	else if (strcmp(action, "keyctl") == 0)
 		(void)syscall(SYS_keyctl, 0, 0, 0, 0, 0);
+#if defined(__x86_64__)
+	else if (strcmp(action, "x32") == 0)
+		(void)syscall(0x40000000L | SYS_getpid); /* the x32 ABI's getpid */
+	else if (strcmp(action, "int80") == 0) {
+		/* The i386 ABI's getpid (20) through int $0x80: another arch. */
+		long r;
+		__asm__ volatile("int $0x80" : "=a"(r) : "a"(20L) : "memory");
+		(void)r;
+	}
+#endif
 	else
 		return 2;
 	return 10;
@@ -99,7 +115,7 @@ int main(int argc, char **argv)
 {
 	static const char *const actions[] = { "ok", "sleep", "exec", "vsock", "socket-inet", "socket-netlink",
 						"ptrace", "unshare", "clone-newuser", "mount", "bpf", "personality",
-						"keyctl" };
+						"keyctl", "x32", "int80" };
 	if (argc >= 2) {
 		for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
 			if (strcmp(argv[1], actions[i]) == 0)

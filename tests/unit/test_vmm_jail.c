@@ -133,7 +133,7 @@ static void test_forbidden_kills(void **state)
 {
 	struct fixture *f = *state;
 	static const char *const forbidden[] = { "socket-inet", "socket-netlink", "ptrace", "unshare", "clone-newuser",
-						 "mount", "bpf", "personality", "keyctl", "vsock" };
+						 "mount", "bpf", "personality", "keyctl", "vsock", "x32", "int80" };
 	struct vmm_jail jail = jail_for(NULL, false);
 	for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++) {
 		int status = run_probe(f, forbidden[i], &jail);
