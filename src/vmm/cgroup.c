@@ -392,6 +392,38 @@ void vmm_cgroup_close_fds(struct vmm_cgroup *c)
 	}
 }
 
+int vmm_cgroup_kill_all(const struct vmm_cgroup *c)
+{
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		bool any = false;
+		for (unsigned i = 0; c && i < c->n; i++) {
+			char procs[8192];
+			if (!c->dirs[i] || read_file(c->dirs[i], "cgroup.procs", procs, sizeof(procs)) < 0)
+				continue;
+			for (char *line = procs, *end; *line; line = end) {
+				long pid = strtol(line, &end, 10);
+				if (end == line)
+					break;
+				if (pid > 0) {
+					any = true;
+					(void)kill((pid_t)pid, SIGKILL);
+				}
+				while (*end == '\n')
+					end++;
+			}
+		}
+		if (!any)
+			return 0;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 > CGROUP_REMOVE_WAIT_MS)
+			return -EBUSY;
+		struct timespec pause = { 0, 10 * 1000 * 1000 };
+		nanosleep(&pause, NULL);
+	}
+}
+
 void vmm_cgroup_remove(struct vmm_cgroup *c)
 {
 	if (!c)

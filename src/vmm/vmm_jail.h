@@ -68,6 +68,10 @@ int vmm_cgroup_create(struct vmm_cgroups *g, const char *vm_id, const struct vmm
 		      struct vmm_cgroup *ret, struct error *err);
 /* Closes the cgroup.procs fds (once the VMM runs in the group). */
 void vmm_cgroup_close_fds(struct vmm_cgroup *c);
+/* SIGKILLs every task in the VM's groups (what the VMM forked and moved
+ * out of its process group stays in its cgroup) until they are empty:
+ * 0, or -EBUSY if tasks remain after a short while. */
+int vmm_cgroup_kill_all(const struct vmm_cgroup *c);
 /* Removes the VM's directories, once its VMM has been reaped (retries for
  * a short while: the kernel frees a group a moment after its last task);
  * frees c's strings. Idempotent. */

@@ -71,6 +71,9 @@ struct vm_pool {
 	unsigned long next_id;
 	bool *slot_used;             /* 2 x max_vms entries, with a uid range */
 	bool cgroup_warned;          /* a VM ran without its cgroup (logged once) */
+	bool drop_reported;          /* the manager has reduced its privileges (or failed to) */
+	int drop_result;
+	struct error drop_error;
 	struct vm_pool_stats stats;
 };
 
@@ -123,13 +126,70 @@ static void remove_run_dir(const char *dir)
 	(void)rmdir(dir);
 }
 
-static void vm_destroy(struct vm *vm)
+/* The real uid of /proc/<name> from its status file (the directory's
+ * owner is root for a process that made itself non-dumpable), or -1. */
+static long task_real_uid(int proc_fd, const char *name)
+{
+	char path[64], text[4096];
+	snprintf(path, sizeof(path), "%s/status", name);
+	int fd = openat(proc_fd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	text[n] = '\0';
+	const char *u = strstr(text, "\nUid:");
+	return u ? strtol(u + 5, NULL, 10) : -1;
+}
+
+/* SIGKILLs every process whose real uid is uid, until none is left (a
+ * VM's own uid, from the uid range, belongs to nothing else); false if
+ * some remain after a short while. */
+static bool kill_uid_tasks(uid_t uid)
+{
+	for (int round = 0; round < 200; round++) {
+		bool any = false;
+		DIR *d = opendir("/proc");
+		if (!d)
+			return false;
+		for (struct dirent *e; (e = readdir(d));) {
+			char *end;
+			long pid = strtol(e->d_name, &end, 10);
+			if (*end || pid <= 0 || task_real_uid(dirfd(d), e->d_name) != (long)uid)
+				continue;
+			any = true;
+			(void)kill((pid_t)pid, SIGKILL);
+		}
+		closedir(d);
+		if (!any)
+			return true;
+		struct timespec pause = { 0, 10 * 1000 * 1000 };
+		nanosleep(&pause, NULL);
+	}
+	return false;
+}
+
+/* Tears one VM down. True when nothing of it runs any more: its uid slot
+ * may then go to another VM. A process the VMM forked that left its
+ * process group (setsid) survives vmm_kill: it is found by the VM's
+ * cgroup, and by its uid when the VM has one of its own. */
+static bool vm_destroy(struct vm *vm)
 {
 	agent_conn_close(vm->conn);
 	vmm_kill(&vm->proc);
+	bool clean = vm->proc.pid <= 0;
+	if (vmm_cgroup_kill_all(&vm->cgroup) < 0)
+		clean = false;
+	if (vm->slot >= 0 && geteuid() == 0 && !kill_uid_tasks(vm->uid))
+		clean = false;
 	/* Only once the VMM is reaped: a group with a task cannot go. */
 	if (vm->proc.pid <= 0)
 		vmm_cgroup_remove(&vm->cgroup);
+	if (!clean)
+		log_error("%s: processes of its VMM (uid %u) survived SIGKILL; its uid is not given to another VM",
+			  vm->id, (unsigned)vm->uid);
 	if (vm->run_dir)
 		remove_run_dir(vm->run_dir);
 	free(vm->tenant);
@@ -137,6 +197,7 @@ static void vm_destroy(struct vm *vm)
 	free(vm->rootfs);
 	free(vm->run_dir);
 	free(vm);
+	return clean;
 }
 
 /* Moves every DEAD VM that no exec uses off the list into *ret. */
@@ -163,8 +224,7 @@ static void destroy_list(struct vm_pool *p, struct vm *list)
 		if (list->show_console)
 			log_console_tail(list);
 		log_info("%s: torn down (tenant %s)", list->id, list->tenant);
-		vm_destroy(list);
-		if (slot >= 0) {
+		if (vm_destroy(list) && slot >= 0) {
 			pthread_mutex_lock(&p->lock);
 			p->slot_used[slot] = false;
 			pthread_mutex_unlock(&p->lock);
@@ -254,9 +314,19 @@ static void *manager_main(void *arg)
 	/* This thread spawns, signals and reaps the VMMs: it keeps what that
 	 * takes, every other thread of the worker keeps nothing (privilege.h). */
 	if (p->cfg.manager_caps_set) {
+		/* vm_pool_new waits for this: a manager that kept every
+		 * capability must not serve (nor share memory with the
+		 * client-facing threads). */
 		struct error e = { 0 };
-		if (privilege_drop(p->cfg.manager_caps, &e) < 0)
-			log_warn("VM pool: %s", e.msg);
+		int r = privilege_drop(p->cfg.manager_caps, &e);
+		pthread_mutex_lock(&p->lock);
+		p->drop_result = r;
+		p->drop_error = e;
+		p->drop_reported = true;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+		if (r < 0)
+			return NULL;
 	}
 	pthread_mutex_lock(&p->lock);
 	while (!p->exiting) {
@@ -398,6 +468,18 @@ int vm_pool_new(const struct vm_pool_config *cfg, struct vm_pool **ret, struct e
 	}
 	p->manager_started = true;
 	(void)pthread_setname_np(p->manager, "vm-pool");
+	if (cfg->manager_caps_set) {
+		pthread_mutex_lock(&p->lock);
+		while (!p->drop_reported)
+			pthread_cond_wait(&p->cond, &p->lock);
+		r = p->drop_result;
+		pthread_mutex_unlock(&p->lock);
+		if (r < 0) {
+			(void)error_set(err, r, "VM pool: %s", p->drop_error.msg);
+			vm_pool_free(p);
+			return r;
+		}
+	}
 	*ret = p;
 	return 0;
 }

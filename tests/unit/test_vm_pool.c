@@ -99,6 +99,24 @@ static int fake_guest(const char *sock, const char *mode, const char *markers)
 		}
 		if (strcmp(what, "sleep") == 0)
 			usleep(400000);
+		if (strcmp(what, "escape") == 0) {
+			/* A child that leaves the VMM's process group, as a
+			 * compromised VMM's would, and says where it is. */
+			pid_t c = fork();
+			if (c == 0) {
+				setsid();
+				for (;;)
+					pause();
+			}
+			char m[4096], v[32];
+			snprintf(m, sizeof(m), "%s/escaped", markers);
+			snprintf(v, sizeof(v), "%d\n", (int)c);
+			int mfd = open(m, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+			if (mfd >= 0) {
+				(void)!write(mfd, v, strlen(v));
+				close(mfd);
+			}
+		}
 		char pid[32];
 		snprintf(pid, sizeof(pid), "%d", (int)getpid());
 		Hpcc__V1__StdioChunk s = HPCC__V1__STDIO_CHUNK__INIT;
@@ -216,6 +234,34 @@ static int run(struct fixture *f, const char *tenant, const char *what, char vm[
 static bool alive(int pid)
 {
 	return kill(pid, 0) == 0;
+}
+
+/* Gone, or a zombie that init has not reaped yet: killed either way. */
+static bool dead(int pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *fp = fopen(path, "re");
+	if (!fp)
+		return true;
+	char line[512] = "";
+	bool z = fgets(line, sizeof(line), fp) && strstr(line, ") Z ");
+	fclose(fp);
+	return z;
+}
+
+/* The pid the fake guest's "escape" child wrote, or -1. */
+static int escaped_pid(void)
+{
+	char path[4200], v[32] = "";
+	snprintf(path, sizeof(path), "%s/escaped", marker_dir);
+	FILE *fp = fopen(path, "re");
+	if (!fp)
+		return -1;
+	if (!fgets(v, sizeof(v), fp))
+		v[0] = '\0';
+	fclose(fp);
+	return v[0] ? (int)strtol(v, NULL, 10) : -1;
 }
 
 static void test_reuse_and_tenants(void **state)
@@ -408,6 +454,20 @@ static void test_uid_range(void **state)
 	assert_true(ua >= 1900000000u && ua < 1900000000u + 2 * f->cfg.max_vms);
 	assert_true(ub >= 1900000000u && ub < 1900000000u + 2 * f->cfg.max_vms);
 	assert_int_not_equal(ua, ub);
+	/* A process that left the VMM's process group (no cgroup here) is
+	 * found by the VM's uid and killed with it: the uid's next VM, maybe
+	 * another tenant's, finds nothing of the last one. */
+	int vmm = run(f, "gamma", "escape", NULL);
+	assert_true(vmm > 0);
+	int esc = escaped_pid();
+	assert_true(esc > 0 && !dead(esc));
+	assert_int_equal((int)uid_of(esc), (int)uid_of(vmm));
+	vm_pool_free(f->pool);
+	f->pool = NULL;
+	for (int i = 0; i < 200 && !dead(esc); i++)
+		usleep(10000);
+	assert_true(dead(vmm));
+	assert_true(dead(esc));
 }
 
 /* The first line of a /proc file that starts with key, value only; "" if none. */
@@ -451,8 +511,11 @@ static void test_jail(void **state)
 	f->cfg.manager_caps = privilege_microvm_caps();
 	start(f);
 	char vm[VM_NAME_MAX];
-	int pid = run(f, "alpha", "x", vm);
+	/* "escape": the VMM forks a child that leaves its process group. */
+	int pid = run(f, "alpha", "escape", vm);
 	assert_true(pid > 0);
+	int esc = escaped_pid();
+	assert_true(esc > 0 && !dead(esc));
 	char path[512], v[256], want[256];
 	snprintf(path, sizeof(path), "/proc/%d/status", pid);
 	proc_field(path, "NoNewPrivs", v, sizeof(v));
@@ -503,6 +566,10 @@ static void test_jail(void **state)
 	vm_pool_free(f->pool);
 	f->pool = NULL;
 	assert_false(alive(pid));
+	/* The escaped child was in the VM's cgroup: killed with it (it shares
+	 * uid 65534 with every VMM here, so only the cgroup finds it), and
+	 * the group could go. */
+	assert_true(dead(esc));
 	assert_int_equal(stat(group, &st), -1);
 	vmm_cgroups_close(g);
 }
