@@ -91,15 +91,41 @@ void quota_free(struct quota *q)
 	free(q);
 }
 
+/* An entry that holds nothing any more: no limits of its own (from
+ * worker.ini), no compile running, its upload window over. */
+static bool idle_locked(const struct tenant_quota *t, int64_t now_ms)
+{
+	return !t->own_limits && t->execs == 0 &&
+	       (t->window_start_ms < 0 || now_ms - t->window_start_ms >= (int64_t)t->limits.upload_window_s * 1000 ||
+		now_ms < t->window_start_ms);
+}
+
 /* The tenant's entry, created with the defaults; NULL when out of memory
- * or past QUOTA_MAX_TENANTS. Called with the lock held. */
-static struct tenant_quota *tenant_locked(struct quota *q, const char *tenant)
+ * or past QUOTA_MAX_TENANTS entries that are all in use. At the cap, an
+ * idle entry is given to the new tenant: a long-running worker that has
+ * seen many tenants still serves new ones. Called with the lock held. */
+static struct tenant_quota *tenant_locked(struct quota *q, const char *tenant, int64_t now_ms)
 {
 	struct tenant_quota *t = q->tenants;
 	while (t && strcmp(t->name, tenant) != 0)
 		t = t->next;
-	if (t || q->n_tenants >= QUOTA_MAX_TENANTS || !(t = calloc(1, sizeof(*t))))
+	if (t)
 		return t;
+	if (q->n_tenants >= QUOTA_MAX_TENANTS) {
+		for (t = q->tenants; t && !idle_locked(t, now_ms); t = t->next)
+			;
+		char *name = t ? strdup(tenant) : NULL;
+		if (!name)
+			return NULL;
+		free(t->name);
+		t->name = name;
+		t->limits = q->defaults;
+		t->window_start_ms = -1;
+		t->window_used = 0;
+		return t;
+	}
+	if (!(t = calloc(1, sizeof(*t))))
+		return NULL;
 	if (!(t->name = strdup(tenant))) {
 		free(t);
 		return NULL;
@@ -115,7 +141,7 @@ static struct tenant_quota *tenant_locked(struct quota *q, const char *tenant)
 int quota_set_tenant(struct quota *q, const char *tenant, const struct quota_limits *l)
 {
 	pthread_mutex_lock(&q->lock);
-	struct tenant_quota *t = tenant_locked(q, tenant);
+	struct tenant_quota *t = tenant_locked(q, tenant, mono_ms());
 	if (t) {
 		t->limits = *l;
 		limits_fix(&t->limits);
@@ -255,7 +281,7 @@ static int too_many_tenants(struct quota *q, enum quota_kind kind, const char *t
 int quota_upload_charge(struct quota *q, const char *tenant, uint64_t n, int64_t now_ms, struct error *err)
 {
 	pthread_mutex_lock(&q->lock);
-	struct tenant_quota *t = tenant_locked(q, tenant);
+	struct tenant_quota *t = tenant_locked(q, tenant, now_ms);
 	if (!t) {
 		int r = too_many_tenants(q, QUOTA_UPLOAD, tenant, err);
 		pthread_mutex_unlock(&q->lock);
@@ -307,7 +333,7 @@ void quota_upload_refund(struct quota *q, const char *tenant, uint64_t n, int64_
 int quota_exec_acquire(struct quota *q, const char *tenant, struct error *err)
 {
 	pthread_mutex_lock(&q->lock);
-	struct tenant_quota *t = tenant_locked(q, tenant);
+	struct tenant_quota *t = tenant_locked(q, tenant, mono_ms());
 	int r = 0;
 	if (!t)
 		r = too_many_tenants(q, QUOTA_EXECS, tenant, err);

@@ -74,6 +74,32 @@ static void test_upload_window(void **state)
 	quota_free(q);
 }
 
+/* QUOTA_MAX_TENANTS entries in use: a new tenant is refused until one
+ * of them is idle (its window over, no compile running, no limits of its
+ * own), then takes that entry. */
+static void test_tenant_entries_recycled(void **state)
+{
+	(void)state;
+	struct quota *q = new_quota(64 * KIB, 60, 0, 0);
+	struct error err = { 0 };
+	int64_t t0 = 1000000;
+	char name[32];
+	for (int i = 0; i < QUOTA_MAX_TENANTS; i++) {
+		snprintf(name, sizeof(name), "t%d", i);
+		assert_int_equal(quota_upload_charge(q, name, KIB, t0, &err), 0);
+	}
+	assert_int_equal(quota_upload_charge(q, "newcomer", KIB, t0 + 1000, &err), -EDQUOT);
+	error_clear(&err);
+	/* One entry busy compiling is never taken; the others' windows end. */
+	assert_int_equal(quota_exec_acquire(q, "t0", &err), 0);
+	assert_int_equal(quota_upload_charge(q, "newcomer", KIB, t0 + 60000, &err), 0);
+	/* Its own window: a full quota's worth is there. */
+	assert_int_equal(quota_upload_charge(q, "newcomer", 63 * KIB, t0 + 60001, &err), 0);
+	assert_int_equal(quota_upload_charge(q, "newcomer", 1, t0 + 60002, &err), -EDQUOT);
+	quota_exec_release(q, "t0");
+	quota_free(q);
+}
+
 static void test_upload_refund(void **state)
 {
 	(void)state;
@@ -346,6 +372,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_upload_window),
 		cmocka_unit_test(test_upload_refund),
+		cmocka_unit_test(test_tenant_entries_recycled),
 		cmocka_unit_test(test_tenant_overrides),
 		cmocka_unit_test(test_exec_slots_threads),
 		cmocka_unit_test(test_refusal_log_capped),
