@@ -147,12 +147,19 @@ static int run_compile(char *const *argv, struct proc_result *res)
  * directory: the compiler names the file in its error, as GCC does on a
  * full disk ("closing dependency file ...: No space left on device"). The
  * failure is then hpcc's, and the user's command must run untouched. */
-static bool failed_on_own_file(const struct wrapper *w, char *const *run_argv, const struct buf *err)
+static bool failed_on_own_file(const struct wrapper *w, char *const *run_argv, const struct proc_result *res)
 {
+	/* Output that already went to the terminal cannot be taken back: a
+	 * second run would show it twice. */
+	if (res->out_passed || res->err_passed)
+		return false;
+	const struct buf *err = &res->err;
 	for (size_t i = 1; run_argv[i]; i++) {
 		const char *path = NULL;
 		if (strcmp(run_argv[i], "-MF") == 0)
 			path = run_argv[i + 1];
+		else if (strncmp(run_argv[i], "-MF", 3) == 0)
+			path = run_argv[i] + 3;
 		else if (run_argv[i][0] == '@')
 			path = run_argv[i] + 1;
 		if (!path || strlen(path) < 8)
@@ -320,7 +327,7 @@ static int via_daemon(struct wrapper *w)
 		/* Could not even start the compiler: let exec report it. */
 		return exec_real(w);
 	}
-	if (proc_exit_code(res.status) != 0 && failed_on_own_file(w, run_argv.v, &res.err)) {
+	if (proc_exit_code(res.status) != 0 && failed_on_own_file(w, run_argv.v, &res)) {
 		/* The daemon sees the connection close and drops the job. */
 		proc_result_free(&res);
 		count_locally(w, STAT_FALLBACK_STORE_ERROR);
@@ -413,7 +420,7 @@ static int in_process(struct wrapper *w)
 		struct engine_job *job = TAKE_PTR(res.job);
 		if (run_compile(res.run_argv.v, &pr) < 0) {
 			engine_abandon(e, job);
-		} else if (proc_exit_code(pr.status) != 0 && failed_on_own_file(w, res.run_argv.v, &pr.err)) {
+		} else if (proc_exit_code(pr.status) != 0 && failed_on_own_file(w, res.run_argv.v, &pr)) {
 			engine_abandon(e, job);
 			engine_count(e, STAT_FALLBACK_STORE_ERROR);
 			proc_result_free(&pr);

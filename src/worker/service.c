@@ -720,18 +720,19 @@ static int stage_inputs(struct worker *w, const char *tenant, const Hpcc__V1__Ex
 			return error_set(err, -EINVAL, "the preprocessed source does not match the manifest");
 		/* Kept like an uploaded input, for `hpcc reproduce` (which sends
 		 * no source); cas_put_blob re-checks the digest. It is an upload:
-		 * charged to the tenant's window, and under its CAS cap. */
+		 * charged to the tenant's window. Over the tenant's CAS cap it is
+		 * not kept (that action cannot be reproduced), but the compile
+		 * runs: it needs nothing from the store. */
 		struct digest d;
 		memcpy(d.b, a->inputs[0]->digest.data, DIGEST_LEN);
 		if (!req->skip_cache && !cas_has_blob(w->cas, tenant, &d)) {
 			int64_t at = now_ms();
 			if ((r = quota_upload_charge(w->quota, tenant, data.len, at, err)) < 0)
 				return r;
-			if ((r = cas_put_blob(w->cas, tenant, &d, data.data, data.len)) < 0)
+			if ((r = cas_put_blob(w->cas, tenant, &d, data.data, data.len)) < 0) {
 				quota_upload_refund(w->quota, tenant, data.len, at);
-			if (r == -EDQUOT) {
-				cas_quota_message(w->cas, tenant, data.len, err);
-				return r;
+				log_info("tenant %s: preprocessed source not kept for reproduce: %s", tenant,
+					 r == -EDQUOT ? "over the CAS cap" : strerror(-r));
 			}
 		}
 		return staging_write_file(s, a->inputs[0]->path, data.data, data.len, false, err);
