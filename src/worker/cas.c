@@ -25,9 +25,11 @@ struct tenant_store {
 	int64_t written;          /* bytes written since the last eviction check */
 	/* Bytes on disk, known once a [limits] cas_quota applies (a scan
 	 * finds it, then writes add their size and evictions set it). Writes
-	 * in flight count with their uncompressed size until they land. */
+	 * in flight count in reserved, with their uncompressed size, until
+	 * they land. */
 	int64_t size;
 	bool size_known;
+	uint64_t reserved;       /* bytes of writes under way, reserved under the cap: not in size */
 	int64_t cap_scan_s;       /* when a write over the cap last scanned to evict */
 	struct tenant_store *next;
 };
@@ -198,9 +200,12 @@ static int reserve(struct cas *c, struct tenant_store *t, size_t n)
 		set_size(c, t, left);
 	for (int pass = 0; pass < 2; pass++) {
 		pthread_mutex_lock(&c->lock);
-		bool fits = t->size_known && (uint64_t)t->size <= cap && n <= cap - (uint64_t)t->size;
+		/* A scan (set_size) sets size to what is on disk; writes under
+		 * way count apart, so that it cannot forget them. */
+		uint64_t held = t->size_known ? (uint64_t)t->size + t->reserved : 0;
+		bool fits = t->size_known && held <= cap && n <= cap - held;
 		if (fits)
-			t->size += (int64_t)n;
+			t->reserved += n;
 		pthread_mutex_unlock(&c->lock);
 		if (fits)
 			return 1;
@@ -240,8 +245,10 @@ static int put_entry(struct cas *c, struct tenant_store *t, enum store_kind kind
 	struct stats delta = { 0 };
 	int r = store_put(&t->store, kind, key, data, n, &delta);
 	pthread_mutex_lock(&c->lock);
+	if (reserved)
+		t->reserved -= n;
 	if (t->size_known) {
-		t->size += (r == 0 ? delta.v[STAT_CACHE_SIZE] : 0) - (reserved ? (int64_t)n : 0);
+		t->size += r == 0 ? delta.v[STAT_CACHE_SIZE] : 0;
 		if (t->size < 0)
 			t->size = 0;
 	}
