@@ -29,6 +29,7 @@
 #include "log.h"
 #include "macro.h"
 #include "privilege.h"
+#include "spawner.h"
 
 #define VM_ID_MAX 32
 #define CONSOLE_TAIL 600
@@ -123,9 +124,20 @@ static void remove_run_dir(const char *dir)
 	(void)rmdir(dir);
 }
 
-static void vm_destroy(struct vm *vm)
+static void vm_destroy(struct vm_pool *p, struct vm *vm)
 {
 	agent_conn_close(vm->conn);
+	if (p->cfg.spawner) {
+		/* Kill, reap, cgroup and run dir: the spawner's. */
+		if (vm->run_dir)
+			spawner_destroy(p->cfg.spawner, vm->id);
+		free(vm->tenant);
+		free(vm->image);
+		free(vm->rootfs);
+		free(vm->run_dir);
+		free(vm);
+		return;
+	}
 	vmm_kill(&vm->proc);
 	/* Only once the VMM is reaped: a group with a task cannot go. */
 	if (vm->proc.pid <= 0)
@@ -163,7 +175,7 @@ static void destroy_list(struct vm_pool *p, struct vm *list)
 		if (list->show_console)
 			log_console_tail(list);
 		log_info("%s: torn down (tenant %s)", list->id, list->tenant);
-		vm_destroy(list);
+		vm_destroy(p, list);
 		if (slot >= 0) {
 			pthread_mutex_lock(&p->lock);
 			p->slot_used[slot] = false;
@@ -208,8 +220,19 @@ static void kill_vm_locked(struct vm_pool *p, struct vm *vm, const char *why)
  * CAP_DAC_OVERRIDE, enter, connect and clean up through the group. No VMM
  * runs with gid 0, so no other VMM gets in. chmod first: it needs to own
  * the directory. */
-static int make_run_dir(const struct vm *vm, struct error *err)
+static int make_run_dir(struct vm_pool *p, struct vm *vm, struct error *err)
 {
+	if (p->cfg.spawner) {
+		char msg[256] = "";
+		int r = spawner_create(p->cfg.spawner, vm->id, vm->uid, msg, err);
+		if (r == 0 && msg[0]) {
+			p->stats.cgroup_failures++;
+			if (!p->cgroup_warned)
+				log_warn("%s: runs without a cgroup: %s", vm->id, msg);
+			p->cgroup_warned = true;
+		}
+		return r;
+	}
 	int r = mkdir(vm->run_dir, 0700) < 0 ? -errno : 0;
 	if (r == 0 && geteuid() == 0 && (chmod(vm->run_dir, 02770) < 0 || chown(vm->run_dir, vm->uid, 0) < 0))
 		r = -errno;
@@ -221,6 +244,8 @@ static int make_run_dir(const struct vm *vm, struct error *err)
 static int spawn_jailed(struct vm_pool *p, struct vm *vm, const struct strv *argv, struct error *err)
 {
 	int r;
+	if (p->cfg.spawner)
+		return spawner_spawn(p->cfg.spawner, vm->id, argv, &vm->proc.pid, err);
 	struct vmm_jail jail = {
 		.uid = vm->uid,
 		.gid = vm->gid,
@@ -284,7 +309,7 @@ static void *manager_main(void *arg)
 				};
 				int r = vmm_config_check(&vc, p->cfg.vmm, &err);
 				if (r == 0)
-					r = make_run_dir(vm, &err);
+					r = make_run_dir(p, vm, &err);
 				if (r == 0)
 					r = p->cfg.vmm->build(&vc, &argv, &err);
 				if (r == 0)
@@ -298,7 +323,10 @@ static void *manager_main(void *arg)
 			if (vm->state == VM_DEAD)
 				continue;
 			int status = 0;
-			if (vm->proc.pid > 0 && vmm_exited(&vm->proc, &status)) {
+			bool ended = p->cfg.spawner ? vm->proc.pid > 0 && spawner_exited(p->cfg.spawner, vm->id, &status)
+						    : vm->proc.pid > 0 && vmm_exited(&vm->proc, &status);
+			if (ended) {
+				vm->proc.pid = 0;
 				p->stats.broken++;
 				if (!vm->exit_logged)
 					log_vmm_exit(vm, status);
@@ -348,8 +376,9 @@ int vm_pool_new(const struct vm_pool_config *cfg, struct vm_pool **ret, struct e
 	int r = fs_mkdir_p(cfg->run_base, 0711);
 	if (r < 0)
 		return error_set(err, r, "cannot create %s: %s", cfg->run_base, strerror(-r));
-	/* Leftover run dirs of a previous worker (its VMMs died with it). */
-	DIR *d = opendir(cfg->run_base);
+	/* Leftover run dirs of a previous worker (its VMMs died with it);
+	 * split, the worker removed them as root before forking the spawner. */
+	DIR *d = cfg->spawner ? NULL : opendir(cfg->run_base);
 	if (d) {
 		struct dirent *e;
 		while ((e = readdir(d)))
@@ -513,7 +542,9 @@ static int boot_vm(struct vm_pool *p, struct vm *vm, struct error *err)
 		 * group) is the manager's, the thread with CAP_KILL. */
 		int status = 0;
 		pthread_mutex_lock(&p->lock);
-		bool gone = vm->state == VM_DEAD || vmm_peek_exited(&vm->proc, &status);
+		bool gone = vm->state == VM_DEAD ||
+			    (p->cfg.spawner ? spawner_exited(p->cfg.spawner, vm->id, &status)
+					    : vmm_peek_exited(&vm->proc, &status));
 		if (gone && vm->state != VM_DEAD && vm->proc.pid > 0 && !vm->exit_logged) {
 			log_vmm_exit(vm, status);
 			vm->exit_logged = true;
