@@ -61,8 +61,6 @@ W="$WORK/worker"
 check "worker init --microvm" grep -q '^kind = microvm' "$W/worker.ini"
 check "worker init --microvm: [worker] user = hpcc-worker, key.pem is the user's" \
   eval 'grep -q "^user = hpcc-worker" "$W/worker.ini" && [ "$(command stat -c %U "$W/key.pem")" = hpcc-worker ]'
-# The worker writes its port file as hpcc-worker.
-chown hpcc-worker "$W"
 sed -i "s|^dir = state/images|dir = $IMAGES|; s|^idle_timeout = 300|idle_timeout = 600\nboot_timeout = 120|" \
   "$W/worker.ini"
 
