@@ -179,6 +179,23 @@ static int do_create(struct helper *h, const struct request *rq, struct reply *r
 	return 0;
 }
 
+/* What the worker wrote into the run dir for the VMM (Firecracker's
+ * config file, mode 0600) becomes the VM's: plain files with one link
+ * only, never following a symlink. */
+static void give_files(const struct hvm *vm, gid_t gid)
+{
+	DIR *d = opendir(vm->run_dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		struct stat st;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+		    st.st_nlink == 1 && st.st_uid != vm->uid)
+			(void)fchownat(dirfd(d), e->d_name, vm->uid, gid, AT_SYMLINK_NOFOLLOW);
+	}
+	if (d)
+		closedir(d);
+}
+
 static int do_spawn(struct helper *h, const struct request *rq, const char *args, struct reply *rp)
 {
 	struct hvm *vm = find_vm(h, rq->vm_id);
@@ -205,6 +222,7 @@ static int do_spawn(struct helper *h, const struct request *rq, const char *args
 		.seccomp = h->cfg.seccomp,
 		.allow_vsock = h->cfg.allow_vsock,
 	};
+	give_files(vm, h->cfg.worker_gid);
 	struct error err = { 0 };
 	int r = vmm_spawn_jailed(&argv, vm->run_dir, &jail, &vm->proc, &err);
 	vmm_cgroup_close_fds(&vm->cg);

@@ -9,7 +9,8 @@
  *     serving after each;
  *   - a good VM: run dir 2770 of the VM's uid and the worker's group, the
  *     VMM runs as that uid, its exit is reported with its status, destroy
- *     removes the run dir;
+ *     removes the run dir; a file the worker wrote there (Firecracker's
+ *     config) is given to the VM's uid;
  *   - stopping the client kills the VMMs; so does killing the spawner.
  */
 #include <stdarg.h>
@@ -29,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "spawner.h"
 #include "testutil.h"
 
@@ -228,9 +230,16 @@ static void test_vm_life(void **state)
 	assert_int_equal(st.st_mode & 07777, 02770);
 	assert_int_equal(st.st_uid, UID0 + 2);
 	assert_int_equal(st.st_gid, WORKER_GID);
+	/* A config file the worker wrote there becomes the VM's. */
+	char *conf = NULL;
+	assert_true(asprintf(&conf, "%s/config.json", dir) > 0);
+	assert_int_equal(fs_write_atomic(conf, "{}", 2, 0600, false), 0);
 	_cleanup_strv_ struct strv a = sleep_argv("/bin/sleep");
 	pid_t pid = 0;
 	assert_int_equal(spawner_spawn(f->sp, "vm-000003", &a, &pid, &err), 0);
+	assert_int_equal(stat(conf, &st), 0);
+	assert_int_equal(st.st_uid, UID0 + 2);
+	free(conf);
 	char v[128];
 	status_field(pid, "Uid", v, sizeof(v));
 	assert_int_equal(strtoul(v, NULL, 10), UID0 + 2);
