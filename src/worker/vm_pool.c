@@ -219,7 +219,8 @@ static void kill_vm_locked(struct vm_pool *p, struct vm *vm, const char *why)
  * sockets) is group root's too: the worker's other threads, without
  * CAP_DAC_OVERRIDE, enter, connect and clean up through the group. No VMM
  * runs with gid 0, so no other VMM gets in. chmod first: it needs to own
- * the directory. */
+ * the directory. Split (spawner.h), the spawner makes it, with the worker
+ * user's group instead of root, and the VM's cgroup with it. */
 static int make_run_dir(struct vm_pool *p, struct vm *vm, struct error *err)
 {
 	if (p->cfg.spawner) {
@@ -377,7 +378,7 @@ int vm_pool_new(const struct vm_pool_config *cfg, struct vm_pool **ret, struct e
 	if (r < 0)
 		return error_set(err, r, "cannot create %s: %s", cfg->run_base, strerror(-r));
 	/* Leftover run dirs of a previous worker (its VMMs died with it);
-	 * split, the worker removed them as root before forking the spawner. */
+	 * split, the spawner removes them when it starts. */
 	DIR *d = cfg->spawner ? NULL : opendir(cfg->run_base);
 	if (d) {
 		struct dirent *e;
