@@ -324,13 +324,17 @@ static _Noreturn void helper_main(struct helper *h)
 /* In the child: the descriptors, the death signal, the privileges. */
 static void helper_setup(int sock, const struct spawner_config *cfg, pid_t parent)
 {
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)
-		_exit(1);
 	(void)prctl(PR_SET_NAME, "vmm-spawner", 0, 0, 0);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* A Ctrl-C to the process group is the worker's to handle: the
+	 * spawner goes when the worker closes the socket (or dies). The VMMs
+	 * get default dispositions back (vmm.c). */
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	/* 0, 1: /dev/null; 2: the worker's log (or /dev/null); 3: the socket. */
 	if (null_fd < 0 || dup2(sock, 1000) < 0 || log_move_fd(1001) < 0 ||
@@ -347,6 +351,9 @@ static void helper_setup(int sock, const struct spawner_config *cfg, pid_t paren
 		log_error("vmm-spawner: %s", err.code ? err.msg : strerror(errno));
 		_exit(1);
 	}
+	/* Last: a change of credentials may clear it. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)
+		_exit(1);
 }
 
 static char *dup_str(const char *s)

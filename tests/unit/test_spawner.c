@@ -6,7 +6,7 @@
  *   - it refuses uid 0, a uid outside the range, a uid in use, another
  *     binary, an id that is not "vm-<digits>" (a path), a spawn before the
  *     create, an oversized message, garbage and a lying length, and keeps
- *     serving after each;
+ *     serving after each (and after SIGTERM and SIGINT);
  *   - a good VM: run dir 2770 of the VM's uid and the worker's group, the
  *     VMM runs as that uid, its exit is reported with its status, destroy
  *     removes the run dir; a file the worker wrote there (Firecracker's
@@ -206,6 +206,10 @@ static void test_refusals(void **state)
 	memcpy(msg, &rq, sizeof(rq));
 	memcpy(msg + sizeof(rq), "/bin", 4);
 	assert_int_equal(spawner_raw(f->sp, msg, sizeof(msg), &err), -EINVAL);
+	/* A SIGTERM or SIGINT (a Ctrl-C to the group) is the worker's business. */
+	kill(spawner_pid(f->sp), SIGTERM);
+	kill(spawner_pid(f->sp), SIGINT);
+	usleep(50000);
 	/* Still serving: the right binary starts. */
 	assert_int_equal(spawner_spawn(f->sp, "vm-000001", &a, &pid, &err), 0);
 	assert_true(pid > 0);
