@@ -23,6 +23,15 @@ for p in "${want[@]}"; do
 done
 # The test servers' node modules (tests/idp, tests/s3), for the sets that run tests.
 npm_deps() { case "${1:-build}" in check|bench|demo) "$(dirname "$0")/npm-deps.sh" >/dev/null && "$(dirname "$0")/npm-deps.sh" "$(dirname "$0")/../tests/s3" >/dev/null ;; esac; }
+# The unprivileged user a worker started as root runs as ([worker] user,
+# docs/isolation.md); the tests' microVM workers use it.
+worker_user() {
+  case "${1:-build}" in check|bench|demo) ;; *) return 0 ;; esac
+  id hpcc-worker >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] || { echo "deps.sh: no user hpcc-worker (run as root to create it)" >&2; return 0; }
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin hpcc-worker
+}
+worker_user "${1:-build}"
 ((${#missing[@]} == 0)) && { npm_deps "${1:-build}"; exit 0; }
 
 if [ "$(id -u)" != 0 ]; then

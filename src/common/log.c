@@ -4,12 +4,14 @@
  */
 #include "log.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 static int log_fd = -1;
 static enum log_level log_max = LOG_WARN;
@@ -32,6 +34,17 @@ void log_close(void)
 	if (log_fd >= 0)
 		close(log_fd);
 	log_fd = -1;
+}
+
+int log_move_fd(int fd)
+{
+	if (log_fd < 0 || log_fd == fd)
+		return 0;
+	if (dup2(log_fd, fd) < 0)
+		return -errno;
+	close(log_fd);
+	log_fd = fd;
+	return 0;
 }
 
 int log_level_parse(const char *s)

@@ -11,6 +11,9 @@ enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void log_open(const char *path, enum log_level level);  /* path NULL or "" → off; "-" → stderr */
 void log_close(void);
+/* Moves the log onto fd (dup2; for a process that closes all other fds);
+ * 0 when there is no log. Returns 0 or a negative errno. */
+int log_move_fd(int fd);
 int log_level_parse(const char *s);
 void log_msg(enum log_level level, const char *fmt, ...) _printf_(2, 3);
 

@@ -5,11 +5,13 @@
  * commands. hpccd is installed beside hpcc.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "config.h"
@@ -112,12 +114,19 @@ static int worker_main(int argc, char **argv)
 		fprintf(stderr, "hpcc: worker: %s\n", err.msg);
 		return 1;
 	}
+	/* Opened while the worker may still be root: it then runs as [worker]
+	 * user, which may not create files where the port file goes. */
+	int port_fd = port_file ? open(port_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644) : -1;
+	if (port_file && port_fd < 0)
+		fprintf(stderr, "hpcc: worker: cannot create the port file %s: %s\n", port_file, strerror(errno));
 	/* Before any thread but the VM pool's exists: capabilities are per
 	 * thread, and every thread started from here on inherits the reduced
 	 * set (privilege.h). */
 	if (privilege_drop_for_worker(&wc, &err) < 0) {
 		fprintf(stderr, "hpcc: worker: %s\n", err.msg);
 		worker_config_free(&wc);
+		if (port_fd >= 0)
+			close(port_fd);
 		return 1;
 	}
 	/* Blocked before grpc starts any thread, so that every thread inherits
@@ -128,10 +137,13 @@ static int worker_main(int argc, char **argv)
 	struct worker *w = NULL;
 	if (worker_new(&wc, &w, &err) < 0) {
 		fprintf(stderr, "hpcc: worker: %s\n", err.msg);
+		if (port_fd >= 0)
+			close(port_fd);
 		rpc_global_shutdown();
 		return 1;
 	}
 	struct rpc_serve serve = { .what = "worker", .port = worker_port(w), .port_file = port_file,
+				   .use_port_fd = true, .port_fd = port_fd,
 				   .run = run_worker, .stop = stop_worker, .obj = w };
 	int r = rpc_serve_run(&serve, &set);
 	worker_free(w);

@@ -1,9 +1,11 @@
 /* The frame of a server command (see rpc_serve.h). */
 #include "rpc_serve.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "fs.h"
 #include "log.h"
@@ -55,7 +57,14 @@ int rpc_serve_run(const struct rpc_serve *s, sigset_t *set)
 	if (s->port_file) {
 		char text[32];
 		int len = snprintf(text, sizeof(text), "%d\n", s->port);
-		int r = fs_write_atomic(s->port_file, text, (size_t)len, 0644, false);
+		int r = -EBADF;
+		if (!s->use_port_fd)
+			r = fs_write_atomic(s->port_file, text, (size_t)len, 0644, false);
+		else if (s->port_fd >= 0) {
+			/* One write: a reader sees the file empty or whole. */
+			r = pwrite(s->port_fd, text, (size_t)len, 0) == len ? 0 : -EIO;
+			close(s->port_fd);
+		}
 		if (r < 0)
 			log_warn("%s: cannot write the port file %s", s->what, s->port_file);
 	}

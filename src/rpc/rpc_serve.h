@@ -6,6 +6,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+
 #include <signal.h>
 
 /* Call before any thread starts (grpc's included): every thread inherits the mask. */
@@ -15,6 +17,11 @@ struct rpc_serve {
 	const char *what;        /* "worker", "scheduler": for the messages */
 	int port;
 	const char *port_file;   /* NULL: none */
+	/* When set, the port goes to port_fd (the port file, opened before the
+	 * process gave up root: a worker running as [worker] user may not be
+	 * able to create files next to it) instead; closed here. */
+	bool use_port_fd;
+	int port_fd;
 	int (*run)(void *obj);   /* serves until stop; < 0 on failure */
 	void (*stop)(void *obj); /* from the signal thread */
 	void *obj;

@@ -13,6 +13,7 @@
  * execve the child calls only async-signal-safe functions on data the
  * parent prepared, as the worker is multi-threaded.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/seccomp.h>
@@ -573,4 +574,46 @@ int vmm_unix_connect(const char *run_dir, const char *name, int *ret_fd, struct 
 		return error_set(err, negative_errno(), "vmm: cannot make the socket blocking: %s", strerror(errno));
 	*ret_fd = TAKE_FD(fd);
 	return 0;
+}
+
+/* The real uid of /proc/<name> from its status file (the directory's
+ * owner is root for a process that made itself non-dumpable), or -1. */
+static long task_real_uid(int proc_fd, const char *name)
+{
+	char path[64], text[4096];
+	snprintf(path, sizeof(path), "%s/status", name);
+	int fd = openat(proc_fd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	text[n] = '\0';
+	const char *u = strstr(text, "\nUid:");
+	return u ? strtol(u + 5, NULL, 10) : -1;
+}
+
+bool vmm_kill_uid(uid_t uid)
+{
+	for (int round = 0; round < 200; round++) {
+		bool any = false;
+		DIR *d = opendir("/proc");
+		if (!d)
+			return false;
+		for (struct dirent *e; (e = readdir(d));) {
+			char *end;
+			long pid = strtol(e->d_name, &end, 10);
+			if (*end || pid <= 0 || task_real_uid(dirfd(d), e->d_name) != (long)uid)
+				continue;
+			any = true;
+			(void)kill((pid_t)pid, SIGKILL);
+		}
+		closedir(d);
+		if (!any)
+			return true;
+		struct timespec pause = { 0, 10 * 1000 * 1000 };
+		nanosleep(&pause, NULL);
+	}
+	return false;
 }

@@ -89,6 +89,12 @@ int vmm_spawn_jailed(const struct strv *argv, const char *run_dir, const struct 
 void vmm_kill(struct vmm_process *p);
 /* True if the process has exited (reaps it, without blocking). */
 bool vmm_exited(struct vmm_process *p, int *ret_status);
+/* SIGKILLs every process whose real uid is uid until none is left: what a
+ * VMM forked and moved out of its process group (setsid) survives
+ * vmm_kill. Only for a VM's own uid from a uid range, which belongs to
+ * nothing else (two workers on one host must not share a range). False if
+ * some remain after about 2 s. Needs CAP_KILL for other uids. */
+bool vmm_kill_uid(uid_t uid);
 /* True if the process has exited, without reaping or signalling anything
  * (no privilege needed: threads without CAP_KILL use it); *ret_status, as
  * waitpid would give it, when it returns true. */

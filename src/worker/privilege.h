@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "error.h"
 
@@ -32,6 +33,16 @@ uint64_t privilege_microvm_caps(void);
 int privilege_drop(uint64_t keep, struct error *err);
 
 struct worker_config;
+/* [worker] user: 1 with its uid and gid when a worker running as root is to
+ * become it, 0 when it stays as it is (not root, no user, "root"), or a
+ * negative errno (unknown user, uid or gid 0). */
+int privilege_worker_user(const struct worker_config *c, uid_t *ret_uid, gid_t *ret_gid, struct error *err);
+/* Once per process, as root with one thread: gives the state dir to
+ * [worker] user (all but vms/), becomes that user (no supplementary
+ * groups), drops every capability but CAP_NET_BIND_SERVICE for a port below
+ * 1024 (privilege_drop), then checks it can still read its state dir and
+ * TLS, token and S3 credential files. Without a user: one warning, 0. */
+int privilege_become_worker(const struct worker_config *c, struct error *err);
 /* First opens the microVM runtime (runtime_microvm_prepare: its cgroup may
  * need CAP_DAC_OVERRIDE, and its VM pool thread reduces itself to
  * privilege_microvm_caps()), then drops the calling thread, and so every

@@ -15,6 +15,7 @@
 #include "runtime.h"
 #include "privilege.h"
 #include "runtime_microvm.h"
+#include "spawner.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +49,7 @@ static int64_t now_us(void)
 struct microvm {
 	struct vm_pool *pool;
 	struct vmm_cgroups *cgroups;
+	struct spawner *spawner; /* split (spawner.h); it owns the cgroups then */
 };
 
 /* Where the cgroup hierarchies are mounted; tests point it elsewhere
@@ -169,7 +171,9 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 		return r;
 	uid_t uid = getuid();
 	gid_t gid = getgid();
-	if (geteuid() == 0) {
+	/* Started as root (this process may become [worker] user below). */
+	bool root = geteuid() == 0;
+	if (root) {
 		struct passwd pw, *found = NULL;
 		char pwbuf[4096];
 		if (getpwnam_r(w->vm_user, &pw, pwbuf, sizeof(pwbuf), &found) != 0 || !found)
@@ -212,6 +216,44 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 		.pids_max = w->vm_cgroup_pids,
 		.cpu_percent = 100 * (w->vm_cgroup_cpus ? w->vm_cgroup_cpus : w->vcpus),
 	};
+	/* Split by process (spawner.h) when root has a [worker] user to
+	 * become: the spawner is forked now, with one thread, then this
+	 * process becomes that user before the pool's thread starts. */
+	uid_t worker_uid = 0;
+	gid_t worker_gid = 0;
+	struct spawner *spawner = NULL;
+	bool had_cgroups = cgroups != NULL;
+	if ((r = privilege_worker_user(w, &worker_uid, &worker_gid, err)) < 0) {
+		vmm_cgroups_close(cgroups);
+		return r;
+	}
+	if (r > 0) {
+		struct spawner_config sc = {
+			.binary = w->vmm_binary,
+			.run_base = run_base,
+			.vm_uid = w->vm_uid_base > 0 ? (uid_t)w->vm_uid_base : uid,
+			.n_uids = w->vm_uid_base > 0 ? 2 * w->max_vms : 1,
+			.vm_gid = gid,
+			.worker_gid = worker_gid,
+			.max_vms = w->max_vms,
+			.cgroups = cgroups,
+			.limits = limits,
+			.cgroup_required = w->vm_cgroup == WORKER_CGROUP_REQUIRED,
+			.seccomp = w->vm_seccomp,
+			.allow_vsock = strcmp(vmm->name, "firecracker") == 0,
+		};
+		if ((r = spawner_start(&sc, &spawner, err)) < 0) {
+			vmm_cgroups_close(cgroups);
+			return r;
+		}
+		cgroups = NULL; /* the spawner's now */
+		if ((r = privilege_become_worker(w, err)) < 0) {
+			spawner_stop(spawner);
+			return r;
+		}
+		log_info("microvm: split by process: the VMM spawner (pid %d) keeps SETUID, SETGID, KILL, CHOWN; this "
+			 "process runs as %s", (int)spawner_pid(spawner), w->worker_user);
+	}
 	struct vm_pool_config pc = {
 		.cgroups = cgroups,
 		.limits = limits,
@@ -219,7 +261,8 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 		.seccomp = w->vm_seccomp,
 		/* Only the pool's manager thread keeps capabilities (and only
 		 * when the worker runs as root: a user has none to drop). */
-		.manager_caps_set = geteuid() == 0,
+		.manager_caps_set = root && !spawner,
+		.spawner = spawner,
 		.manager_caps = privilege_microvm_caps(),
 		.vmm = vmm,
 		.binary = w->vmm_binary,
@@ -229,7 +272,7 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 		.sandbox = w->sandbox,
 		.uid = uid,
 		.gid = gid,
-		.uid_base = geteuid() == 0 ? (uid_t)w->vm_uid_base : 0,
+		.uid_base = root ? (uid_t)w->vm_uid_base : 0,
 		.vcpus = w->vcpus,
 		.memory_mib = w->memory_mib,
 		.max_vms = w->max_vms,
@@ -244,24 +287,27 @@ static int mv_open(const struct runtime_config *cfg, void **ret_state, struct er
 	struct microvm *m = calloc(1, sizeof(*m));
 	if (!m) {
 		vmm_cgroups_close(cgroups);
+		spawner_stop(spawner);
 		return error_set(err, -ENOMEM, "out of memory");
 	}
 	m->cgroups = cgroups;
+	m->spawner = spawner;
 	if ((r = vm_pool_new(&pc, &m->pool, err)) < 0) {
 		vmm_cgroups_close(cgroups);
+		spawner_stop(spawner);
 		free(m);
 		return r;
 	}
-	if (cgroups)
-		log_info("microvm: each VMM runs in its own cgroup (%s): memory %llu MiB, pids %u, CPU %u%%",
-			 vmm_cgroups_version(cgroups), (unsigned long long)(limits.memory_bytes >> 20), limits.pids_max,
+	if (had_cgroups)
+		log_info("microvm: each VMM runs in its own cgroup%s%s%s: memory %llu MiB, pids %u, CPU %u%%",
+			 cgroups ? " (" : "", cgroups ? vmm_cgroups_version(cgroups) : "", cgroups ? ")" : "", (unsigned long long)(limits.memory_bytes >> 20), limits.pids_max,
 			 limits.cpu_percent);
 	if (!w->vm_seccomp)
 		log_warn("microvm: [microvm] seccomp = false: VMMs run without hpcc's seccomp filter");
 	if (strcmp(accel, "tcg") == 0)
 		log_warn("microvm: running guests under TCG software emulation (allow_tcg = true): about 30x slower "
 			 "than KVM; for tests and demos only");
-	if (w->vm_uid_base > 0 && geteuid() == 0)
+	if (w->vm_uid_base > 0 && root)
 		log_info("microvm: %s with %s, %u vCPUs and %u MiB per VM, at most %u VMs (%u per tenant), VM n runs as "
 			 "uid %u+n", vmm->name, accel, w->vcpus, w->memory_mib, w->max_vms, w->max_vms_per_tenant,
 			 w->vm_uid_base);
@@ -390,6 +436,7 @@ static void mv_close(void *state)
 	if (!m)
 		return;
 	vm_pool_free(m->pool);
+	spawner_stop(m->spawner);
 	vmm_cgroups_close(m->cgroups);
 	free(m);
 }

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "macro.h"
 #include "privilege.h"
+#include "spawner.h"
 
 #define VM_ID_MAX 32
 #define CONSOLE_TAIL 600
@@ -126,63 +127,29 @@ static void remove_run_dir(const char *dir)
 	(void)rmdir(dir);
 }
 
-/* The real uid of /proc/<name> from its status file (the directory's
- * owner is root for a process that made itself non-dumpable), or -1. */
-static long task_real_uid(int proc_fd, const char *name)
-{
-	char path[64], text[4096];
-	snprintf(path, sizeof(path), "%s/status", name);
-	int fd = openat(proc_fd, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	text[n] = '\0';
-	const char *u = strstr(text, "\nUid:");
-	return u ? strtol(u + 5, NULL, 10) : -1;
-}
-
-/* SIGKILLs every process whose real uid is uid, until none is left (a
- * VM's own uid, from the uid range, belongs to nothing else); false if
- * some remain after a short while. */
-static bool kill_uid_tasks(uid_t uid)
-{
-	for (int round = 0; round < 200; round++) {
-		bool any = false;
-		DIR *d = opendir("/proc");
-		if (!d)
-			return false;
-		for (struct dirent *e; (e = readdir(d));) {
-			char *end;
-			long pid = strtol(e->d_name, &end, 10);
-			if (*end || pid <= 0 || task_real_uid(dirfd(d), e->d_name) != (long)uid)
-				continue;
-			any = true;
-			(void)kill((pid_t)pid, SIGKILL);
-		}
-		closedir(d);
-		if (!any)
-			return true;
-		struct timespec pause = { 0, 10 * 1000 * 1000 };
-		nanosleep(&pause, NULL);
-	}
-	return false;
-}
-
 /* Tears one VM down. True when nothing of it runs any more: its uid slot
  * may then go to another VM. A process the VMM forked that left its
  * process group (setsid) survives vmm_kill: it is found by the VM's
- * cgroup, and by its uid when the VM has one of its own. */
-static bool vm_destroy(struct vm *vm)
+ * cgroup, and by its uid when the VM has one of its own (with a spawner,
+ * the spawner does all of this). */
+static bool vm_destroy(struct vm_pool *p, struct vm *vm)
 {
 	agent_conn_close(vm->conn);
+	if (p->cfg.spawner) {
+		/* Kill, reap, cgroup and run dir: the spawner's. */
+		bool clean = !vm->run_dir || spawner_destroy(p->cfg.spawner, vm->id);
+		free(vm->tenant);
+		free(vm->image);
+		free(vm->rootfs);
+		free(vm->run_dir);
+		free(vm);
+		return clean;
+	}
 	vmm_kill(&vm->proc);
 	bool clean = vm->proc.pid <= 0;
 	if (vmm_cgroup_kill_all(&vm->cgroup) < 0)
 		clean = false;
-	if (vm->slot >= 0 && geteuid() == 0 && !kill_uid_tasks(vm->uid))
+	if (vm->slot >= 0 && geteuid() == 0 && !vmm_kill_uid(vm->uid))
 		clean = false;
 	/* Only once the VMM is reaped: a group with a task cannot go. */
 	if (vm->proc.pid <= 0)
@@ -224,7 +191,7 @@ static void destroy_list(struct vm_pool *p, struct vm *list)
 		if (list->show_console)
 			log_console_tail(list);
 		log_info("%s: torn down (tenant %s)", list->id, list->tenant);
-		if (vm_destroy(list) && slot >= 0) {
+		if (vm_destroy(p, list) && slot >= 0) {
 			pthread_mutex_lock(&p->lock);
 			p->slot_used[slot] = false;
 			pthread_mutex_unlock(&p->lock);
@@ -267,9 +234,21 @@ static void kill_vm_locked(struct vm_pool *p, struct vm *vm, const char *why)
  * sockets) is group root's too: the worker's other threads, without
  * CAP_DAC_OVERRIDE, enter, connect and clean up through the group. No VMM
  * runs with gid 0, so no other VMM gets in. chmod first: it needs to own
- * the directory. */
-static int make_run_dir(const struct vm *vm, struct error *err)
+ * the directory. Split (spawner.h), the spawner makes it, with the worker
+ * user's group instead of root, and the VM's cgroup with it. */
+static int make_run_dir(struct vm_pool *p, struct vm *vm, struct error *err)
 {
+	if (p->cfg.spawner) {
+		char msg[256] = "";
+		int r = spawner_create(p->cfg.spawner, vm->id, vm->uid, msg, err);
+		if (r == 0 && msg[0]) {
+			p->stats.cgroup_failures++;
+			if (!p->cgroup_warned)
+				log_warn("%s: runs without a cgroup: %s", vm->id, msg);
+			p->cgroup_warned = true;
+		}
+		return r;
+	}
 	int r = mkdir(vm->run_dir, 0700) < 0 ? -errno : 0;
 	if (r == 0 && geteuid() == 0 && (chmod(vm->run_dir, 02770) < 0 || chown(vm->run_dir, vm->uid, 0) < 0))
 		r = -errno;
@@ -281,6 +260,8 @@ static int make_run_dir(const struct vm *vm, struct error *err)
 static int spawn_jailed(struct vm_pool *p, struct vm *vm, const struct strv *argv, struct error *err)
 {
 	int r;
+	if (p->cfg.spawner)
+		return spawner_spawn(p->cfg.spawner, vm->id, argv, &vm->proc.pid, err);
 	struct vmm_jail jail = {
 		.uid = vm->uid,
 		.gid = vm->gid,
@@ -354,7 +335,7 @@ static void *manager_main(void *arg)
 				};
 				int r = vmm_config_check(&vc, p->cfg.vmm, &err);
 				if (r == 0)
-					r = make_run_dir(vm, &err);
+					r = make_run_dir(p, vm, &err);
 				if (r == 0)
 					r = p->cfg.vmm->build(&vc, &argv, &err);
 				if (r == 0)
@@ -368,7 +349,10 @@ static void *manager_main(void *arg)
 			if (vm->state == VM_DEAD)
 				continue;
 			int status = 0;
-			if (vm->proc.pid > 0 && vmm_exited(&vm->proc, &status)) {
+			bool ended = p->cfg.spawner ? vm->proc.pid > 0 && spawner_exited(p->cfg.spawner, vm->id, &status)
+						    : vm->proc.pid > 0 && vmm_exited(&vm->proc, &status);
+			if (ended) {
+				vm->proc.pid = 0;
 				p->stats.broken++;
 				if (!vm->exit_logged)
 					log_vmm_exit(vm, status);
@@ -418,8 +402,9 @@ int vm_pool_new(const struct vm_pool_config *cfg, struct vm_pool **ret, struct e
 	int r = fs_mkdir_p(cfg->run_base, 0711);
 	if (r < 0)
 		return error_set(err, r, "cannot create %s: %s", cfg->run_base, strerror(-r));
-	/* Leftover run dirs of a previous worker (its VMMs died with it). */
-	DIR *d = opendir(cfg->run_base);
+	/* Leftover run dirs of a previous worker (its VMMs died with it);
+	 * split, the spawner removes them when it starts. */
+	DIR *d = cfg->spawner ? NULL : opendir(cfg->run_base);
 	if (d) {
 		struct dirent *e;
 		while ((e = readdir(d)))
@@ -595,7 +580,9 @@ static int boot_vm(struct vm_pool *p, struct vm *vm, struct error *err)
 		 * group) is the manager's, the thread with CAP_KILL. */
 		int status = 0;
 		pthread_mutex_lock(&p->lock);
-		bool gone = vm->state == VM_DEAD || vmm_peek_exited(&vm->proc, &status);
+		bool gone = vm->state == VM_DEAD ||
+			    (p->cfg.spawner ? spawner_exited(p->cfg.spawner, vm->id, &status)
+					    : vmm_peek_exited(&vm->proc, &status));
 		if (gone && vm->state != VM_DEAD && vm->proc.pid > 0 && !vm->exit_logged) {
 			log_vmm_exit(vm, status);
 			vm->exit_logged = true;

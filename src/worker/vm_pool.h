@@ -53,6 +53,10 @@ struct vm_pool_config {
 	 * worker's other threads keep none (privilege.h). */
 	bool manager_caps_set;
 	uint64_t manager_caps;
+	/* When set, the worker runs split (spawner.h): run dirs, cgroups,
+	 * spawning, killing and reaping VMMs are the spawner process's, and
+	 * cgroups and manager_caps are unused. */
+	struct spawner *spawner;
 	const char *run_base;       /* per-VM run directories go here */
 	const char *images_dir;     /* <hex>.sqsh files (hpcc image import) */
 };

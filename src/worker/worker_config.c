@@ -301,7 +301,13 @@ static int handler(void *user, const char *section, const char *key, const char 
 		r = set_path(st, &c->sched_token_file, value);
 	else if (strcmp(name, "scheduler.advertise") == 0)
 		r = set_str(&c->advertise, value);
-	else if (strcmp(name, "worker.cache_mode") == 0) {
+	else if (strcmp(name, "worker.user") == 0) {
+		if (strlen(value) > 32 || strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+		    strlen(value))
+			r = error_set(st->err, -EINVAL, "%s: '%.40s' is not a user name", name, value);
+		else
+			r = set_str(&c->worker_user, value);
+	} else if (strcmp(name, "worker.cache_mode") == 0) {
 		if (strcmp(value, "local") != 0 && strcmp(value, "paranoid") != 0)
 			r = error_set(st->err, -EINVAL, "%s: '%s' is not local or paranoid", name, value);
 		else
@@ -730,6 +736,7 @@ void worker_config_free(struct worker_config *c)
 	free(c->initrd);
 	free(c->accel);
 	free(c->vm_user);
+	free(c->worker_user);
 	strv_free(&c->sched_addresses);
 	strv_free(&c->sched_pins);
 	free(c->sched_token_file);

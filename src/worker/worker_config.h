@@ -71,6 +71,9 @@ struct worker_config {
 	 * default with an [s3] section, which it requires): workers are the
 	 * only ones that read and write the shared tier. */
 	char *cache_mode;
+	/* [worker] user: the unprivileged user a worker started as root runs as
+	 * (docs/isolation.md); NULL, "" or "root": stays root (a warning). */
+	char *worker_user;
 	/* [s3]: the shared tier (docs/s3.md). Credentials come from
 	 * credentials_file or the environment, never from worker.ini. */
 	bool s3;                     /* an [s3] section was given */

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,7 +328,7 @@ int worker_init_main(int argc, char **argv)
 		     "dir = state\n"
 		     "cert = cert.pem\n"
 		     "key = key.pem\n"
-		     "%s"
+		     "%s%s"
 		     "# The toolchain images this worker serves. For unsafe-local this names\n"
 		     "# the host's compilers (hpcc worker host-image).\n"
 		     "images = %s\n"
@@ -344,6 +345,10 @@ int worker_init_main(int argc, char **argv)
 		     "# trusted clients. The microVM runtime is the one to use otherwise.\n"
 		     "allow_unsafe_local = %s\n",
 		     id, listen,
+		     microvm ? "# Started as root, the worker forks a small VMM spawner and runs as this\n"
+			       "# user, without capabilities (docs/isolation.md). Create it with\n"
+			       "# useradd --system --no-create-home --shell /usr/sbin/nologin hpcc-worker\n"
+			       "user = hpcc-worker\n" : "",
 		     own_key ? "# Verifies routing tokens (signed by hpcc token issue with the signing key,\n"
 			       "# which must never be readable by this worker).\n"
 			       "token_key = token-verify.pem\n" : "",
@@ -392,6 +397,17 @@ int worker_init_main(int argc, char **argv)
 	if (write_text(dir, "cert.pem", cert, 0644) < 0 || write_text(dir, "key.pem", key, 0600) < 0 ||
 	    write_text(dir, "worker.ini", ini, 0644) < 0)
 		return 1;
+	if (microvm && geteuid() == 0) {
+		/* The worker reads its TLS key as [worker] user. */
+		struct passwd *pw = getpwnam("hpcc-worker");
+		_cleanup_free_ char *key_path = path_join(dir, "key.pem");
+		if (!pw)
+			fprintf(stderr, "hpcc: worker init: create the user hpcc-worker before starting the worker "
+				"(useradd --system --no-create-home --shell /usr/sbin/nologin hpcc-worker), then "
+				"chown hpcc-worker %s/key.pem\n", dir);
+		else if (!key_path || chown(key_path, pw->pw_uid, pw->pw_gid) < 0)
+			fprintf(stderr, "hpcc: worker init: cannot give %s/key.pem to hpcc-worker\n", dir);
+	}
 	/* What the worker will refuse at start (a token file others can
 	 * read, a malformed pin) is better said now. */
 	struct worker_config check;

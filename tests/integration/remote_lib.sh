@@ -14,6 +14,13 @@ start_worker() {
     "$HPCC" worker init "$dir" --id "$id" --listen 127.0.0.1:0 --signing-key "$dir.signing.pem" $flag \
       >"$dir.init" 2>&1 || return 1
   fi
+  # As root, the worker runs as hpcc-worker ([worker] user, docs/isolation.md)
+  # when that user exists (scripts/deps.sh check makes it).
+  if [ "$(id -u)" = 0 ] && id hpcc-worker >/dev/null 2>&1 && ! grep -q '^user = hpcc-worker' "$dir/worker.ini"; then
+    sed -i 's/^\[worker\]$/[worker]\nuser = hpcc-worker/' "$dir/worker.ini"
+    chown hpcc-worker "$dir/key.pem"
+    chmod o+x "$WORK" "$dir"
+  fi
   rm -f "$dir/port"
   HPCC_LOG_FILE="$dir/worker.log" HPCC_LOG_LEVEL=info "$HPCC" worker --config "$dir/worker.ini" \
     --port-file "$dir/port" >>"$dir/worker.out" 2>&1 &

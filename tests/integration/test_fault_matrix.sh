@@ -132,12 +132,15 @@ PIDS+=("$S3_PID")
 S3=http://127.0.0.1:$S3_PORT
 printf '[default]\naws_access_key_id = AKWORKER\naws_secret_access_key = worker-secret\n' >"$WORK/s3-creds"
 chmod 600 "$WORK/s3-creds"
-mkdir -p "$WORK/slowbin"
+# The worker reads it as hpcc-worker when it runs as that user (remote_lib.sh).
+id hpcc-worker >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && chown hpcc-worker "$WORK/s3-creds"
+mkdir -p "$WORK/slowbin" "$WORK/marks"
+chmod 1777 "$WORK/marks"   # the slow gcc writes its mark as the worker's user
 # A gcc that, while $WORK/slow.on exists, marks its start and sleeps before
 # compiling: the worker can be killed in the middle of an exec.
 cat >"$WORK/slowbin/gcc" <<EOF
 #!/bin/sh
-case " \$* " in *" -c "*) if [ -e "$WORK/slow.on" ]; then : >"$WORK/exec.mark"; sleep 3; fi ;; esac
+case " \$* " in *" -c "*) if [ -e "$WORK/slow.on" ]; then : >"$WORK/marks/exec.mark"; sleep 3; fi ;; esac
 exec /usr/bin/gcc "\$@"
 EOF
 chmod +x "$WORK/slowbin/gcc"
@@ -206,10 +209,10 @@ if wanted "worker kill -9 mid-exec"; then
   fresh_cache exec
   direct
   : >"$WORK/slow.on"
-  rm -f "$WORK/exec.mark" "$P/ex.o"
+  rm -f "$WORK/marks/exec.mark" "$P/ex.o"
   compile_one ex &
   cpid=$!
-  c_check build "the worker's gcc is running" wait_until_file "$WORK/exec.mark"
+  c_check build "the worker's gcc is running" wait_until_file "$WORK/marks/exec.mark"
   kill9_w1
   rm -f "$WORK/slow.on"
   if wait $cpid; then c_ok "worker killed -9 mid-exec: the compile passes"; else c_fail build "the compile failed"; fi
@@ -257,10 +260,10 @@ if wanted "S3 down"; then
   # S3 stops while the worker compiles s3d2 (the slow gcc): its result
   # cannot reach the shared tier.
   : >"$WORK/slow.on"
-  rm -f "$WORK/exec.mark" "$P/s3d2.o"
+  rm -f "$WORK/marks/exec.mark" "$P/s3d2.o"
   compile_one s3d2 &
   cpid=$!
-  c_check build "s3d2 is compiling on the worker" wait_until_file "$WORK/exec.mark"
+  c_check build "s3d2 is compiling on the worker" wait_until_file "$WORK/marks/exec.mark"
   kill "$S3_PID"; wait "$S3_PID" 2>/dev/null
   if wait $cpid; then c_ok "S3 stopped mid-compile: the compile passes"; else c_fail build "the compile failed"; fi
   rm -f "$WORK/slow.on"

@@ -15,15 +15,18 @@
 #     and auto starts with one warning;
 #   - the jail (docs/isolation.md): the QEMU VMM runs with NoNewPrivs and a
 #     seccomp filter, in its own cgroup hpcc-<worker pid>/<vm> with the
-#     memory and pids limits of worker.ini; in the worker (root), only the
-#     VM pool's thread keeps capabilities (the four VMMs need), every other
-#     thread none, bounding sets too (an unsafe-local worker keeps none);
+#     memory and pids limits of worker.ini; the worker split by process: the
+#     VMM spawner (root) keeps the four capabilities VMMs need and fds 0-3,
+#     every thread of the worker runs as hpcc-worker with none, bounding
+#     sets too, and its state dir is hpcc-worker's (an unsafe-local worker
+#     without [worker] user stays root and keeps none);
 #   - a VMM that makes a forbidden syscall (a stand-in that opens an AF_INET
 #     socket, then the real QEMU through the same stand-in) is killed by
 #     SIGSYS, the worker logs it, the build passes by local fallback, and
 #     the same worker then boots a real VM for the next compile;
 #   - killing the VMM mid-exec still gives a passing build;
-#   - the worker's exit leaves no VMM process;
+#   - kill -9 of the worker takes the spawner and every VMM with it; a
+#     normal exit leaves no VMM or spawner either;
 #   - a fake guest that breaks the protocol in five ways is torn down and
 #     the build passes through a local compile.
 . "$(dirname "$0")/lib.sh"
@@ -56,6 +59,8 @@ W="$WORK/worker"
 "$HPCC" worker init "$W" --id w1 --listen 127.0.0.1:0 --signing-key "$W.signing.pem" --microvm \
   --kernel "$KERNEL" --initrd "$INITRD" --image "$IMAGE" >"$W.init" 2>&1
 check "worker init --microvm" grep -q '^kind = microvm' "$W/worker.ini"
+check "worker init --microvm: [worker] user = hpcc-worker, key.pem is the user's" \
+  eval 'grep -q "^user = hpcc-worker" "$W/worker.ini" && [ "$(command stat -c %U "$W/key.pem")" = hpcc-worker ]'
 sed -i "s|^dir = state/images|dir = $IMAGES|; s|^idle_timeout = 300|idle_timeout = 600\nboot_timeout = 120|" \
   "$W/worker.ini"
 
@@ -133,6 +138,9 @@ else
 fi
 
 qemu_pids() { pgrep -f -- "$W/state/vms/" || true; }
+# A process that runs (a zombie, reparented to a reaper that has not
+# waited yet, does not).
+alive() { [ -e "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 pid=$(qemu_pids | head -n 1)
 if [ -n "$pid" ]; then
   uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")
@@ -169,22 +177,34 @@ if [ -n "$pid" ]; then
 else
   not_ok "no VMM process found after the first compile"
 fi
-# The worker (root): its VM pool thread keeps CHOWN, KILL, SETGID, SETUID
-# only; every other thread (gRPC, stores, the main one) keeps nothing.
+# Split by process: the VMM spawner (root) keeps CHOWN, KILL, SETGID, SETUID
+# only and holds no fd but 0-3; the worker runs as hpcc-worker, every thread
+# (gRPC, stores, the VM pool's, the main one) without any capability.
 caps_of() { awk '/^(CapEff|CapBnd|NoNewPrivs):/ {printf "%s ", $2}' "$1"; }
-pool_caps= other_caps= others=0
+WUID=$(id -u hpcc-worker)
+SPAWNER=$(pgrep -P "$WORKER_PID" -x vmm-spawner | head -n 1)
+sp_caps=$( [ -n "$SPAWNER" ] && caps_of "/proc/$SPAWNER/status")
+sp_uid=$( [ -n "$SPAWNER" ] && awk '/^Uid:/ {print $2 $3 $4 $5}' "/proc/$SPAWNER/status")
+sp_fds=$( [ -n "$SPAWNER" ] && ls "/proc/$SPAWNER/fd" | sort -n | tr '\n' ' ')
+[ "$sp_caps" = "00000000000000e1 00000000000000e1 1 " ] && [ "$sp_uid" = 0000 ] && [ "$sp_fds" = "0 1 2 3 " ] &&
+  ok "the VMM spawner (pid $SPAWNER) keeps CHOWN, KILL, SETGID, SETUID, NoNewPrivs, fds 0-3 only" ||
+  not_ok "the VMM spawner: pid '$SPAWNER', caps '$sp_caps', uid '$sp_uid', fds '$sp_fds'"
+bad= threads=0
 for t in /proc/$WORKER_PID/task/*; do
-  if [ "$(cat "$t/comm")" = vm-pool ]; then
-    pool_caps=$(caps_of "$t/status")
-  else
-    others=$((others + 1))
-    c=$(caps_of "$t/status")
-    [ "$c" = "0000000000000000 0000000000000000 1 " ] || other_caps="$other_caps $(basename "$t"):$c"
-  fi
+  threads=$((threads + 1))
+  c=$(caps_of "$t/status")
+  u=$(awk '/^Uid:/ {print $2 " " $3 " " $4 " " $5}' "$t/status")
+  g=$(awk '/^Groups:/ {print $2}' "$t/status")
+  [ "$c" = "0000000000000000 0000000000000000 1 " ] && [ "$u" = "$WUID $WUID $WUID $WUID" ] && [ -z "$g" ] ||
+    bad="$bad $(cat "$t/comm"):$c:$u:$g"
 done
-[ "$pool_caps" = "00000000000000e1 00000000000000e1 1 " ] && [ -z "$other_caps" ] && [ "$others" -gt 3 ] &&
-  ok "the VM pool thread keeps CHOWN, KILL, SETGID, SETUID; the $others other threads keep nothing" ||
-  not_ok "worker thread capabilities: pool '$pool_caps', others with some:$other_caps ($others threads)"
+[ -z "$bad" ] && [ "$threads" -gt 3 ] &&
+  ok "all $threads threads of the worker run as hpcc-worker ($WUID) with CapEff, CapBnd 0 and no groups" ||
+  not_ok "worker threads with privileges:$bad ($threads threads)"
+[ "$(command stat -c %U "$W/state")" = hpcc-worker ] && [ "$(command stat -c %U:%a "$W/state/vms")" = root:711 ] &&
+  [ -z "$(find "$W/state" -path "$W/state/vms" -prune -o ! -user hpcc-worker -print)" ] &&
+  ok "the state dir belongs to hpcc-worker (vms/ to root, the spawner's)" ||
+  not_ok "state dir owners: $(find "$W/state" -maxdepth 2 -printf '%p %u\n' | head -n 8 | tr '\n' ' ')"
 
 # Warm reuse: the same tenant's next compile runs in the same VM.
 t0=$(ms)
@@ -266,12 +286,17 @@ expect_stat remote.executed 1 "the exec was retried on a fresh VM (no local fall
 grep -q 'retrying once\|VMM exited\|killed by signal\|tearing it down' "$W/worker.log" && ok "the worker noticed the dead VM" ||
   not_ok "no sign of the dead VM in the worker log"
 
-# The worker's exit leaves no VMM behind.
-[ -n "$(qemu_pids)" ] && ok "VMs run before the worker stops" || not_ok "no VM runs before the stop"
-stop_worker
+# Killing the (unprivileged) worker takes the spawner and every VMM with it.
+[ -n "$(qemu_pids)" ] && ok "VMs run before the worker is killed" || not_ok "no VM runs before the kill"
+SPAWNER=$(pgrep -P "$WORKER_PID" -x vmm-spawner | head -n 1)
+kill -9 "$WORKER_PID"
+wait "$WORKER_PID" 2>/dev/null
+WORKER_PID=
 sleep 0.5
 left=$(qemu_pids)
-[ -z "$left" ] && ok "the worker's exit leaves no VMM process" || not_ok "VMM processes left: $left"
+[ -n "$SPAWNER" ] && ! alive "$SPAWNER" && [ -z "$left" ] &&
+  ok "kill -9 of the worker: the spawner and every VMM exit" ||
+  not_ok "after kill -9 of the worker: spawner '$SPAWNER' $(alive "$SPAWNER" && echo alive), VMMs '$left'"
 
 # A VMM that makes a forbidden syscall: killed by SIGSYS, the worker carries on.
 PROBE="$(dirname "$HPCC")/tests/unit/jail_probe"
@@ -307,7 +332,11 @@ st=$?
   [ "$WORKER_PID" = "$first_worker" ] &&
   ok "the same worker then runs the next compile in a fresh VM (QEMU under the same filter)" ||
   not_ok "after the seccomp kill: exit $st, remote.executed $(stat remote.executed)"
+first_spawner=$(pgrep -P "$WORKER_PID" -x vmm-spawner | head -n 1)
 stop_worker
+sleep 0.5
+[ -z "$(qemu_pids)" ] && [ -n "$first_spawner" ] && ! alive "$first_spawner" &&
+  ok "the worker's exit leaves no VMM and no spawner" || not_ok "left after the stop: VMMs '$(qemu_pids)'"
 mv "$W/worker.ini.qemu" "$W/worker.ini"
 # Its VM groups go; its own group too where the parent is writable without
 # CAP_DAC_OVERRIDE (a hierarchy's 0555 root is not: the next worker sweeps it).
