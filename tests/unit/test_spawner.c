@@ -153,7 +153,7 @@ static void test_process(void **state)
 	struct dirent *e;
 	while ((e = readdir(d)))
 		if (e->d_name[0] != '.') {
-			assert_true(atoi(e->d_name) <= 3);
+			assert_true(strtol(e->d_name, NULL, 10) <= 3);
 			n++;
 		}
 	closedir(d);
