@@ -617,3 +617,17 @@ bool vmm_kill_uid(uid_t uid)
 	}
 	return false;
 }
+
+void vmm_remove_run_dir(const char *dir)
+{
+	/* Flat: the VMM makes only sockets, its config and the console log. */
+	DIR *d = opendir(dir);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d)))
+			if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+				(void)unlinkat(dirfd(d), e->d_name, 0);
+		closedir(d);
+	}
+	(void)rmdir(dir);
+}

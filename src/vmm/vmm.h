@@ -95,6 +95,9 @@ bool vmm_exited(struct vmm_process *p, int *ret_status);
  * nothing else (two workers on one host must not share a range). False if
  * some remain after about 2 s. Needs CAP_KILL for other uids. */
 bool vmm_kill_uid(uid_t uid);
+/* Removes a VM's run directory and the files in it (flat: a VMM makes
+ * only sockets, its config and the console log; nothing is followed). */
+void vmm_remove_run_dir(const char *dir);
 /* True if the process has exited, without reaping or signalling anything
  * (no privilege needed: threads without CAP_KILL use it); *ret_status, as
  * waitpid would give it, when it returns true. */

@@ -85,26 +85,12 @@ static struct hvm *find_vm(struct helper *h, const char *id)
 	return NULL;
 }
 
-static void remove_dir_flat(const char *dir)
-{
-	/* Flat: the VMM makes only sockets, its config and the console log. */
-	DIR *d = opendir(dir);
-	if (d) {
-		struct dirent *e;
-		while ((e = readdir(d)))
-			if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-				(void)unlinkat(dirfd(d), e->d_name, 0);
-		closedir(d);
-	}
-	(void)rmdir(dir);
-}
-
 static void forget_vm(struct hvm *vm)
 {
 	if (vm->proc.pid <= 0)
 		vmm_cgroup_remove(&vm->cg);
 	if (vm->run_dir)
-		remove_dir_flat(vm->run_dir);
+		vmm_remove_run_dir(vm->run_dir);
 	free(vm->run_dir);
 	memset(vm, 0, sizeof(*vm));
 	for (unsigned i = 0; i < VMM_CGROUP_DIRS; i++)
@@ -300,7 +286,7 @@ static _Noreturn void helper_main(struct helper *h)
 		if (vm_id_ok(e->d_name, strlen(e->d_name) + 1)) {
 			_cleanup_free_ char *sub = path_join(h->cfg.run_base, e->d_name);
 			if (sub)
-				remove_dir_flat(sub);
+				vmm_remove_run_dir(sub);
 		}
 	if (d)
 		closedir(d);

@@ -113,20 +113,6 @@ static void log_console_tail(const struct vm *vm)
 	log_warn("%s console (last %zd bytes): %s", vm->id, n, tail);
 }
 
-static void remove_run_dir(const char *dir)
-{
-	/* Flat: the VMM makes only sockets, its config and the console log. */
-	DIR *d = opendir(dir);
-	if (d) {
-		struct dirent *e;
-		while ((e = readdir(d)))
-			if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-				(void)unlinkat(dirfd(d), e->d_name, 0);
-		closedir(d);
-	}
-	(void)rmdir(dir);
-}
-
 /* Tears one VM down. True when nothing of it runs any more: its uid slot
  * may then go to another VM. A process the VMM forked that left its
  * process group (setsid) survives vmm_kill: it is found by the VM's
@@ -158,7 +144,7 @@ static bool vm_destroy(struct vm_pool *p, struct vm *vm)
 		log_error("%s: processes of its VMM (uid %u) survived SIGKILL; its uid is not given to another VM",
 			  vm->id, (unsigned)vm->uid);
 	if (vm->run_dir)
-		remove_run_dir(vm->run_dir);
+		vmm_remove_run_dir(vm->run_dir);
 	free(vm->tenant);
 	free(vm->image);
 	free(vm->rootfs);
@@ -411,7 +397,7 @@ int vm_pool_new(const struct vm_pool_config *cfg, struct vm_pool **ret, struct e
 			if (strncmp(e->d_name, "vm-", 3) == 0) {
 				_cleanup_free_ char *sub = path_join(cfg->run_base, e->d_name);
 				if (sub)
-					remove_run_dir(sub);
+					vmm_remove_run_dir(sub);
 			}
 		closedir(d);
 	}
